@@ -1,0 +1,57 @@
+//! The contract between the Bulkhead supervisor and its workers, and the JSON-RPC vocabulary both
+//! speak to clients.
+//!
+//! This crate knows no processes and no sockets: it turns bytes into frames
+//! ([`frame::LineReader`], generic over any `AsyncRead`), frames into JSON-RPC envelopes
+//! ([`jsonrpc`]), and defines the versioned handshake that runs on a worker's private socket
+//! before any MCP traffic ([`handshake`]), the session handle format ([`handle`]) and the error
+//! codes clients see ([`codes`]). Everything else (spawning, routing, tools) lives in the
+//! `supervisor` and `worker` crates.
+#![forbid(unsafe_code)]
+
+pub mod codes;
+pub mod frame;
+pub mod handle;
+pub mod handshake;
+pub mod jsonrpc;
+
+/// Version of the supervisor⇄worker contract. Bumped on any incompatible change to the
+/// handshake or to what either side may send; both sides refuse a peer with another version.
+pub const WORKER_PROTOCOL_VERSION: u32 = 1;
+
+/// Environment variable the supervisor sets (to [`WORKER_PROTOCOL_VERSION`]) when it launches a
+/// worker. A worker started without it refuses to run.
+pub const ENV_WORKER_PROTOCOL: &str = "BULKHEAD_WORKER_PROTOCOL";
+
+/// The descriptor on which a worker finds its end of the private socket pair.
+pub const WORKER_SOCKET_FD: i32 = 3;
+
+/// Exit code of a worker that was not launched by a supervisor (no protocol variable, or no
+/// socket on [`WORKER_SOCKET_FD`]).
+pub const EXIT_NOT_SUPERVISED: i32 = 78;
+
+/// Exit code of a worker whose handshake failed (wrong version, malformed or missing hello).
+pub const EXIT_HANDSHAKE_FAILED: i32 = 79;
+
+/// MCP protocol versions Bulkhead serves to clients, newest first. 2026-07-28 uses per-request
+/// metadata and `server/discover`; the others use the `initialize` handshake.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// The first protocol version without the `initialize` handshake.
+pub const PROTOCOL_NO_INITIALIZE: &str = "2026-07-28";
+
+/// Newest protocol version that still has the `initialize` handshake; the answer to an
+/// `initialize` naming a version Bulkhead does not know.
+pub const NEWEST_INITIALIZE_VERSION: &str = "2025-11-25";
+
+/// Whether `version` is one Bulkhead serves.
+pub fn is_supported_protocol_version(version: &str) -> bool {
+    SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
+}
+
+/// Whether `version` uses per-request metadata instead of the `initialize` handshake.
+/// Versions are ISO dates, so lexical order is chronological order.
+pub fn is_inline_protocol_version(version: &str) -> bool {
+    version >= PROTOCOL_NO_INITIALIZE
+}

@@ -1,0 +1,599 @@
+//! The MCP front door, shared by every transport: lifecycle and version negotiation, the tool
+//! catalog, the session tools, and routing `tools/call` to the right session's worker.
+//!
+//! A [`Connection`] is one client conversation (one stdio stream). It never assumes the first
+//! message is `initialize`: each request's protocol era is decided on its own
+//! ([`Connection::era`]) — a 2026-07-28 request carries its version in `_meta`, a legacy request
+//! relies on the version `initialize` negotiated, and a request with neither gets an error
+//! saying which to send. Requests that need a worker run as their own task, so a slow session
+//! never holds up another; each such task owns its [`crate::worker::Call`], so a deadline or a
+//! client's `notifications/cancelled` simply drops the call, which cancels it in the worker.
+//! Replies go out through one channel to the transport's writer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulkhead_protocol::frame::Frame;
+use bulkhead_protocol::jsonrpc::{self, Message, json_type};
+use bulkhead_protocol::{
+    NEWEST_INITIALIZE_VERSION, SUPPORTED_PROTOCOL_VERSIONS, codes, is_inline_protocol_version,
+    is_supported_protocol_version,
+};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
+use crate::clock::rfc3339;
+use crate::session::{Principal, Registry, Session, SessionError};
+use crate::worker::CallEvent;
+
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// Result `_meta` key under which Bulkhead tells a caller something about its session.
+pub const META_NOTICE: &str = "io.bulkhead/notice";
+
+/// How long a 2026-07-28 client may cache `tools/list` and `server/discover`: the catalog is
+/// fixed for the supervisor's lifetime, but a restart with another worker may change it.
+const CATALOG_TTL_MS: u64 = 5 * 60 * 1000;
+
+const INSTRUCTIONS: &str = "Every session runs in its own process. Calls without a `session` argument use this connection's default session; call session_open for another isolated session and pass its handle as `session`.";
+
+/// State shared by every connection of one supervisor.
+pub struct Frontend {
+    pub registry: Arc<Registry>,
+    pub catalog: Catalog,
+    /// Per-call deadline for calls forwarded to a worker.
+    pub call_timeout: Duration,
+}
+
+/// A JSON-RPC error to send back.
+#[derive(Debug)]
+struct RpcError {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(codes::INVALID_PARAMS, message)
+    }
+}
+
+impl From<SessionError> for RpcError {
+    fn from(error: SessionError) -> Self {
+        Self::new(error.code(), error.to_string())
+    }
+}
+
+/// The protocol era of one request.
+#[derive(Debug, Clone)]
+struct Era {
+    /// 2026-07-28 or later: per-request metadata, `resultType`, cache hints.
+    inline: bool,
+}
+
+/// One client conversation.
+pub struct Connection {
+    frontend: Arc<Frontend>,
+    principal: Principal,
+    /// The version `initialize` negotiated, if the client used it.
+    negotiated: Mutex<Option<String>>,
+    default_session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation.
+    pending: Mutex<HashMap<String, CancellationToken>>,
+    out: mpsc::UnboundedSender<Value>,
+}
+
+impl Connection {
+    pub fn new(
+        frontend: Arc<Frontend>,
+        principal: Principal,
+        out: mpsc::UnboundedSender<Value>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            frontend,
+            principal,
+            negotiated: Mutex::new(None),
+            default_session: tokio::sync::Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            out,
+        })
+    }
+
+    /// Handle one frame from the client.
+    pub fn on_frame(self: &Arc<Self>, frame: Frame) {
+        match frame {
+            Frame::Oversized { bytes, limit } => self.send(jsonrpc::error_response(
+                &Value::Null,
+                codes::INVALID_REQUEST,
+                &format!(
+                    "message of {bytes} bytes exceeds the frame limit of {limit} bytes (--max-frame-bytes) and was discarded"
+                ),
+                Some(json!({"limit": limit, "size": bytes})),
+            )),
+            Frame::Line(line) => match jsonrpc::parse_message(&line) {
+                Ok(message) => self.on_message(message),
+                Err(error) => self.send(error.to_response()),
+            },
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, message: Message) {
+        match message {
+            Message::Request { id, method, params } => self.on_request(id, &method, params),
+            Message::Notification { method, params } => self.on_notification(&method, params),
+            Message::Response { id, .. } | Message::Error { id, .. } => {
+                tracing::debug!(%id, "ignoring a response to a request this server never sent");
+            }
+        }
+    }
+
+    fn on_request(self: &Arc<Self>, id: Value, method: &str, params: Option<Value>) {
+        let result = match method {
+            "initialize" => self.initialize(params.as_ref()),
+            "ping" => Ok(json!({})),
+            "server/discover" => self.discover(params.as_ref()),
+            "tools/list" | "tools/call" => match self.era(params.as_ref()) {
+                Ok(era) => {
+                    self.spawn_tool_request(id, method == "tools/call", params, era);
+                    return;
+                }
+                Err(error) => Err(error),
+            },
+            _ => Err(RpcError::new(
+                codes::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )),
+        };
+        self.reply(&id, result);
+    }
+
+    fn on_notification(&self, method: &str, params: Option<Value>) {
+        if method == "notifications/cancelled" {
+            let key = params
+                .as_ref()
+                .and_then(|params| params.get("requestId"))
+                .map(Value::to_string);
+            let token = key.and_then(|key| self.pending_lock().remove(&key));
+            if let Some(token) = token {
+                token.cancel();
+            }
+        }
+    }
+
+    fn send(&self, message: Value) {
+        let _ = self.out.send(message);
+    }
+
+    fn reply(&self, id: &Value, result: Result<Value, RpcError>) {
+        self.send(match result {
+            Ok(result) => jsonrpc::response(id, result),
+            Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
+        });
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn negotiated_version(&self) -> Option<String> {
+        self.negotiated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Decide the protocol era of one request.
+    fn era(&self, params: Option<&Value>) -> Result<Era, RpcError> {
+        let meta = params.and_then(|params| params.get("_meta"));
+        match meta.and_then(|meta| meta.get(META_PROTOCOL_VERSION)) {
+            Some(Value::String(version)) => {
+                check_supported(version)?;
+                let inline = is_inline_protocol_version(version);
+                if inline
+                    && meta
+                        .and_then(|meta| meta.get(META_CLIENT_CAPABILITIES))
+                        .is_none()
+                {
+                    return Err(RpcError::invalid_params(format!(
+                        "request _meta is missing {META_CLIENT_CAPABILITIES}, which protocol {version} requires"
+                    )));
+                }
+                Ok(Era { inline })
+            }
+            Some(other) => Err(RpcError::invalid_params(format!(
+                "{META_PROTOCOL_VERSION} must be a string, got {}",
+                json_type(other)
+            ))),
+            None if self.negotiated_version().is_some() => Ok(Era { inline: false }),
+            None => Err(RpcError::invalid_params(format!(
+                "no protocol version for this request: send `initialize` first (protocol 2025-11-25 and older), or put {META_PROTOCOL_VERSION} and {META_CLIENT_CAPABILITIES} in params._meta (protocol 2026-07-28)"
+            ))),
+        }
+    }
+
+    fn initialize(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+        let requested = params
+            .and_then(|params| params.get("protocolVersion"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                RpcError::invalid_params("initialize needs params.protocolVersion (a string)")
+            })?;
+        // Answer with the client's version when we serve it over `initialize`; otherwise with
+        // our newest handshake version, and the client decides whether it can live with that.
+        let version =
+            if is_supported_protocol_version(requested) && !is_inline_protocol_version(requested) {
+                requested
+            } else {
+                NEWEST_INITIALIZE_VERSION
+            };
+        *self
+            .negotiated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(version.to_string());
+        Ok(json!({
+            "protocolVersion": version,
+            "capabilities": capabilities(),
+            "serverInfo": server_info(),
+            "instructions": INSTRUCTIONS,
+        }))
+    }
+
+    fn discover(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+        let meta = params.and_then(|params| params.get("_meta"));
+        if let Some(Value::String(version)) = meta.and_then(|meta| meta.get(META_PROTOCOL_VERSION))
+        {
+            check_supported(version)?;
+        }
+        Ok(json!({
+            "resultType": "complete",
+            "supportedVersions": SUPPORTED_PROTOCOL_VERSIONS,
+            "capabilities": capabilities(),
+            "instructions": INSTRUCTIONS,
+            "ttlMs": CATALOG_TTL_MS,
+            "cacheScope": "public",
+            "_meta": {META_SERVER_INFO: server_info()},
+        }))
+    }
+
+    fn spawn_tool_request(
+        self: &Arc<Self>,
+        id: Value,
+        is_call: bool,
+        params: Option<Value>,
+        era: Era,
+    ) {
+        let token = CancellationToken::new();
+        let key = id.to_string();
+        if is_call {
+            self.pending_lock().insert(key.clone(), token.clone());
+        }
+        let connection = self.clone();
+        tokio::spawn(async move {
+            let result = if is_call {
+                tokio::select! {
+                    result = connection.call_tool(params, &era) => Some(result),
+                    () = token.cancelled() => None,
+                }
+            } else {
+                Some(connection.list_tools(&era).await)
+            };
+            if is_call {
+                connection.pending_lock().remove(&key);
+            }
+            // A call the client cancelled gets no response, as MCP specifies.
+            if let Some(result) = result {
+                connection.reply(&id, result);
+            }
+        });
+    }
+
+    async fn list_tools(&self, era: &Era) -> Result<Value, RpcError> {
+        let tools = self
+            .frontend
+            .catalog
+            .tools(&self.frontend.registry)
+            .await
+            .map_err(|error| {
+                RpcError::new(
+                    codes::WORKER_UNAVAILABLE,
+                    format!("cannot read the tool catalog: {error}"),
+                )
+            })?;
+        let mut result = json!({"tools": *tools});
+        if era.inline {
+            result["resultType"] = json!("complete");
+            result["ttlMs"] = json!(CATALOG_TTL_MS);
+            result["cacheScope"] = json!("public");
+        }
+        Ok(result)
+    }
+
+    async fn call_tool(&self, params: Option<Value>, era: &Era) -> Result<Value, RpcError> {
+        let Some(Value::Object(mut params)) = params else {
+            return Err(RpcError::invalid_params(
+                "tools/call needs params with a `name`",
+            ));
+        };
+        let name = match params.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "tools/call needs params.name (a string)",
+                ));
+            }
+        };
+        let mut arguments = match params.remove("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(arguments)) => arguments,
+            Some(other) => {
+                return Err(RpcError::invalid_params(format!(
+                    "params.arguments must be an object, got {}",
+                    json_type(&other)
+                )));
+            }
+        };
+        let handle = match arguments.remove(SESSION_ARGUMENT) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(handle)) => Some(handle),
+            Some(other) => {
+                return Err(RpcError::invalid_params(format!(
+                    "the `session` argument must be a string handle from session_open, got {}",
+                    json_type(&other)
+                )));
+            }
+        };
+        match name.as_str() {
+            SESSION_OPEN => self.session_open(era).await,
+            SESSION_CLOSE => self.session_close(handle, era).await,
+            SESSION_INFO => self.session_info(handle, era).await,
+            _ => {
+                params.insert("arguments".into(), Value::Object(arguments));
+                self.forward(handle.as_deref(), Value::Object(params)).await
+            }
+        }
+    }
+
+    async fn session_open(&self, era: &Era) -> Result<Value, RpcError> {
+        let session = self.frontend.registry.open(&self.principal, false).await?;
+        let limits = &self.frontend.registry.limits;
+        let structured = json!({
+            "session": session.handle,
+            "pid": session.worker.pid(),
+            "created_at": rfc3339(session.created_at),
+            "expires_at": rfc3339(session.expires_at(limits)),
+        });
+        let text = format!(
+            "Opened session {}. Pass it as `session` to other tools; close it with session_close.",
+            session.handle
+        );
+        Ok(tool_result(structured, text, era))
+    }
+
+    async fn session_close(&self, handle: Option<String>, era: &Era) -> Result<Value, RpcError> {
+        let handle = handle.ok_or_else(|| {
+            RpcError::invalid_params(
+                "session_close needs the `session` argument: the handle to close",
+            )
+        })?;
+        self.frontend
+            .registry
+            .close(&handle, &self.principal)
+            .await?;
+        let structured = json!({"session": handle, "closed": true});
+        Ok(tool_result(
+            structured,
+            format!("Closed session {handle}."),
+            era,
+        ))
+    }
+
+    async fn session_info(&self, handle: Option<String>, era: &Era) -> Result<Value, RpcError> {
+        let (session, notice) = self.resolve(handle.as_deref()).await?;
+        let limits = &self.frontend.registry.limits;
+        let structured = json!({
+            "session": session.handle,
+            "default": session.is_default,
+            "pid": session.worker.pid(),
+            "created_at": rfc3339(session.created_at),
+            "last_activity": rfc3339(session.last_activity()),
+            "expires_at": rfc3339(session.expires_at(limits)),
+            "in_flight": session.in_flight_count(limits),
+        });
+        let text = format!(
+            "Session {} (worker pid {}), created {}, expires {}.",
+            session.handle,
+            session.worker.pid(),
+            structured["created_at"].as_str().unwrap_or_default(),
+            structured["expires_at"].as_str().unwrap_or_default(),
+        );
+        let mut result = tool_result(structured, text, era);
+        if let Some(notice) = notice {
+            attach_notice(&mut result, &notice);
+        }
+        Ok(result)
+    }
+
+    /// The session a call goes to, and a notice if the default session had to be replaced.
+    async fn resolve(
+        &self,
+        handle: Option<&str>,
+    ) -> Result<(Arc<Session>, Option<String>), RpcError> {
+        match handle {
+            Some(handle) => Ok((self.frontend.registry.get(handle, &self.principal)?, None)),
+            None => Ok(self.default_session().await?),
+        }
+    }
+
+    async fn default_session(&self) -> Result<(Arc<Session>, Option<String>), SessionError> {
+        let registry = &self.frontend.registry;
+        let mut slot = self.default_session.lock().await;
+        let mut notice = None;
+        if let Some(current) = slot.as_ref() {
+            match registry.get(&current.handle, &self.principal) {
+                Ok(session) => return Ok((session, None)),
+                Err(SessionError::Lost { exit, .. }) => {
+                    notice = Some(format!(
+                        "the previous default session was lost (its worker {exit}); its state was lost and this call ran in a fresh default session"
+                    ));
+                }
+                Err(SessionError::Expired { why, .. }) => {
+                    notice = Some(format!(
+                        "the previous default session {why}; its state was lost and this call ran in a fresh default session"
+                    ));
+                }
+                Err(SessionError::Evicted { .. }) => {
+                    notice = Some("the previous default session was evicted at the session limit; its state was lost and this call ran in a fresh default session".to_string());
+                }
+                Err(_) => {}
+            }
+        }
+        let session = registry.open(&self.principal, true).await?;
+        *slot = Some(session.clone());
+        if let Some(notice) = &notice {
+            tracing::info!(session = %session.tag, "default session replaced: {notice}");
+        }
+        Ok((session, notice))
+    }
+
+    /// Send a `tools/call` to a session's worker and wait for its reply or the deadline.
+    async fn forward(&self, handle: Option<&str>, params: Value) -> Result<Value, RpcError> {
+        let (session, notice) = self.resolve(handle).await?;
+        let limits = &self.frontend.registry.limits;
+        let Ok(_permit) = session.in_flight.clone().try_acquire_owned() else {
+            return Err(RpcError::new(
+                codes::TOO_MANY_IN_FLIGHT,
+                format!(
+                    "session {} already has {} requests in flight (the limit); wait for one to finish",
+                    session.tag, limits.max_in_flight
+                ),
+            ));
+        };
+        session.touch();
+        let outcome = self.run_call(&session, params).await;
+        session.touch();
+        let mut reply = outcome?;
+        if let Some(notice) = notice {
+            attach_notice(&mut reply, &notice);
+        }
+        Ok(reply)
+    }
+
+    async fn run_call(&self, session: &Session, params: Value) -> Result<Value, RpcError> {
+        let died = |exit: crate::worker::WorkerExit| {
+            RpcError::new(
+                codes::WORKER_DIED,
+                format!(
+                    "session {}'s worker {exit} while handling this request; the session is lost",
+                    session.tag
+                ),
+            )
+        };
+        let mut call = session
+            .worker
+            .call("tools/call", Some(params))
+            .map_err(died)?;
+        let deadline = tokio::time::sleep(self.frontend.call_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                event = call.next_event() => match event {
+                    CallEvent::Notification(notification) => self.send(notification),
+                    CallEvent::Reply(reply) => return unwrap_reply(reply),
+                    CallEvent::Died(exit) => return Err(died(exit)),
+                },
+                () = &mut deadline => {
+                    tracing::warn!(session = %session.tag, "call exceeded its deadline; cancelling it in the worker");
+                    return Err(RpcError::new(
+                        codes::DEADLINE_EXCEEDED,
+                        format!(
+                            "the call did not finish within the {} ms deadline and was cancelled; the session is still usable",
+                            self.frontend.call_timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Turn a worker's JSON-RPC reply into our result or error, unchanged.
+fn unwrap_reply(mut reply: Value) -> Result<Value, RpcError> {
+    if let Some(result) = reply.get_mut("result") {
+        return Ok(result.take());
+    }
+    let error = reply
+        .get_mut("error")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    Err(RpcError {
+        code: error["code"].as_i64().unwrap_or(codes::INTERNAL_ERROR),
+        message: error["message"]
+            .as_str()
+            .unwrap_or("the worker returned a malformed error")
+            .to_string(),
+        data: error.get("data").cloned(),
+    })
+}
+
+fn check_supported(version: &str) -> Result<(), RpcError> {
+    if is_supported_protocol_version(version) {
+        return Ok(());
+    }
+    Err(RpcError {
+        code: codes::UNSUPPORTED_PROTOCOL_VERSION,
+        message: format!(
+            "unsupported protocol version {version}; supported: {}",
+            SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+        ),
+        data: Some(json!({"supported": SUPPORTED_PROTOCOL_VERSIONS, "requested": version})),
+    })
+}
+
+fn capabilities() -> Value {
+    json!({"tools": {"listChanged": false}})
+}
+
+fn server_info() -> Value {
+    json!({"name": "bulkhead", "title": "Bulkhead", "version": env!("CARGO_PKG_VERSION")})
+}
+
+fn tool_result(structured: Value, text: String, era: &Era) -> Value {
+    let mut result = json!({
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": structured,
+        "isError": false,
+    });
+    if era.inline {
+        result["resultType"] = json!("complete");
+    }
+    result
+}
+
+/// Tell the caller something about its session, in `_meta` and as a text block.
+fn attach_notice(result: &mut Value, notice: &str) {
+    let Some(result) = result.as_object_mut() else {
+        return;
+    };
+    let meta = result.entry("_meta").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(META_NOTICE.into(), json!(notice));
+    }
+    if let Some(Value::Array(content)) = result.get_mut("content") {
+        content.push(json!({"type": "text", "text": format!("Note from bulkhead: {notice}.")}));
+    }
+}

@@ -1,0 +1,505 @@
+//! Sessions: one worker process each, named by a handle, bound to the principal that opened it.
+//!
+//! The [`Registry`] owns every live session and enforces the limits (total, per principal,
+//! in-flight per session) and the lifetimes (idle TTL, maximum age). It also remembers recently
+//! ended handles ([`Ended`]) so their owner gets a precise answer ("closed", "expired", "lost")
+//! while anyone else gets exactly the answer an unknown handle gets. A session whose worker
+//! dies is *lost*: its handle is never reattached to a fresh worker. A watcher task per session
+//! notices the death and moves the handle to the ended list at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bulkhead_protocol::codes;
+use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::spawn::Spawner;
+use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
+
+/// How many ended handles are remembered for precise errors; older ones read as unknown.
+const ENDED_MEMORY: usize = 10_000;
+
+/// Who a session belongs to. Over stdio this is the local user who launched the supervisor.
+pub type Principal = Arc<str>;
+
+/// Limits and lifetimes of sessions.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    pub max_sessions: usize,
+    pub max_sessions_per_principal: usize,
+    pub max_in_flight: usize,
+    pub idle_ttl: Duration,
+    pub max_age: Duration,
+    /// At the session limit, end the least recently used idle session instead of refusing.
+    pub evict_idle_at_limit: bool,
+}
+
+/// One live session.
+pub struct Session {
+    pub handle: String,
+    pub tag: String,
+    pub principal: Principal,
+    /// Whether this is a connection's default session (created by a call without `session`).
+    pub is_default: bool,
+    pub created_at: SystemTime,
+    created: Instant,
+    /// Milliseconds after `created` of the last call start or end.
+    last_activity_ms: AtomicU64,
+    pub worker: WorkerHandle,
+    /// Permits for requests in flight in this session.
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl Session {
+    /// Record activity now.
+    pub fn touch(&self) {
+        let elapsed = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity_ms.fetch_max(elapsed, Ordering::Relaxed);
+    }
+
+    fn last_activity_instant(&self) -> Instant {
+        self.created + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+
+    /// Wall-clock time of the last activity.
+    pub fn last_activity(&self) -> SystemTime {
+        self.created_at + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the session ends if nothing happens: the earlier of idle expiry and maximum age.
+    pub fn expires_at(&self, limits: &SessionLimits) -> SystemTime {
+        (self.last_activity() + limits.idle_ttl).min(self.created_at + limits.max_age)
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight_count(&self, limits: &SessionLimits) -> usize {
+        limits
+            .max_in_flight
+            .saturating_sub(self.in_flight.available_permits())
+    }
+
+    fn expiry(&self, limits: &SessionLimits, now: Instant) -> Option<Ended> {
+        if now.duration_since(self.created) >= limits.max_age {
+            Some(Ended::Expired("reached its maximum age"))
+        } else if now.duration_since(self.last_activity_instant()) >= limits.idle_ttl
+            && self.in_flight_count(limits) == 0
+        {
+            Some(Ended::Expired("was idle past its time-to-live"))
+        } else {
+            None
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone)]
+pub enum Ended {
+    Closed,
+    Expired(&'static str),
+    Evicted,
+    Lost(WorkerExit),
+    Shutdown,
+}
+
+/// Why a session operation failed; each maps to one JSON-RPC error.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown session: no open session has this handle; open one with session_open")]
+    NotFound,
+    #[error("session {tag} was closed; open a new one with session_open")]
+    Closed { tag: String },
+    #[error("session {tag} expired ({why}); open a new one with session_open")]
+    Expired { tag: String, why: &'static str },
+    #[error(
+        "session {tag} was evicted to make room for a new session; open a new one with session_open"
+    )]
+    Evicted { tag: String },
+    #[error(
+        "session {tag} is lost: its worker {exit}; its state is gone and the handle will not be reused; open a new session with session_open"
+    )]
+    Lost { tag: String, exit: WorkerExit },
+    #[error(
+        "session limit reached: {open} sessions are open (limit {limit}); close a session or retry later"
+    )]
+    Limit { open: usize, limit: usize },
+    #[error(
+        "session limit for this principal reached: {open} sessions open (limit {limit}); close one of yours or retry later"
+    )]
+    PrincipalLimit { open: usize, limit: usize },
+    #[error("cannot start a worker for the session: {0}")]
+    Unavailable(#[from] StartError),
+    #[error("the supervisor is shutting down and opens no new sessions")]
+    ShuttingDown,
+}
+
+impl SessionError {
+    /// The JSON-RPC error code clients see.
+    pub fn code(&self) -> i64 {
+        match self {
+            SessionError::NotFound
+            | SessionError::Closed { .. }
+            | SessionError::Expired { .. }
+            | SessionError::Evicted { .. } => codes::SESSION_NOT_FOUND,
+            SessionError::Lost { .. } => codes::SESSION_LOST,
+            SessionError::Limit { .. } | SessionError::PrincipalLimit { .. } => {
+                codes::SESSION_LIMIT
+            }
+            SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
+            SessionError::ShuttingDown => codes::SHUTTING_DOWN,
+        }
+    }
+}
+
+struct Tombstone {
+    principal: Principal,
+    ended: Ended,
+}
+
+#[derive(Default)]
+struct State {
+    live: HashMap<String, Arc<Session>>,
+    /// Sessions being started, per principal, counted against the limits.
+    starting: HashMap<Principal, usize>,
+    ended: HashMap<String, Tombstone>,
+    ended_order: VecDeque<String>,
+    shutting_down: bool,
+}
+
+impl State {
+    fn count_for(&self, principal: &Principal) -> usize {
+        let live = self
+            .live
+            .values()
+            .filter(|session| session.principal == *principal)
+            .count();
+        live + self.starting.get(principal).copied().unwrap_or(0)
+    }
+
+    fn total(&self) -> usize {
+        self.live.len() + self.starting.values().sum::<usize>()
+    }
+
+    fn remember_ended(&mut self, handle: String, principal: Principal, ended: Ended) {
+        if self.ended_order.len() >= ENDED_MEMORY
+            && let Some(oldest) = self.ended_order.pop_front()
+        {
+            self.ended.remove(&oldest);
+        }
+        self.ended_order.push_back(handle.clone());
+        self.ended.insert(handle, Tombstone { principal, ended });
+    }
+}
+
+/// Everything needed to start a session's worker.
+#[derive(Clone)]
+pub struct WorkerTemplate {
+    pub spec: WorkerSpec,
+    pub timeouts: WorkerTimeouts,
+}
+
+/// All sessions of one supervisor.
+pub struct Registry {
+    pub limits: SessionLimits,
+    node: String,
+    spawner: Spawner,
+    template: WorkerTemplate,
+    state: Mutex<State>,
+}
+
+impl Registry {
+    pub fn new(
+        limits: SessionLimits,
+        node: String,
+        spawner: Spawner,
+        template: WorkerTemplate,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            node,
+            spawner,
+            template,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain maps behind, still consistent enough to
+        // keep serving other sessions; recover rather than take the whole supervisor down.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Open a session for `principal`: reserve a slot, start its worker, register it.
+    pub async fn open(
+        self: &Arc<Self>,
+        principal: &Principal,
+        is_default: bool,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.reserve(principal)?;
+        let handle = mint_handle(&self.node);
+        let tag = tag_of(&handle).to_string();
+        let started = self.start_worker(&tag).await;
+        let refused = {
+            let mut state = self.state();
+            release(&mut state, principal);
+            let worker = started?;
+            if state.shutting_down {
+                Some(worker)
+            } else {
+                let session = Arc::new(Session {
+                    handle: handle.clone(),
+                    tag,
+                    principal: principal.clone(),
+                    is_default,
+                    created_at: SystemTime::now(),
+                    created: Instant::now(),
+                    last_activity_ms: AtomicU64::new(0),
+                    worker,
+                    in_flight: Arc::new(Semaphore::new(self.limits.max_in_flight)),
+                });
+                state.live.insert(handle.clone(), session);
+                None
+            }
+        };
+        if let Some(worker) = refused {
+            worker.stop().await;
+            return Err(SessionError::ShuttingDown);
+        }
+        let session = self
+            .state()
+            .live
+            .get(&handle)
+            .cloned()
+            .ok_or(SessionError::NotFound)?;
+        tracing::info!(session = %session.tag, pid = session.worker.pid(), default = is_default, "session opened");
+        tokio::spawn(watch_worker(Arc::downgrade(self), session.clone()));
+        Ok(session)
+    }
+
+    async fn start_worker(&self, tag: &str) -> Result<WorkerHandle, SessionError> {
+        let mut spec = self.template.spec.clone();
+        spec.session_tag = tag.to_string();
+        Ok(WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await?)
+    }
+
+    /// Start a worker that belongs to no session (used to read the tool catalog).
+    pub async fn start_unbound_worker(&self, purpose: &str) -> Result<WorkerHandle, StartError> {
+        let mut spec = self.template.spec.clone();
+        spec.session_tag = purpose.to_string();
+        WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await
+    }
+
+    fn reserve(&self, principal: &Principal) -> Result<(), SessionError> {
+        let victim = {
+            let mut state = self.state();
+            if state.shutting_down {
+                return Err(SessionError::ShuttingDown);
+            }
+            let mine = state.count_for(principal);
+            if mine >= self.limits.max_sessions_per_principal {
+                return Err(SessionError::PrincipalLimit {
+                    open: mine,
+                    limit: self.limits.max_sessions_per_principal,
+                });
+            }
+            let total = state.total();
+            let victim = if total >= self.limits.max_sessions {
+                let victim = self
+                    .limits
+                    .evict_idle_at_limit
+                    .then(|| least_recently_used_idle(&state, &self.limits))
+                    .flatten();
+                let Some(victim) = victim else {
+                    return Err(SessionError::Limit {
+                        open: total,
+                        limit: self.limits.max_sessions,
+                    });
+                };
+                state.live.remove(&victim.handle);
+                state.remember_ended(
+                    victim.handle.clone(),
+                    victim.principal.clone(),
+                    Ended::Evicted,
+                );
+                Some(victim)
+            } else {
+                None
+            };
+            *state.starting.entry(principal.clone()).or_default() += 1;
+            victim
+        };
+        if let Some(victim) = victim {
+            tracing::info!(session = %victim.tag, "evicting the least recently used idle session");
+            tokio::spawn(async move { victim.worker.stop().await });
+        }
+        Ok(())
+    }
+
+    /// The live session `handle`, if `principal` owns it.
+    pub fn get(&self, handle: &str, principal: &Principal) -> Result<Arc<Session>, SessionError> {
+        let state = self.state();
+        if let Some(session) = state.live.get(handle) {
+            if session.principal != *principal {
+                return Err(SessionError::NotFound);
+            }
+            // The watcher may not have run yet after a crash; never hand out a dead worker.
+            if let Some(exit) = session.worker.exit().filter(WorkerExit::is_crash) {
+                return Err(SessionError::Lost {
+                    tag: session.tag.clone(),
+                    exit,
+                });
+            }
+            return Ok(session.clone());
+        }
+        match state.ended.get(handle) {
+            Some(tombstone) if tombstone.principal == *principal => {
+                let tag = tag_of(handle).to_string();
+                Err(match &tombstone.ended {
+                    Ended::Closed | Ended::Shutdown => SessionError::Closed { tag },
+                    Ended::Expired(why) => SessionError::Expired { tag, why },
+                    Ended::Evicted => SessionError::Evicted { tag },
+                    Ended::Lost(exit) => SessionError::Lost {
+                        tag,
+                        exit: exit.clone(),
+                    },
+                })
+            }
+            _ => Err(SessionError::NotFound),
+        }
+    }
+
+    /// Close `handle` on behalf of `principal` and wait for its worker to be reaped.
+    pub async fn close(&self, handle: &str, principal: &Principal) -> Result<(), SessionError> {
+        let session = self.get(handle, principal)?;
+        self.end(&session, Ended::Closed).await;
+        Ok(())
+    }
+
+    /// End a live session for `reason` and stop its worker.
+    pub async fn end(&self, session: &Arc<Session>, reason: Ended) {
+        {
+            let mut state = self.state();
+            if state.live.remove(&session.handle).is_none() {
+                return;
+            }
+            tracing::info!(session = %session.tag, ?reason, "session ended");
+            state.remember_ended(session.handle.clone(), session.principal.clone(), reason);
+        }
+        session.worker.stop().await;
+    }
+
+    /// Sessions open now.
+    pub fn live_count(&self) -> usize {
+        self.state().live.len()
+    }
+
+    /// End every session past its idle TTL or maximum age.
+    pub async fn expire(&self) {
+        let now = Instant::now();
+        let expired: Vec<(Arc<Session>, Ended)> = self
+            .state()
+            .live
+            .values()
+            .filter_map(|session| Some((session.clone(), session.expiry(&self.limits, now)?)))
+            .collect();
+        for (session, reason) in expired {
+            self.end(&session, reason).await;
+        }
+    }
+
+    /// Periodically expire sessions until the registry is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let interval = reap_interval(&self.limits);
+        let registry = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                registry.expire().await;
+            }
+        });
+    }
+
+    /// Refuse new sessions and stop every worker, in parallel.
+    pub async fn shutdown(&self) {
+        let sessions: Vec<Arc<Session>> = {
+            let mut state = self.state();
+            state.shutting_down = true;
+            state.live.values().cloned().collect()
+        };
+        let mut stops = tokio::task::JoinSet::new();
+        for session in sessions {
+            let handle = session.handle.clone();
+            let principal = session.principal.clone();
+            {
+                let mut state = self.state();
+                state.live.remove(&handle);
+                state.remember_ended(handle, principal, Ended::Shutdown);
+            }
+            stops.spawn(async move { session.worker.stop().await });
+        }
+        while stops.join_next().await.is_some() {}
+    }
+}
+
+fn release(state: &mut State, principal: &Principal) {
+    if let Some(count) = state.starting.get_mut(principal) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            state.starting.remove(principal);
+        }
+    }
+}
+
+fn least_recently_used_idle(state: &State, limits: &SessionLimits) -> Option<Arc<Session>> {
+    state
+        .live
+        .values()
+        .filter(|session| session.in_flight_count(limits) == 0)
+        .min_by_key(|session| session.last_activity_instant())
+        .cloned()
+}
+
+/// Check often enough that a session outlives its TTL by at most a quarter of it, but never
+/// busy-loop (at least 50 ms) nor sleep past a minute.
+fn reap_interval(limits: &SessionLimits) -> Duration {
+    (limits.idle_ttl.min(limits.max_age) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(60))
+}
+
+/// When a session's worker dies on its own, move the handle to the ended list as lost.
+async fn watch_worker(registry: std::sync::Weak<Registry>, session: Arc<Session>) {
+    let exit = session.worker.exited().await;
+    if !exit.is_crash() {
+        return;
+    }
+    let Some(registry) = registry.upgrade() else {
+        return;
+    };
+    let mut state = registry.state();
+    if state.live.remove(&session.handle).is_some() {
+        tracing::warn!(session = %session.tag, "session lost: worker {exit}");
+        state.remember_ended(
+            session.handle.clone(),
+            session.principal.clone(),
+            Ended::Lost(exit),
+        );
+    }
+}
+
+/// A fresh handle for this node: 128 bits from the OS random source.
+fn mint_handle(node: &str) -> String {
+    let mut random = [0u8; HANDLE_RANDOM_BYTES];
+    // The OS random source failing is not recoverable: a predictable handle would be worse.
+    getrandom::fill(&mut random).expect("the OS random number source failed");
+    format_handle(node, &random)
+}

@@ -1,0 +1,630 @@
+//! One owner per worker process: a cloneable [`WorkerHandle`] and the actor task that owns the
+//! `Child` and the supervisor's end of the private socket.
+//!
+//! Start-up ([`WorkerHandle::start`]) spawns the process, runs the versioned handshake (the
+//! worker must report the pid we spawned), then initializes MCP on the socket with the
+//! supervisor as client. After that the actor multiplexes calls: each [`Call`] gets a fresh
+//! numeric JSON-RPC id on the socket, and its reply (plus progress notifications, whose tokens
+//! are rewritten to the call id on the way in and restored on the way out) comes back on the
+//! call's own channel. Dropping an unfinished `Call` cancels it: the actor sends
+//! `notifications/cancelled` and gives the worker [`WorkerTimeouts::hard_cancel`] to stop; a
+//! worker that answers nothing by then is killed, with crash semantics.
+//!
+//! Stop sequence: close the socket (the worker exits on EOF) → wait `close_grace` → SIGTERM to
+//! the worker's process group → wait `term_grace` → SIGKILL → reap. A worker that dies on its
+//! own fails every call in flight with [`CallEvent::Died`]; nothing else is touched.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bulkhead_protocol::frame::{Frame, LineReader};
+use bulkhead_protocol::handshake::{Control, Hello};
+use bulkhead_protocol::jsonrpc::{self, Message};
+use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION, codes};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::spawn::{Spawned, Spawner, WorkerCommand, signal_group};
+
+/// How long to keep reading a dead worker's socket for replies it wrote before exiting.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+
+/// Timings of one worker's life.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerTimeouts {
+    /// Spawn to MCP-ready, after which the start counts as failed.
+    pub handshake: Duration,
+    /// How long a cancelled call may keep running before the worker is killed.
+    pub hard_cancel: Duration,
+    /// How long a worker gets to exit after its socket is closed.
+    pub close_grace: Duration,
+    /// How long a worker gets to exit after SIGTERM.
+    pub term_grace: Duration,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub command: WorkerCommand,
+    /// Short session tag the worker puts on its log lines.
+    pub session_tag: String,
+    /// Log filter handed to the worker (its environment is cleared).
+    pub log_filter: String,
+    /// Whether the worker exposes its test-only tools.
+    pub test_tools: bool,
+    /// Largest frame accepted from the worker.
+    pub max_frame_bytes: usize,
+}
+
+/// Why a worker is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitCause {
+    /// Stopped by the supervisor (session closed, expired, or shutdown).
+    Stopped,
+    /// Exited or closed its socket without being asked.
+    Crashed,
+    /// Killed by the supervisor for misbehaving; the reason says how.
+    Killed(&'static str),
+}
+
+/// How a worker ended: the cause and the exit status as the OS reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerExit {
+    pub cause: ExitCause,
+    pub status: String,
+}
+
+impl WorkerExit {
+    /// Whether the session's state was lost involuntarily.
+    pub fn is_crash(&self) -> bool {
+        !matches!(self.cause, ExitCause::Stopped)
+    }
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            ExitCause::Stopped => write!(f, "stopped ({})", self.status),
+            ExitCause::Crashed => write!(f, "died unexpectedly ({})", self.status),
+            ExitCause::Killed(reason) => {
+                write!(f, "was killed because it {reason} ({})", self.status)
+            }
+        }
+    }
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot spawn worker {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("worker pid {pid} failed its handshake: {reason}")]
+    Handshake { pid: u32, reason: String },
+}
+
+/// Something a call receives.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A notification the worker sent about this call (progress), token restored.
+    Notification(Value),
+    /// The final JSON-RPC response (result or error), still carrying the worker-side id.
+    Reply(Value),
+    /// The worker died before replying.
+    Died(WorkerExit),
+}
+
+enum Command {
+    Call {
+        id: u64,
+        frame: Vec<u8>,
+        progress_token: Option<Value>,
+        events: mpsc::UnboundedSender<CallEvent>,
+    },
+    Cancel {
+        id: u64,
+    },
+    Stop,
+}
+
+struct Shared {
+    pid: u32,
+    tag: String,
+    next_id: AtomicU64,
+    commands: mpsc::UnboundedSender<Command>,
+    exit: watch::Receiver<Option<WorkerExit>>,
+}
+
+/// Cloneable handle to one worker process.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("pid", &self.shared.pid)
+            .field("tag", &self.shared.tag)
+            .finish()
+    }
+}
+
+/// A call in flight. Dropping it before its reply cancels it in the worker.
+pub struct Call {
+    id: u64,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Call {
+    /// The next event; after a `Reply` or `Died` the call is finished.
+    pub async fn next_event(&mut self) -> CallEvent {
+        let event = match self.events.recv().await {
+            Some(event) => event,
+            None => CallEvent::Died(self.exit_now()),
+        };
+        if !matches!(event, CallEvent::Notification(_)) {
+            self.finished = true;
+        }
+        event
+    }
+
+    fn exit_now(&self) -> WorkerExit {
+        self.shared.exit.borrow().clone().unwrap_or(WorkerExit {
+            cause: ExitCause::Crashed,
+            status: "worker task ended".into(),
+        })
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.shared.commands.send(Command::Cancel { id: self.id });
+        }
+    }
+}
+
+impl WorkerHandle {
+    /// Spawn a worker, run the handshake and MCP initialization, and start its actor.
+    pub async fn start(
+        spawner: &Spawner,
+        spec: WorkerSpec,
+        timeouts: WorkerTimeouts,
+    ) -> Result<Self, StartError> {
+        let program = spec.command.program.display().to_string();
+        let Spawned { mut child, socket } = spawner
+            .spawn(spec.command.clone())
+            .await
+            .map_err(|source| StartError::Spawn { program, source })?;
+        let pid = child.id().unwrap_or(0);
+        let (read_half, mut write_half) = socket.into_split();
+        let mut reader = LineReader::new(read_half, spec.max_frame_bytes);
+        let handshake = tokio::time::timeout(
+            timeouts.handshake,
+            handshake(&mut reader, &mut write_half, &spec, pid),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "not ready within {} ms",
+                timeouts.handshake.as_millis()
+            ))
+        });
+        if let Err(reason) = handshake {
+            let _ = child.start_kill();
+            let status = child.wait().await;
+            let reason = match status {
+                Ok(status) if !status.success() && status.code().is_some() => {
+                    format!("{reason}; worker exited with {status}")
+                }
+                _ => reason,
+            };
+            return Err(StartError::Handshake { pid, reason });
+        }
+
+        let (commands, inbox) = mpsc::unbounded_channel();
+        let (exit_tx, exit) = watch::channel(None);
+        let (frames, outbox) = mpsc::unbounded_channel();
+        tokio::spawn(write_frames(write_half, outbox));
+        let actor = Actor {
+            tag: spec.session_tag.clone(),
+            pid,
+            child,
+            reader,
+            writer: Some(frames),
+            in_flight: HashMap::new(),
+            abandoned: HashMap::new(),
+            inbox,
+            exit_tx,
+            timeouts,
+        };
+        tokio::spawn(actor.run());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pid,
+                tag: spec.session_tag,
+                next_id: AtomicU64::new(1),
+                commands,
+                exit,
+            }),
+        })
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    /// How the worker ended, if it has.
+    pub fn exit(&self) -> Option<WorkerExit> {
+        self.shared.exit.borrow().clone()
+    }
+
+    /// Wait until the worker is gone (reaped).
+    pub async fn exited(&self) -> WorkerExit {
+        let mut exit = self.shared.exit.clone();
+        loop {
+            if let Some(exit) = exit.borrow_and_update().clone() {
+                return exit;
+            }
+            if exit.changed().await.is_err() {
+                return WorkerExit {
+                    cause: ExitCause::Crashed,
+                    status: "worker task ended".into(),
+                };
+            }
+        }
+    }
+
+    /// Send a request to the worker. `params` is forwarded as given, except that a
+    /// `_meta.progressToken` is swapped for the call id so replies can be routed.
+    pub fn call(&self, method: &str, mut params: Option<Value>) -> Result<Call, WorkerExit> {
+        if let Some(exit) = self.exit() {
+            return Err(exit);
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress_token = params
+            .as_mut()
+            .and_then(|params| params.get_mut("_meta"))
+            .and_then(|meta| meta.get_mut("progressToken"))
+            .map(|token| std::mem::replace(token, json!(id)));
+        let frame = jsonrpc::to_frame(&jsonrpc::request(&json!(id), method, params));
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let command = Command::Call {
+            id,
+            frame,
+            progress_token,
+            events: events_tx,
+        };
+        if self.shared.commands.send(command).is_err() {
+            return Err(self.exit().unwrap_or(WorkerExit {
+                cause: ExitCause::Crashed,
+                status: "worker task ended".into(),
+            }));
+        }
+        Ok(Call {
+            id,
+            events,
+            shared: self.shared.clone(),
+            finished: false,
+        })
+    }
+
+    /// Run the stop sequence and wait until the worker is reaped.
+    pub async fn stop(&self) -> WorkerExit {
+        let _ = self.shared.commands.send(Command::Stop);
+        self.exited().await
+    }
+}
+
+async fn handshake(
+    reader: &mut LineReader<OwnedReadHalf>,
+    writer: &mut OwnedWriteHalf,
+    spec: &WorkerSpec,
+    pid: u32,
+) -> Result<(), String> {
+    let hello = Control::Hello(Hello {
+        protocol: WORKER_PROTOCOL_VERSION,
+        session_tag: spec.session_tag.clone(),
+        log_filter: spec.log_filter.clone(),
+        test_tools: spec.test_tools,
+    });
+    let io_error = |error: std::io::Error| format!("socket error: {error}");
+    writer.write_all(&hello.to_line()).await.map_err(io_error)?;
+    let line = read_line(reader).await?;
+    match Control::from_line(&line) {
+        Ok(Control::Ready(ready))
+            if ready.protocol == WORKER_PROTOCOL_VERSION && ready.pid == pid => {}
+        Ok(Control::Ready(ready)) => {
+            return Err(format!(
+                "ready from pid {} speaking protocol {} (expected pid {pid}, protocol {WORKER_PROTOCOL_VERSION})",
+                ready.pid, ready.protocol
+            ));
+        }
+        Ok(Control::Refused { reason }) => return Err(format!("worker refused: {reason}")),
+        Ok(Control::Hello(_)) | Err(_) => return Err("malformed ready line".into()),
+    }
+    let initialize = jsonrpc::request(
+        &json!(0),
+        "initialize",
+        Some(json!({
+            "protocolVersion": NEWEST_INITIALIZE_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "bulkhead-supervisor", "version": env!("CARGO_PKG_VERSION")},
+        })),
+    );
+    writer
+        .write_all(&jsonrpc::to_frame(&initialize))
+        .await
+        .map_err(io_error)?;
+    loop {
+        let line = read_line(reader).await?;
+        match jsonrpc::parse_message(&line) {
+            Ok(Message::Response { id, .. }) if id == json!(0) => break,
+            Ok(Message::Error { error, .. }) => {
+                return Err(format!("initialize failed: {error}"));
+            }
+            Ok(Message::Notification { .. }) => continue,
+            _ => return Err("unexpected message before the initialize result".into()),
+        }
+    }
+    let initialized = jsonrpc::notification("notifications/initialized", None);
+    writer
+        .write_all(&jsonrpc::to_frame(&initialized))
+        .await
+        .map_err(io_error)
+}
+
+async fn read_line(reader: &mut LineReader<OwnedReadHalf>) -> Result<Vec<u8>, String> {
+    match reader.next_frame().await {
+        Ok(Some(Frame::Line(line))) => Ok(line),
+        Ok(Some(Frame::Oversized { .. })) => Err("oversized handshake frame".into()),
+        Ok(None) => Err("worker closed its socket".into()),
+        Err(error) => Err(format!("socket error: {error}")),
+    }
+}
+
+async fn write_frames(mut writer: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+struct InFlight {
+    events: mpsc::UnboundedSender<CallEvent>,
+    progress_token: Option<Value>,
+}
+
+struct Actor {
+    tag: String,
+    pid: u32,
+    child: tokio::process::Child,
+    reader: LineReader<OwnedReadHalf>,
+    writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    in_flight: HashMap<u64, InFlight>,
+    /// Cancelled calls still running in the worker, with the instant it gets killed.
+    abandoned: HashMap<u64, Instant>,
+    inbox: mpsc::UnboundedReceiver<Command>,
+    exit_tx: watch::Sender<Option<WorkerExit>>,
+    timeouts: WorkerTimeouts,
+}
+
+/// How the actor's main loop ended.
+enum LoopEnd {
+    StopRequested,
+    SocketClosed,
+    Exited(std::process::ExitStatus),
+    Kill(&'static str),
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let end = self.serve().await;
+        let exit = self.finish(end).await;
+        if exit.is_crash() {
+            tracing::warn!(session = %self.tag, pid = self.pid, "worker {exit}");
+        } else {
+            tracing::debug!(session = %self.tag, pid = self.pid, "worker {exit}");
+        }
+        for (_, call) in self.in_flight.drain() {
+            let _ = call.events.send(CallEvent::Died(exit.clone()));
+        }
+        let _ = self.exit_tx.send(Some(exit));
+    }
+
+    async fn serve(&mut self) -> LoopEnd {
+        loop {
+            let kill_at = self.abandoned.values().min().copied();
+            tokio::select! {
+                frame = self.reader.next_frame() => match frame {
+                    Ok(Some(Frame::Line(line))) => self.on_worker_line(&line),
+                    Ok(Some(Frame::Oversized { .. })) => return LoopEnd::Kill("sent a frame over the size limit"),
+                    Ok(None) | Err(_) => return LoopEnd::SocketClosed,
+                },
+                command = self.inbox.recv() => match command {
+                    Some(Command::Call { id, frame, progress_token, events }) => {
+                        self.in_flight.insert(id, InFlight { events, progress_token });
+                        self.write(frame);
+                    }
+                    Some(Command::Cancel { id }) => self.cancel(id),
+                    Some(Command::Stop) | None => return LoopEnd::StopRequested,
+                },
+                () = sleep_until_opt(kill_at) => {
+                    return LoopEnd::Kill("ignored a cancellation past the hard limit");
+                }
+                status = self.child.wait() => match status {
+                    Ok(status) => {
+                        self.drain_replies().await;
+                        return LoopEnd::Exited(status);
+                    }
+                    Err(_) => return LoopEnd::SocketClosed,
+                },
+            }
+        }
+    }
+
+    /// The process exited; replies it wrote just before may still sit in the socket.
+    async fn drain_replies(&mut self) {
+        let drain = async {
+            while let Ok(Some(Frame::Line(line))) = self.reader.next_frame().await {
+                self.on_worker_line(&line);
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await;
+    }
+
+    fn write(&self, frame: Vec<u8>) {
+        if let Some(writer) = &self.writer {
+            let _ = writer.send(frame);
+        }
+    }
+
+    fn cancel(&mut self, id: u64) {
+        if self.in_flight.remove(&id).is_none() {
+            return;
+        }
+        let cancelled = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(
+                json!({"requestId": id, "reason": "cancelled by the client or the call deadline"}),
+            ),
+        );
+        self.write(jsonrpc::to_frame(&cancelled));
+        self.abandoned
+            .insert(id, Instant::now() + self.timeouts.hard_cancel);
+    }
+
+    fn on_worker_line(&mut self, line: &[u8]) {
+        let message = match jsonrpc::parse_message(line) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(session = %self.tag, "worker sent an unparsable frame: {error}");
+                return;
+            }
+        };
+        match message {
+            Message::Response { id, .. } | Message::Error { id, .. } => {
+                let Some(id) = id.as_u64() else { return };
+                self.abandoned.remove(&id);
+                if let Some(call) = self.in_flight.remove(&id) {
+                    let reply = serde_json::from_slice(line).unwrap_or(Value::Null);
+                    let _ = call.events.send(CallEvent::Reply(reply));
+                }
+            }
+            Message::Notification { method, params } => self.on_notification(method, params),
+            Message::Request { id, method, .. } => {
+                // Server-to-client requests (sampling, elicitation, roots) are not relayed on
+                // this path; answer at once so the worker does not wait forever.
+                let refusal = jsonrpc::error_response(
+                    &id,
+                    codes::METHOD_NOT_FOUND,
+                    &format!("{method} is not available through the bulkhead supervisor"),
+                    None,
+                );
+                self.write(jsonrpc::to_frame(&refusal));
+            }
+        }
+    }
+
+    fn on_notification(&mut self, method: String, params: Option<Value>) {
+        let Some(mut params) = params else { return };
+        let Some(id) = params.get("progressToken").and_then(Value::as_u64) else {
+            tracing::debug!(session = %self.tag, %method, "dropping worker notification with no call");
+            return;
+        };
+        let Some(call) = self.in_flight.get(&id) else {
+            return;
+        };
+        if let Some(token) = &call.progress_token {
+            params["progressToken"] = token.clone();
+            let notification = jsonrpc::notification(&method, Some(params));
+            let _ = call.events.send(CallEvent::Notification(notification));
+        }
+    }
+
+    /// Make sure the process is gone and reaped, following the stop sequence as needed.
+    async fn finish(&mut self, end: LoopEnd) -> WorkerExit {
+        let cause = match &end {
+            LoopEnd::StopRequested => ExitCause::Stopped,
+            LoopEnd::SocketClosed | LoopEnd::Exited(_) => ExitCause::Crashed,
+            LoopEnd::Kill(reason) => ExitCause::Killed(reason),
+        };
+        // Closing our end of the socket is the first, polite step of every stop.
+        self.writer = None;
+        let status = match end {
+            LoopEnd::Exited(status) => status,
+            LoopEnd::Kill(_) => {
+                let _ = signal_group(self.pid, Signal::SIGKILL);
+                self.reap().await
+            }
+            LoopEnd::StopRequested | LoopEnd::SocketClosed => self.stop_sequence().await,
+        };
+        WorkerExit {
+            cause,
+            status: describe_status(status),
+        }
+    }
+
+    async fn stop_sequence(&mut self) -> std::process::ExitStatus {
+        if let Ok(Ok(status)) =
+            tokio::time::timeout(self.timeouts.close_grace, self.child.wait()).await
+        {
+            return status;
+        }
+        let _ = signal_group(self.pid, Signal::SIGTERM);
+        if let Ok(Ok(status)) =
+            tokio::time::timeout(self.timeouts.term_grace, self.child.wait()).await
+        {
+            return status;
+        }
+        tracing::warn!(session = %self.tag, pid = self.pid, "worker ignored SIGTERM; killing it");
+        let _ = signal_group(self.pid, Signal::SIGKILL);
+        self.reap().await
+    }
+
+    async fn reap(&mut self) -> std::process::ExitStatus {
+        loop {
+            match self.child.wait().await {
+                Ok(status) => return status,
+                Err(error) => {
+                    tracing::error!(session = %self.tag, pid = self.pid, "waiting for worker: {error}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => {
+            let name = Signal::try_from(signal).map_or("unknown", Signal::as_str);
+            format!("killed by signal {signal} ({name})")
+        }
+        _ => status.to_string(),
+    }
+}

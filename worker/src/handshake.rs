@@ -1,0 +1,139 @@
+//! The worker's side of the start-up: take the inherited socket, answer the supervisor's hello,
+//! set up logging, then hand the socket to rmcp.
+
+use std::os::fd::FromRawFd;
+use std::time::Duration;
+
+use bulkhead_protocol::frame::{Frame, LineReader};
+use bulkhead_protocol::handshake::{Control, Hello, MAX_HANDSHAKE_BYTES, Ready};
+use bulkhead_protocol::{EXIT_HANDSHAKE_FAILED, WORKER_PROTOCOL_VERSION, WORKER_SOCKET_FD};
+use rmcp::ServiceExt;
+use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
+
+use crate::tools::SessionServer;
+
+/// How long the worker waits for the supervisor's hello: the supervisor writes it right after
+/// spawning, so a silent socket means something is wrong.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Log level rmcp is capped at in a worker, whatever the filter says: rmcp logs whole requests
+/// and results at info and debug, and those may carry credentials.
+const RMCP_LOG_CAP: &str = "rmcp=warn";
+
+/// Why the worker stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    #[error("mcp service failed: {0}")]
+    Serve(String),
+}
+
+impl Failure {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Handshake(_) => EXIT_HANDSHAKE_FAILED,
+            Failure::Io(_) | Failure::Serve(_) => 1,
+        }
+    }
+}
+
+/// Run the whole worker: handshake, then MCP until the supervisor closes the socket.
+pub async fn run() -> Result<(), Failure> {
+    // SAFETY: `check_launched_by_supervisor` verified that descriptor 3 is an open socket, the
+    // supervisor placed it there for this process alone, and nothing else in this process has
+    // taken ownership of it, so this is its single owner.
+    let socket = unsafe { std::os::unix::net::UnixStream::from_raw_fd(WORKER_SOCKET_FD) };
+    socket.set_nonblocking(true)?;
+    let socket = tokio::net::UnixStream::from_std(socket)?;
+    let (read_half, mut write_half) = socket.into_split();
+    let mut reader = LineReader::new(read_half, MAX_HANDSHAKE_BYTES);
+
+    let hello = match read_hello(&mut reader).await {
+        Ok(hello) => hello,
+        Err(reason) => {
+            let refusal = Control::Refused {
+                reason: reason.clone(),
+            };
+            let _ = write_half.write_all(&refusal.to_line()).await;
+            return Err(Failure::Handshake(reason));
+        }
+    };
+    init_logging(&hello.log_filter);
+    let ready = Control::Ready(Ready {
+        protocol: WORKER_PROTOCOL_VERSION,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+    write_half.write_all(&ready.to_line()).await?;
+
+    // The supervisor sends nothing until it has read `ready`, so nothing may be buffered yet.
+    let (read_half, leftover) = reader.into_inner();
+    if !leftover.is_empty() {
+        return Err(Failure::Handshake(
+            "the supervisor sent data before the handshake completed".into(),
+        ));
+    }
+    let span = tracing::info_span!("worker", session = %hello.session_tag);
+    async move {
+        tracing::debug!(pid = std::process::id(), "worker ready");
+        let service = SessionServer::new(hello.test_tools)
+            .serve((read_half, write_half))
+            .await
+            .map_err(|error| Failure::Serve(error.to_string()))?;
+        let reason = service
+            .waiting()
+            .await
+            .map_err(|error| Failure::Serve(error.to_string()))?;
+        tracing::debug!(?reason, "supervisor closed the session");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+async fn read_hello(
+    reader: &mut LineReader<tokio::net::unix::OwnedReadHalf>,
+) -> Result<Hello, String> {
+    let frame = tokio::time::timeout(HELLO_TIMEOUT, reader.next_frame())
+        .await
+        .map_err(|_| format!("no hello within {} s", HELLO_TIMEOUT.as_secs()))?
+        .map_err(|error| format!("reading hello: {error}"))?;
+    let line = match frame {
+        Some(Frame::Line(line)) => line,
+        Some(Frame::Oversized { bytes, limit }) => {
+            return Err(format!("hello of {bytes} bytes exceeds {limit}"));
+        }
+        None => return Err("socket closed before hello".into()),
+    };
+    match Control::from_line(&line) {
+        Ok(Control::Hello(hello)) if hello.protocol == WORKER_PROTOCOL_VERSION => Ok(hello),
+        Ok(Control::Hello(hello)) => Err(format!(
+            "supervisor speaks worker protocol {}, this worker speaks {}",
+            hello.protocol, WORKER_PROTOCOL_VERSION
+        )),
+        Ok(_) => Err("expected hello".into()),
+        Err(error) => Err(format!("malformed hello: {error}")),
+    }
+}
+
+/// Logs go to stderr (inherited from the supervisor), tagged by the session span.
+fn init_logging(filter: &str) {
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty() && !directive.starts_with("rmcp"))
+        .chain([RMCP_LOG_CAP])
+        .collect();
+    let filter = tracing_subscriber::EnvFilter::try_new(directives.join(","))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{RMCP_LOG_CAP}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
