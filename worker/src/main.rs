@@ -6,6 +6,7 @@
 //! and then serves MCP with rmcp on a current-thread runtime over that socket until the
 //! supervisor closes it. It never touches stdout; logs go to stderr.
 
+mod broker;
 mod handshake;
 mod tools;
 

@@ -103,7 +103,7 @@ pub fn ema(prices: &[Decimal], period: usize) -> Result<Decimal, BrokerError> {
 pub fn rsi(prices: &[Decimal], period: usize) -> Result<Decimal, BrokerError> {
     check_length(prices, period, period + 1)?;
     let changes: Vec<Decimal> = prices.windows(2).map(|pair| pair[1] - pair[0]).collect();
-    let gain = |change: &Decimal| change.max(Decimal::ZERO);
+    let gain = |change: &Decimal| (*change).max(Decimal::ZERO);
     let loss = |change: &Decimal| (-*change).max(Decimal::ZERO);
     let (first, rest) = changes.split_at(period);
     let mut avg_gain = mean(&first.iter().map(gain).collect::<Vec<_>>());

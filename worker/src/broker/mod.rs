@@ -28,12 +28,12 @@ use std::pin::Pin;
 
 use rust_decimal::Decimal;
 
-pub use credentials::{CredentialResolver, CredentialSource, Credentials, ResolveError};
+pub use credentials::{CredentialSource, Credentials, ResolveError};
 pub use model::{
     Account, Order, OrderFilter, OrderRequest, OrderType, Placement, Position, PriceSeries, Quote,
     Side,
 };
-pub use registry::{BrokerRegistry, BrokerStatus};
+pub use registry::BrokerRegistry;
 
 /// What every broker call returns: a boxed future, so `dyn Broker` works.
 pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::credentials::{CredentialResolver, CredentialSource, Credentials, UnavailableResolver};
+use super::credentials::{CredentialResolver, CredentialSource, Credentials};
 use super::paper::{PaperBroker, PaperConfig};
 use super::{
     Account, Broker, BrokerError, Order, OrderFilter, OrderRequest, Placement, Position,
@@ -29,13 +29,6 @@ struct BrokerSlot {
     credentials: Option<Credentials>,
 }
 
-impl BrokerSlot {
-    fn credentials(&self, name: &str) -> Result<&Credentials, BrokerError> {
-        self.credentials
-            .as_ref()
-            .ok_or_else(|| BrokerError::NotLoggedIn { broker: name.to_owned() })
-    }
-}
 
 /// The brokers of one session.
 pub struct BrokerRegistry {
@@ -60,7 +53,8 @@ impl BrokerRegistry {
     /// A `paper`-only registry with default settings and no credential references.
     #[cfg(test)]
     pub fn for_tests() -> Self {
-        Self::with_paper(PaperConfig::default(), Arc::new(UnavailableResolver))
+        let resolver = Arc::new(super::credentials::UnavailableResolver);
+        Self::with_paper(PaperConfig::default(), resolver)
     }
 
     /// Adds `broker`, replacing any broker of the same name. The first broker added becomes
@@ -105,6 +99,19 @@ impl BrokerRegistry {
         match self.slots.get_mut(&name) {
             Some(slot) => Ok((name, slot)),
             None => Err(BrokerError::UnknownBroker { broker: name }),
+        }
+    }
+
+    /// The broker a trading call addresses, with the session's credentials for it.
+    fn logged_in(
+        &mut self,
+        broker: Option<&str>,
+    ) -> Result<(&mut dyn Broker, &Credentials), BrokerError> {
+        let (name, slot) = self.slot(broker)?;
+        let BrokerSlot { broker, credentials } = slot;
+        match credentials {
+            Some(credentials) => Ok((broker.as_mut(), credentials)),
+            None => Err(BrokerError::NotLoggedIn { broker: name }),
         }
     }
 
@@ -168,15 +175,13 @@ impl BrokerRegistry {
     }
 
     pub async fn account(&mut self, broker: Option<&str>) -> Result<Account, BrokerError> {
-        let (name, slot) = self.slot(broker)?;
-        let credentials = slot.credentials(&name)?;
-        slot.broker.account(credentials).await
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.account(credentials).await
     }
 
     pub async fn positions(&mut self, broker: Option<&str>) -> Result<Vec<Position>, BrokerError> {
-        let (name, slot) = self.slot(broker)?;
-        let credentials = slot.credentials(&name)?;
-        slot.broker.positions(credentials).await
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.positions(credentials).await
     }
 
     pub async fn orders(
@@ -184,9 +189,8 @@ impl BrokerRegistry {
         broker: Option<&str>,
         filter: OrderFilter,
     ) -> Result<Vec<Order>, BrokerError> {
-        let (name, slot) = self.slot(broker)?;
-        let credentials = slot.credentials(&name)?;
-        slot.broker.orders(credentials, filter).await
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.orders(credentials, filter).await
     }
 
     pub async fn place_order(
@@ -194,9 +198,8 @@ impl BrokerRegistry {
         broker: Option<&str>,
         request: OrderRequest,
     ) -> Result<Placement, BrokerError> {
-        let (name, slot) = self.slot(broker)?;
-        let credentials = slot.credentials(&name)?;
-        slot.broker.place_order(credentials, request).await
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.place_order(credentials, request).await
     }
 
     pub async fn cancel_order(
@@ -204,9 +207,8 @@ impl BrokerRegistry {
         broker: Option<&str>,
         order_id: &str,
     ) -> Result<Order, BrokerError> {
-        let (name, slot) = self.slot(broker)?;
-        let credentials = slot.credentials(&name)?;
-        slot.broker.cancel_order(credentials, order_id).await
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.cancel_order(credentials, order_id).await
     }
 }
 

@@ -28,7 +28,6 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::indicators::IndicatorKind;
 use super::model::format_time;
 use super::{BrokerError, BrokerRegistry, OrderRequest};
 
