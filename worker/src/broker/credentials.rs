@@ -25,7 +25,10 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(api_key: SecretString, api_secret: SecretString) -> Self {
-        Self { api_key, api_secret }
+        Self {
+            api_key,
+            api_secret,
+        }
     }
 
     pub fn api_key(&self) -> &SecretString {
@@ -115,12 +118,18 @@ mod tests {
 
     #[test]
     fn the_secret_is_still_readable_on_purpose() {
-        assert_eq!(sentinel_credentials().api_secret().expose_secret(), SENTINEL);
+        assert_eq!(
+            sentinel_credentials().api_secret().expose_secret(),
+            SENTINEL
+        );
     }
 
     #[tokio::test]
     async fn the_placeholder_resolver_refuses_with_advice() {
-        let error = UnavailableResolver.resolve("paper", "prod-keys").await.unwrap_err();
+        let error = UnavailableResolver
+            .resolve("paper", "prod-keys")
+            .await
+            .unwrap_err();
         assert_eq!(error, ResolveError::Unavailable);
         assert!(error.to_string().contains("pass api_key and api_secret"));
     }

@@ -43,7 +43,10 @@ impl IndicatorKind {
     /// How many prices this indicator uses at `period`, after checking the period.
     pub fn prices_needed(self, period: u32) -> Result<usize, BrokerError> {
         if period == 0 || period > MAX_INDICATOR_PERIOD {
-            return Err(BrokerError::InvalidPeriod { period, max: MAX_INDICATOR_PERIOD });
+            return Err(BrokerError::InvalidPeriod {
+                period,
+                max: MAX_INDICATOR_PERIOD,
+            });
         }
         let period = period as usize;
         Ok(match self {
@@ -73,10 +76,16 @@ impl IndicatorKind {
 
 fn check_length(prices: &[Decimal], period: usize, needed: usize) -> Result<(), BrokerError> {
     if period == 0 {
-        return Err(BrokerError::InvalidPeriod { period: 0, max: MAX_INDICATOR_PERIOD });
+        return Err(BrokerError::InvalidPeriod {
+            period: 0,
+            max: MAX_INDICATOR_PERIOD,
+        });
     }
     if prices.len() < needed {
-        return Err(BrokerError::NotEnoughPrices { needed, got: prices.len() });
+        return Err(BrokerError::NotEnoughPrices {
+            needed,
+            got: prices.len(),
+        });
     }
     Ok(())
 }
@@ -96,7 +105,9 @@ pub fn ema(prices: &[Decimal], period: usize) -> Result<Decimal, BrokerError> {
     check_length(prices, period, period)?;
     let alpha = Decimal::TWO / Decimal::from(period + 1);
     let seed = mean(&prices[..period]);
-    Ok(prices[period..].iter().fold(seed, |ema, &price| ema + alpha * (price - ema)))
+    Ok(prices[period..]
+        .iter()
+        .fold(seed, |ema, &price| ema + alpha * (price - ema)))
 }
 
 /// Relative strength index over all of `prices`, with Wilder's smoothing.
@@ -153,10 +164,10 @@ mod tests {
 
     /// The fixed series of `worker/tests/reference_indicators.py`.
     const PRICES: [&str; 33] = [
-        "44.34", "44.09", "44.15", "43.61", "44.33", "44.83", "45.10", "45.42", "45.84",
-        "46.08", "45.89", "46.03", "45.61", "46.28", "46.28", "46.00", "46.03", "46.41",
-        "46.22", "45.64", "46.21", "46.25", "45.71", "46.45", "45.78", "45.35", "44.03",
-        "44.18", "44.22", "44.57", "43.42", "42.66", "43.13",
+        "44.34", "44.09", "44.15", "43.61", "44.33", "44.83", "45.10", "45.42", "45.84", "46.08",
+        "45.89", "46.03", "45.61", "46.28", "46.28", "46.00", "46.03", "46.41", "46.22", "45.64",
+        "46.21", "46.25", "45.71", "46.45", "45.78", "45.35", "44.03", "44.18", "44.22", "44.57",
+        "43.42", "42.66", "43.13",
     ];
 
     /// (kind, period, value) as printed by `python3 worker/tests/reference_indicators.py`.
@@ -187,7 +198,10 @@ mod tests {
         for (kind, period, expected) in REFERENCE {
             let value = kind.compute(&prices, period).unwrap();
             let difference = (value - d(expected)).abs();
-            assert!(difference < d(TOLERANCE), "{kind:?}({period}) = {value}, expected {expected}");
+            assert!(
+                difference < d(TOLERANCE),
+                "{kind:?}({period}) = {value}, expected {expected}"
+            );
         }
     }
 
@@ -207,9 +221,19 @@ mod tests {
     #[test]
     fn short_series_and_bad_periods_are_refused() {
         let prices = series(&["1", "2"]);
-        assert_eq!(rsi(&prices, 2), Err(BrokerError::NotEnoughPrices { needed: 3, got: 2 }));
-        assert!(matches!(sma(&prices, 0), Err(BrokerError::InvalidPeriod { .. })));
-        assert!(IndicatorKind::Ema.prices_needed(MAX_INDICATOR_PERIOD + 1).is_err());
+        assert_eq!(
+            rsi(&prices, 2),
+            Err(BrokerError::NotEnoughPrices { needed: 3, got: 2 })
+        );
+        assert!(matches!(
+            sma(&prices, 0),
+            Err(BrokerError::InvalidPeriod { .. })
+        ));
+        assert!(
+            IndicatorKind::Ema
+                .prices_needed(MAX_INDICATOR_PERIOD + 1)
+                .is_err()
+        );
         assert_eq!(IndicatorKind::Rsi.prices_needed(14), Ok(57));
     }
 
@@ -220,8 +244,14 @@ mod tests {
         let now = DateTime::from_timestamp(1_767_225_600 + 125, 500).unwrap();
         let series = recent_prices(&market, &spec, now, 57);
         assert_eq!(series.prices.len(), 57);
-        assert_eq!(series.end, DateTime::from_timestamp(1_767_225_600 + 120, 0).unwrap());
-        assert_eq!(series.prices.last(), Some(&market.mid_at(&spec, series.end)));
+        assert_eq!(
+            series.end,
+            DateTime::from_timestamp(1_767_225_600 + 120, 0).unwrap()
+        );
+        assert_eq!(
+            series.prices.last(),
+            Some(&market.mid_at(&spec, series.end))
+        );
         assert_eq!(series, recent_prices(&market, &spec, now, 57));
         let value = IndicatorKind::Rsi.compute(&series.prices, 14).unwrap();
         assert!(value >= Decimal::ZERO && value <= Decimal::ONE_HUNDRED);

@@ -113,11 +113,19 @@ pub enum BrokerError {
     #[error(transparent)]
     CredentialRef(#[from] ResolveError),
     #[error("unknown symbol {symbol} on {broker}: it trades {known}")]
-    UnknownSymbol { broker: String, symbol: String, known: String },
+    UnknownSymbol {
+        broker: String,
+        symbol: String,
+        known: String,
+    },
     #[error("qty must be positive, got {qty}: pass a quantity above zero")]
     NonPositiveQuantity { qty: Decimal },
     #[error("qty {qty} has more decimal places than {symbol} allows ({max_decimals}): round it")]
-    QuantityPrecision { symbol: String, qty: Decimal, max_decimals: u32 },
+    QuantityPrecision {
+        symbol: String,
+        qty: Decimal,
+        max_decimals: u32,
+    },
     #[error("limit_price must be positive, got {price}: pass a price above zero")]
     NonPositivePrice { price: Decimal },
     #[error("a limit order needs limit_price: pass limit_price, or use type market")]
@@ -130,12 +138,20 @@ pub enum BrokerError {
         "insufficient cash: the order needs {needed} {currency} but buying power is \
          {available} {currency}; reduce qty or cancel open buy orders"
     )]
-    InsufficientCash { needed: Decimal, available: Decimal, currency: String },
+    InsufficientCash {
+        needed: Decimal,
+        available: Decimal,
+        currency: String,
+    },
     #[error(
         "cannot sell {requested} {symbol}: {available} is held and not already in open sell \
          orders, and short selling is not supported; reduce qty"
     )]
-    InsufficientPosition { symbol: String, requested: Decimal, available: Decimal },
+    InsufficientPosition {
+        symbol: String,
+        requested: Decimal,
+        available: Decimal,
+    },
     #[error("client_order_id must be 1 to {max} characters long: shorten it")]
     InvalidClientOrderId { max: usize },
     #[error("this session has placed the most orders {broker} allows ({max}): open a new session")]
@@ -143,7 +159,10 @@ pub enum BrokerError {
     #[error("no order {order_id} on {broker} in this session: call orders to list them")]
     UnknownOrder { broker: String, order_id: String },
     #[error("order {order_id} is {status}: only open orders can be cancelled")]
-    OrderNotOpen { order_id: String, status: &'static str },
+    OrderNotOpen {
+        order_id: String,
+        status: &'static str,
+    },
     #[error("period must be between 1 and {max}, got {period}: pass a period in that range")]
     InvalidPeriod { period: u32, max: u32 },
     #[error("the indicator needs {needed} prices but {got} are available: use a shorter period")]

@@ -59,7 +59,11 @@ pub struct PaperConfig {
 
 impl Default for PaperConfig {
     fn default() -> Self {
-        Self { seed: DEFAULT_SEED, starting_cash: DEFAULT_STARTING_CASH, symbols: default_symbols() }
+        Self {
+            seed: DEFAULT_SEED,
+            starting_cash: DEFAULT_STARTING_CASH,
+            symbols: default_symbols(),
+        }
     }
 }
 
@@ -90,7 +94,9 @@ impl PaperBroker {
         let now = self.clock.now();
         for index in self.ledger.open_indices() {
             let order = self.ledger.order(index);
-            let Some(spec) = self.market.spec(&order.symbol) else { continue };
+            let Some(spec) = self.market.spec(&order.symbol) else {
+                continue;
+            };
             let quote = self.market.quote_at(spec, now);
             if let Some(price) = crossing_price(order, quote.bid, quote.ask) {
                 self.ledger.fill(index, price, now);
@@ -100,11 +106,13 @@ impl PaperBroker {
     }
 
     fn spec(&self, symbol: &str) -> Result<&SymbolSpec, BrokerError> {
-        self.market.spec(symbol).ok_or_else(|| BrokerError::UnknownSymbol {
-            broker: PAPER_BROKER.to_owned(),
-            symbol: symbol.to_owned(),
-            known: self.market.symbol_list(),
-        })
+        self.market
+            .spec(symbol)
+            .ok_or_else(|| BrokerError::UnknownSymbol {
+                broker: PAPER_BROKER.to_owned(),
+                symbol: symbol.to_owned(),
+                known: self.market.symbol_list(),
+            })
     }
 
     fn quote_now(&mut self, symbol: &str) -> Result<Quote, BrokerError> {
@@ -113,7 +121,11 @@ impl PaperBroker {
         Ok(self.market.quote_at(spec, now))
     }
 
-    fn recent_prices_now(&mut self, symbol: &str, count: usize) -> Result<PriceSeries, BrokerError> {
+    fn recent_prices_now(
+        &mut self,
+        symbol: &str,
+        count: usize,
+    ) -> Result<PriceSeries, BrokerError> {
         let now = self.settle();
         let spec = self.spec(symbol)?;
         Ok(indicators::recent_prices(&self.market, spec, now, count))
@@ -125,8 +137,10 @@ impl PaperBroker {
         for (symbol, holding) in self.ledger.holdings() {
             let spec = self.spec(symbol)?;
             let last = self.market.mid_at(spec, now);
-            let market_value = notional(holding.qty, last)
-                .ok_or(BrokerError::OrderTooLarge { qty: holding.qty, price: last })?;
+            let market_value = notional(holding.qty, last).ok_or(BrokerError::OrderTooLarge {
+                qty: holding.qty,
+                price: last,
+            })?;
             let avg_price = tidy(holding.cost_basis / holding.qty, spec.price_decimals);
             positions.push(Position {
                 symbol: symbol.clone(),
@@ -140,8 +154,11 @@ impl PaperBroker {
     }
 
     fn account_now(&mut self) -> Result<Account, BrokerError> {
-        let market_value: Decimal =
-            self.positions_now()?.iter().map(|position| position.market_value).sum();
+        let market_value: Decimal = self
+            .positions_now()?
+            .iter()
+            .map(|position| position.market_value)
+            .sum();
         Ok(Account {
             cash: self.ledger.cash(),
             equity: self.ledger.cash() + market_value,
@@ -154,15 +171,23 @@ impl PaperBroker {
         let now = self.settle();
         if let Some(client_order_id) = &request.client_order_id {
             if client_order_id.is_empty() || client_order_id.len() > MAX_CLIENT_ORDER_ID_LEN {
-                return Err(BrokerError::InvalidClientOrderId { max: MAX_CLIENT_ORDER_ID_LEN });
+                return Err(BrokerError::InvalidClientOrderId {
+                    max: MAX_CLIENT_ORDER_ID_LEN,
+                });
             }
             if let Some(original) = self.ledger.by_client_id(client_order_id) {
-                return Ok(Placement { order: original.clone(), replayed: true });
+                return Ok(Placement {
+                    order: original.clone(),
+                    replayed: true,
+                });
             }
         }
         if self.ledger.order_count() >= MAX_ORDERS_PER_SESSION {
             let broker = PAPER_BROKER.to_owned();
-            return Err(BrokerError::TooManyOrders { broker, max: MAX_ORDERS_PER_SESSION });
+            return Err(BrokerError::TooManyOrders {
+                broker,
+                max: MAX_ORDERS_PER_SESSION,
+            });
         }
         let spec = self.spec(&request.symbol)?;
         validate(spec, &request)?;
@@ -172,13 +197,22 @@ impl PaperBroker {
             Side::Buy => quote.ask,
             Side::Sell => quote.bid,
         });
-        self.ledger.check_funds(&order.symbol, order.side, order.qty, funds_price, ACCOUNT_CURRENCY)?;
+        self.ledger.check_funds(
+            &order.symbol,
+            order.side,
+            order.qty,
+            funds_price,
+            ACCOUNT_CURRENCY,
+        )?;
         let fill_price = crossing_price(&order, quote.bid, quote.ask);
         let index = self.ledger.open(order);
         if let Some(price) = fill_price {
             self.ledger.fill(index, price, now);
         }
-        Ok(Placement { order: self.ledger.order(index).clone(), replayed: false })
+        Ok(Placement {
+            order: self.ledger.order(index).clone(),
+            replayed: false,
+        })
     }
 }
 
@@ -190,7 +224,11 @@ fn validate(spec: &SymbolSpec, request: &OrderRequest) -> Result<(), BrokerError
     }
     if qty.normalize().scale() > spec.qty_decimals {
         let symbol = spec.symbol.clone();
-        return Err(BrokerError::QuantityPrecision { symbol, qty, max_decimals: spec.qty_decimals });
+        return Err(BrokerError::QuantityPrecision {
+            symbol,
+            qty,
+            max_decimals: spec.qty_decimals,
+        });
     }
     match (request.order_type, request.limit_price) {
         (OrderType::Market, Some(_)) => Err(BrokerError::UnexpectedLimitPrice),
@@ -251,7 +289,11 @@ impl Broker for PaperBroker {
         ready(Ok(()))
     }
 
-    fn quote<'a>(&'a mut self, _: Option<&'a Credentials>, symbol: &'a str) -> BrokerFuture<'a, Quote> {
+    fn quote<'a>(
+        &'a mut self,
+        _: Option<&'a Credentials>,
+        symbol: &'a str,
+    ) -> BrokerFuture<'a, Quote> {
         ready(self.quote_now(symbol))
     }
 
@@ -272,16 +314,28 @@ impl Broker for PaperBroker {
         ready(self.positions_now())
     }
 
-    fn orders<'a>(&'a mut self, _: &'a Credentials, filter: OrderFilter) -> BrokerFuture<'a, Vec<Order>> {
+    fn orders<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        filter: OrderFilter,
+    ) -> BrokerFuture<'a, Vec<Order>> {
         self.settle();
         ready(Ok(self.ledger.orders(filter)))
     }
 
-    fn place_order<'a>(&'a mut self, _: &'a Credentials, request: OrderRequest) -> BrokerFuture<'a, Placement> {
+    fn place_order<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        request: OrderRequest,
+    ) -> BrokerFuture<'a, Placement> {
         ready(self.place_now(request))
     }
 
-    fn cancel_order<'a>(&'a mut self, _: &'a Credentials, order_id: &'a str) -> BrokerFuture<'a, Order> {
+    fn cancel_order<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        order_id: &'a str,
+    ) -> BrokerFuture<'a, Order> {
         self.settle();
         ready(self.ledger.cancel(PAPER_BROKER, order_id))
     }

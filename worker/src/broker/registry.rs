@@ -29,7 +29,6 @@ struct BrokerSlot {
     credentials: Option<Credentials>,
 }
 
-
 /// The brokers of one session.
 pub struct BrokerRegistry {
     slots: BTreeMap<String, BrokerSlot>,
@@ -40,7 +39,11 @@ pub struct BrokerRegistry {
 impl BrokerRegistry {
     /// An empty registry that resolves `credential_ref`s through `resolver`.
     pub fn new(resolver: Arc<dyn CredentialResolver>) -> Self {
-        Self { slots: BTreeMap::new(), active: None, resolver }
+        Self {
+            slots: BTreeMap::new(),
+            active: None,
+            resolver,
+        }
     }
 
     /// The registry a session starts with: the `paper` broker (active) on the system clock.
@@ -64,7 +67,13 @@ impl BrokerRegistry {
         if self.active.is_none() {
             self.active = Some(name.clone());
         }
-        self.slots.insert(name, BrokerSlot { broker, credentials: None });
+        self.slots.insert(
+            name,
+            BrokerSlot {
+                broker,
+                credentials: None,
+            },
+        );
     }
 
     pub fn statuses(&self) -> Vec<BrokerStatus> {
@@ -89,7 +98,9 @@ impl BrokerRegistry {
             None => self.active.as_deref().ok_or(BrokerError::NoActiveBroker)?,
         };
         if !self.slots.contains_key(name) {
-            return Err(BrokerError::UnknownBroker { broker: name.to_owned() });
+            return Err(BrokerError::UnknownBroker {
+                broker: name.to_owned(),
+            });
         }
         Ok(name.to_owned())
     }
@@ -108,7 +119,10 @@ impl BrokerRegistry {
         broker: Option<&str>,
     ) -> Result<(&mut dyn Broker, &Credentials), BrokerError> {
         let (name, slot) = self.slot(broker)?;
-        let BrokerSlot { broker, credentials } = slot;
+        let BrokerSlot {
+            broker,
+            credentials,
+        } = slot;
         match credentials {
             Some(credentials) => Ok((broker.as_mut(), credentials)),
             None => Err(BrokerError::NotLoggedIn { broker: name }),
@@ -117,7 +131,11 @@ impl BrokerRegistry {
 
     /// Logs in to `broker`. The new credentials replace (and so wipe) any earlier ones only
     /// once the broker accepted them.
-    pub async fn login(&mut self, broker: &str, source: CredentialSource) -> Result<(), BrokerError> {
+    pub async fn login(
+        &mut self,
+        broker: &str,
+        source: CredentialSource,
+    ) -> Result<(), BrokerError> {
         let name = self.target(Some(broker))?;
         let credentials = match source {
             CredentialSource::Direct(credentials) => credentials,
@@ -159,7 +177,11 @@ impl BrokerRegistry {
         Ok(())
     }
 
-    pub async fn quote(&mut self, broker: Option<&str>, symbol: &str) -> Result<Quote, BrokerError> {
+    pub async fn quote(
+        &mut self,
+        broker: Option<&str>,
+        symbol: &str,
+    ) -> Result<Quote, BrokerError> {
         let (_, slot) = self.slot(broker)?;
         slot.broker.quote(slot.credentials.as_ref(), symbol).await
     }
@@ -171,7 +193,9 @@ impl BrokerRegistry {
         count: usize,
     ) -> Result<PriceSeries, BrokerError> {
         let (_, slot) = self.slot(broker)?;
-        slot.broker.recent_prices(slot.credentials.as_ref(), symbol, count).await
+        slot.broker
+            .recent_prices(slot.credentials.as_ref(), symbol, count)
+            .await
     }
 
     pub async fn account(&mut self, broker: Option<&str>) -> Result<Account, BrokerError> {
@@ -241,8 +265,11 @@ mod tests {
     #[tokio::test]
     async fn paper_is_listed_active_and_logged_out_at_first() {
         let registry = BrokerRegistry::for_tests();
-        let expected =
-            vec![BrokerStatus { name: "paper".into(), authenticated: false, active: true }];
+        let expected = vec![BrokerStatus {
+            name: "paper".into(),
+            authenticated: false,
+            active: true,
+        }];
         assert_eq!(registry.statuses(), expected);
         assert_eq!(registry.active_broker(), Some("paper"));
     }
@@ -252,19 +279,30 @@ mod tests {
         let mut registry = BrokerRegistry::for_tests();
         registry.quote(None, "AAPL").await.unwrap();
         let error = registry.account(None).await.unwrap_err();
-        assert_eq!(error.to_string(), "not logged in to paper: call broker_login first");
+        assert_eq!(
+            error.to_string(),
+            "not logged in to paper: call broker_login first"
+        );
         registry.login("paper", credentials()).await.unwrap();
         registry.account(None).await.unwrap();
         assert!(registry.logout("paper").await.unwrap());
-        assert!(matches!(registry.account(None).await, Err(BrokerError::NotLoggedIn { .. })));
+        assert!(matches!(
+            registry.account(None).await,
+            Err(BrokerError::NotLoggedIn { .. })
+        ));
     }
 
     #[tokio::test]
     async fn unknown_brokers_are_refused_everywhere() {
         let mut registry = BrokerRegistry::for_tests();
-        let unknown = BrokerError::UnknownBroker { broker: "nasdaq".into() };
+        let unknown = BrokerError::UnknownBroker {
+            broker: "nasdaq".into(),
+        };
         assert_eq!(registry.use_broker("nasdaq"), Err(unknown.clone()));
-        assert_eq!(registry.login("nasdaq", credentials()).await, Err(unknown.clone()));
+        assert_eq!(
+            registry.login("nasdaq", credentials()).await,
+            Err(unknown.clone())
+        );
         assert_eq!(registry.quote(Some("nasdaq"), "AAPL").await, Err(unknown));
     }
 
@@ -282,15 +320,27 @@ mod tests {
         let mut session_a = BrokerRegistry::for_tests();
         let mut session_b = BrokerRegistry::for_tests();
         session_a.login("paper", credentials()).await.unwrap();
-        session_a.place_order(None, market_buy("AAPL", 3)).await.unwrap();
+        session_a
+            .place_order(None, market_buy("AAPL", 3))
+            .await
+            .unwrap();
 
         assert!(!session_b.statuses()[0].authenticated);
-        let error = session_b.place_order(None, market_buy("AAPL", 1)).await.unwrap_err();
+        let error = session_b
+            .place_order(None, market_buy("AAPL", 1))
+            .await
+            .unwrap_err();
         assert!(matches!(error, BrokerError::NotLoggedIn { .. }));
 
         session_b.login("paper", credentials()).await.unwrap();
         assert!(session_b.positions(None).await.unwrap().is_empty());
-        assert!(session_b.orders(None, OrderFilter::All).await.unwrap().is_empty());
+        assert!(
+            session_b
+                .orders(None, OrderFilter::All)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(session_a.positions(None).await.unwrap().len(), 1);
     }
 
@@ -299,6 +349,11 @@ mod tests {
         let mut registry = BrokerRegistry::for_tests();
         registry.login("paper", credentials()).await.unwrap();
         registry.logout_all().await;
-        assert!(registry.statuses().iter().all(|status| !status.authenticated));
+        assert!(
+            registry
+                .statuses()
+                .iter()
+                .all(|status| !status.authenticated)
+        );
     }
 }

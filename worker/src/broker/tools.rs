@@ -52,7 +52,9 @@ type Reply = Result<CallToolResult, BrokerError>;
 
 impl BrokerTools {
     pub fn new(registry: BrokerRegistry) -> Self {
-        Self { registry: Arc::new(Mutex::new(registry)) }
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+        }
     }
 
     /// `broker_list`.
@@ -61,12 +63,19 @@ impl BrokerTools {
         let summary: Vec<String> = brokers
             .iter()
             .map(|status| {
-                let login = if status.authenticated { "logged in" } else { "not logged in" };
+                let login = if status.authenticated {
+                    "logged in"
+                } else {
+                    "not logged in"
+                };
                 let active = if status.active { ", active" } else { "" };
                 format!("{} ({login}{active})", status.name)
             })
             .collect();
-        success(json!({ "brokers": brokers }), format!("brokers: {}", summary.join(", ")))
+        success(
+            json!({ "brokers": brokers }),
+            format!("brokers: {}", summary.join(", ")),
+        )
     }
 
     /// `broker_login`.
@@ -200,7 +209,10 @@ async fn positions(registry: &mut BrokerRegistry, args: BrokerArgs) -> Reply {
         .iter()
         .map(|position| {
             let (symbol, qty, price) = (&position.symbol, position.qty, position.avg_price);
-            format!("{symbol} {qty} @ {price} (unrealized {})", position.unrealized_pnl)
+            format!(
+                "{symbol} {qty} @ {price} (unrealized {})",
+                position.unrealized_pnl
+            )
         })
         .collect();
     let text = if lines.is_empty() {
@@ -208,7 +220,10 @@ async fn positions(registry: &mut BrokerRegistry, args: BrokerArgs) -> Reply {
     } else {
         format!("{broker}: {}", lines.join("; "))
     };
-    Ok(success(json!({ "broker": broker, "positions": positions }), text))
+    Ok(success(
+        json!({ "broker": broker, "positions": positions }),
+        text,
+    ))
 }
 
 async fn orders(registry: &mut BrokerRegistry, args: OrdersArgs) -> Reply {
@@ -216,7 +231,10 @@ async fn orders(registry: &mut BrokerRegistry, args: OrdersArgs) -> Reply {
     let filter = args.status.unwrap_or_default();
     let orders = registry.orders(Some(&broker), filter).await?;
     let text = format!("{broker}: {} orders", orders.len());
-    Ok(success(json!({ "broker": broker, "status": filter, "orders": orders }), text))
+    Ok(success(
+        json!({ "broker": broker, "status": filter, "orders": orders }),
+        text,
+    ))
 }
 
 async fn order_place(registry: &mut BrokerRegistry, args: OrderPlaceArgs) -> Reply {
@@ -244,7 +262,9 @@ async fn order_place(registry: &mut BrokerRegistry, args: OrderPlaceArgs) -> Rep
         text.push_str(&format!(" at {price}"));
     }
     if placement.replayed {
-        text.push_str(" (client_order_id already used: this is the original order; nothing new was placed)");
+        text.push_str(
+            " (client_order_id already used: this is the original order; nothing new was placed)",
+        );
     }
     let structured = json!({ "broker": broker, "order": order, "replayed": placement.replayed });
     Ok(success(structured, text))
@@ -260,8 +280,12 @@ async fn order_cancel(registry: &mut BrokerRegistry, args: OrderCancelArgs) -> R
 async fn indicator(registry: &mut BrokerRegistry, args: IndicatorArgs) -> Reply {
     let broker = registry.target(args.broker.as_deref())?;
     let needed = args.kind.prices_needed(args.period)?;
-    let series = registry.recent_prices(Some(&broker), &args.symbol, needed).await?;
-    let value = args.kind.compute(&series.prices, needed_period(args.period))?;
+    let series = registry
+        .recent_prices(Some(&broker), &args.symbol, needed)
+        .await?;
+    let value = args
+        .kind
+        .compute(&series.prices, needed_period(args.period))?;
     let value: Decimal = value.round_dp(INDICATOR_DECIMALS).normalize();
     let text = format!(
         "{}({}) of {} on {broker}: {value}, over {} closes {} s apart ending {}",

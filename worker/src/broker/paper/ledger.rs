@@ -77,7 +77,10 @@ impl Ledger {
 
     /// Quantity of `symbol` held and not promised to open sell orders.
     pub fn available_to_sell(&self, symbol: &str) -> Decimal {
-        let held = self.holdings.get(symbol).map_or(Decimal::ZERO, |holding| holding.qty);
+        let held = self
+            .holdings
+            .get(symbol)
+            .map_or(Decimal::ZERO, |holding| holding.qty);
         let promised: Decimal = self
             .open_orders()
             .filter(|order| order.side == Side::Sell && order.symbol == symbol)
@@ -88,7 +91,9 @@ impl Ledger {
 
     /// The order placed earlier with `client_order_id`, if any.
     pub fn by_client_id(&self, client_order_id: &str) -> Option<&Order> {
-        self.by_client_id.get(client_order_id).map(|&index| &self.orders[index])
+        self.by_client_id
+            .get(client_order_id)
+            .map(|&index| &self.orders[index])
     }
 
     /// Whether the account can take on an order of `qty` at `price` (for a sell, only the
@@ -103,18 +108,27 @@ impl Ledger {
     ) -> Result<(), BrokerError> {
         match side {
             Side::Buy => {
-                let needed = notional(qty, price).ok_or(BrokerError::OrderTooLarge { qty, price })?;
+                let needed =
+                    notional(qty, price).ok_or(BrokerError::OrderTooLarge { qty, price })?;
                 let available = self.buying_power();
                 if needed > available {
                     let currency = currency.to_owned();
-                    return Err(BrokerError::InsufficientCash { needed, available, currency });
+                    return Err(BrokerError::InsufficientCash {
+                        needed,
+                        available,
+                        currency,
+                    });
                 }
             }
             Side::Sell => {
                 let available = self.available_to_sell(symbol);
                 if qty > available {
                     let symbol = symbol.to_owned();
-                    return Err(BrokerError::InsufficientPosition { symbol, requested: qty, available });
+                    return Err(BrokerError::InsufficientPosition {
+                        symbol,
+                        requested: qty,
+                        available,
+                    });
                 }
             }
         }
@@ -137,7 +151,9 @@ impl Ledger {
 
     /// Indices of the open orders, oldest first.
     pub fn open_indices(&self) -> Vec<usize> {
-        (0..self.orders.len()).filter(|&index| self.orders[index].status == OrderStatus::Open).collect()
+        (0..self.orders.len())
+            .filter(|&index| self.orders[index].status == OrderStatus::Open)
+            .collect()
     }
 
     /// Fills the open order at `index` at `price`, moving cash and holdings.
@@ -149,7 +165,10 @@ impl Ledger {
         let holding = self
             .holdings
             .entry(order.symbol.clone())
-            .or_insert(Holding { qty: Decimal::ZERO, cost_basis: Decimal::ZERO });
+            .or_insert(Holding {
+                qty: Decimal::ZERO,
+                cost_basis: Decimal::ZERO,
+            });
         match order.side {
             Side::Buy => {
                 self.cash -= amount;
@@ -177,12 +196,21 @@ impl Ledger {
 
     /// Cancels the open order `order_id`.
     pub fn cancel(&mut self, broker: &str, order_id: &str) -> Result<Order, BrokerError> {
-        let unknown =
-            || BrokerError::UnknownOrder { broker: broker.to_owned(), order_id: order_id.to_owned() };
-        let order = self.orders.iter_mut().find(|order| order.order_id == order_id).ok_or_else(unknown)?;
+        let unknown = || BrokerError::UnknownOrder {
+            broker: broker.to_owned(),
+            order_id: order_id.to_owned(),
+        };
+        let order = self
+            .orders
+            .iter_mut()
+            .find(|order| order.order_id == order_id)
+            .ok_or_else(unknown)?;
         if order.status != OrderStatus::Open {
             let status = order.status.as_str();
-            return Err(BrokerError::OrderNotOpen { order_id: order_id.to_owned(), status });
+            return Err(BrokerError::OrderNotOpen {
+                order_id: order_id.to_owned(),
+                status,
+            });
         }
         order.status = OrderStatus::Cancelled;
         Ok(order.clone())
@@ -196,7 +224,9 @@ impl Ledger {
     }
 
     fn open_orders(&self) -> impl Iterator<Item = &Order> {
-        self.orders.iter().filter(|order| order.status == OrderStatus::Open)
+        self.orders
+            .iter()
+            .filter(|order| order.status == OrderStatus::Open)
     }
 }
 
@@ -230,7 +260,11 @@ mod tests {
             client_order_id: None,
             symbol: "BTC-USD".into(),
             side,
-            order_type: if limit_price.is_some() { OrderType::Limit } else { OrderType::Market },
+            order_type: if limit_price.is_some() {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            },
             qty: d(qty),
             limit_price: limit_price.map(d),
             status: OrderStatus::Open,
@@ -256,7 +290,13 @@ mod tests {
         ledger.fill(buy, d("10.01"), DateTime::UNIX_EPOCH);
         let sell = ledger.open(order(Side::Sell, "1", None));
         ledger.fill(sell, d("10.00"), DateTime::UNIX_EPOCH);
-        assert_eq!(ledger.holdings()["BTC-USD"], Holding { qty: d("2"), cost_basis: d("20.02") });
+        assert_eq!(
+            ledger.holdings()["BTC-USD"],
+            Holding {
+                qty: d("2"),
+                cost_basis: d("20.02")
+            }
+        );
         let sell = ledger.open(order(Side::Sell, "2", None));
         ledger.fill(sell, d("10.00"), DateTime::UNIX_EPOCH);
         assert!(ledger.holdings().is_empty());
@@ -278,9 +318,15 @@ mod tests {
     fn limits_cross_at_the_market_price() {
         let buy = order(Side::Buy, "1", Some("100.00"));
         assert_eq!(crossing_price(&buy, d("99.00"), d("100.01")), None);
-        assert_eq!(crossing_price(&buy, d("98.00"), d("99.50")), Some(d("99.50")));
+        assert_eq!(
+            crossing_price(&buy, d("98.00"), d("99.50")),
+            Some(d("99.50"))
+        );
         let sell = order(Side::Sell, "1", Some("100.00"));
         assert_eq!(crossing_price(&sell, d("99.99"), d("101.00")), None);
-        assert_eq!(crossing_price(&sell, d("100.20"), d("101.00")), Some(d("100.20")));
+        assert_eq!(
+            crossing_price(&sell, d("100.20"), d("101.00")),
+            Some(d("100.20"))
+        );
     }
 }

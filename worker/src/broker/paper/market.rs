@@ -25,8 +25,13 @@ pub const PRICE_STEP_SECONDS: i64 = 1;
 
 /// The octaves of noise as (period in seconds, largest offset in parts per million). Together
 /// they keep a price within about ±5% of its base.
-const OCTAVES: [(i64, i64); 5] =
-    [(20, 400), (180, 1_500), (1_200, 5_000), (7_200, 12_000), (86_400, 30_000)];
+const OCTAVES: [(i64, i64); 5] = [
+    (20, 400),
+    (180, 1_500),
+    (1_200, 5_000),
+    (7_200, 12_000),
+    (86_400, 30_000),
+];
 
 /// Parts per million, the unit of the octave offsets.
 const PPM: i64 = 1_000_000;
@@ -82,14 +87,16 @@ const DEFAULT_SYMBOLS: [(&str, &str, i64, u32, u32); 11] = [
 pub fn default_symbols() -> Vec<SymbolSpec> {
     DEFAULT_SYMBOLS
         .iter()
-        .map(|&(symbol, currency, hundredths, qty_decimals, spread_bps)| SymbolSpec {
-            symbol: symbol.to_owned(),
-            currency: currency.to_owned(),
-            base_price: Decimal::new(hundredths, 2),
-            price_decimals: 2,
-            qty_decimals,
-            spread_bps,
-        })
+        .map(
+            |&(symbol, currency, hundredths, qty_decimals, spread_bps)| SymbolSpec {
+                symbol: symbol.to_owned(),
+                currency: currency.to_owned(),
+                base_price: Decimal::new(hundredths, 2),
+                price_decimals: 2,
+                qty_decimals,
+                spread_bps,
+            },
+        )
         .collect()
 }
 
@@ -102,7 +109,10 @@ pub struct PaperMarket {
 
 impl PaperMarket {
     pub fn new(seed: u64, symbols: Vec<SymbolSpec>) -> Self {
-        let symbols = symbols.into_iter().map(|spec| (spec.symbol.clone(), spec)).collect();
+        let symbols = symbols
+            .into_iter()
+            .map(|spec| (spec.symbol.clone(), spec))
+            .collect();
         Self { seed, symbols }
     }
 
@@ -113,7 +123,11 @@ impl PaperMarket {
 
     /// The traded symbols, comma-separated, for error messages.
     pub fn symbol_list(&self) -> String {
-        self.symbols.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+        self.symbols
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The mid price of `spec` at `time`, rounded to its tick.
@@ -195,7 +209,9 @@ pub mod test_clock {
     impl ManualClock {
         pub fn at(unix_seconds: i64) -> Self {
             let now = DateTime::from_timestamp(unix_seconds, 0).expect("a representable time");
-            Self { now: Mutex::new(now) }
+            Self {
+                now: Mutex::new(now),
+            }
         }
 
         pub fn advance(&self, seconds: i64) {
@@ -229,17 +245,33 @@ mod tests {
     fn same_seed_and_time_give_the_same_price() {
         let (first, second) = (market(DEFAULT_SEED), market(DEFAULT_SEED));
         for spec in default_symbols() {
-            assert_eq!(first.quote_at(&spec, at(T0)), second.quote_at(&spec, at(T0)));
+            assert_eq!(
+                first.quote_at(&spec, at(T0)),
+                second.quote_at(&spec, at(T0))
+            );
         }
+    }
+
+    #[test]
+    fn prices_are_pinned_across_builds() {
+        // Golden values: a change here changes every seeded market, so make it on purpose.
+        let market = market(DEFAULT_SEED);
+        let quote = market.quote_at(market.spec("BTC-USD").unwrap(), at(T0));
+        let prices = [quote.bid, quote.last, quote.ask].map(|price| price.to_string());
+        assert_eq!(prices, ["64015.11", "64027.92", "64040.73"]);
     }
 
     #[test]
     fn prices_move_with_time_and_differ_by_seed() {
         let spec = market(DEFAULT_SEED).spec("BTC-USD").unwrap().clone();
-        let prices: Vec<Decimal> =
-            (0..60).map(|second| market(DEFAULT_SEED).mid_at(&spec, at(T0 + second))).collect();
+        let prices: Vec<Decimal> = (0..60)
+            .map(|second| market(DEFAULT_SEED).mid_at(&spec, at(T0 + second)))
+            .collect();
         assert!(prices.windows(2).filter(|pair| pair[0] != pair[1]).count() > 30);
-        assert_ne!(market(1).mid_at(&spec, at(T0)), market(2).mid_at(&spec, at(T0)));
+        assert_ne!(
+            market(1).mid_at(&spec, at(T0)),
+            market(2).mid_at(&spec, at(T0))
+        );
     }
 
     #[test]
@@ -249,7 +281,11 @@ mod tests {
             for hour in 0..48 {
                 let quote = market.quote_at(&spec, at(T0 + hour * 3_600 + 17));
                 let distance = (quote.last - spec.base_price).abs() / spec.base_price;
-                assert!(distance < Decimal::new(5, 2), "{} moved {distance}", spec.symbol);
+                assert!(
+                    distance < Decimal::new(5, 2),
+                    "{} moved {distance}",
+                    spec.symbol
+                );
                 assert!(quote.bid < quote.last && quote.last < quote.ask);
                 assert_eq!(quote.ask.scale(), 2);
             }

@@ -21,7 +21,10 @@ fn keys() -> Credentials {
 
 fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::at(unix_seconds));
-    (PaperBroker::with_clock(PaperConfig::default(), clock.clone()), clock)
+    (
+        PaperBroker::with_clock(PaperConfig::default(), clock.clone()),
+        clock,
+    )
 }
 
 fn request(symbol: &str, side: Side, qty: &str, limit_price: Option<&str>) -> OrderRequest {
@@ -29,7 +32,11 @@ fn request(symbol: &str, side: Side, qty: &str, limit_price: Option<&str>) -> Or
         symbol: symbol.to_owned(),
         side,
         qty: d(qty),
-        order_type: if limit_price.is_some() { OrderType::Limit } else { OrderType::Market },
+        order_type: if limit_price.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
         limit_price: limit_price.map(d),
         client_order_id: None,
     }
@@ -54,13 +61,17 @@ fn starting_cash_is_a_hundred_thousand_to_the_cent() {
 #[tokio::test]
 async fn a_buy_and_sell_round_trip_is_right_to_the_cent() {
     let (mut paper, clock) = paper_at(T0);
-    let buy = place(&mut paper, request("AAPL", Side::Buy, "10", None)).await.unwrap();
+    let buy = place(&mut paper, request("AAPL", Side::Buy, "10", None))
+        .await
+        .unwrap();
     let ask = reference_quote("AAPL", T0).ask;
     assert_eq!(buy.order.status, OrderStatus::Filled);
     assert_eq!(buy.order.fill_price, Some(ask));
 
     clock.advance(90);
-    let sell = place(&mut paper, request("AAPL", Side::Sell, "10", None)).await.unwrap();
+    let sell = place(&mut paper, request("AAPL", Side::Sell, "10", None))
+        .await
+        .unwrap();
     let bid = reference_quote("AAPL", T0 + 90).bid;
     assert_eq!(sell.order.fill_price, Some(bid));
 
@@ -75,7 +86,12 @@ async fn a_buy_and_sell_round_trip_is_right_to_the_cent() {
 #[tokio::test]
 async fn fractional_crypto_costs_whole_cents_and_values_the_position() {
     let (mut paper, _clock) = paper_at(T0);
-    place(&mut paper, request("btc-usd", Side::Buy, "0.12345678", None)).await.unwrap();
+    place(
+        &mut paper,
+        request("btc-usd", Side::Buy, "0.12345678", None),
+    )
+    .await
+    .unwrap();
     let quote = reference_quote("BTC-USD", T0);
     let cost = (d("0.12345678") * quote.ask).round_dp(2);
 
@@ -83,9 +99,14 @@ async fn fractional_crypto_costs_whole_cents_and_values_the_position() {
     assert_eq!(account.cash, DEFAULT_STARTING_CASH - cost);
     assert_eq!(account.cash.scale(), 2);
     let positions = paper.positions(&keys()).await.unwrap();
-    let [position] = positions.as_slice() else { panic!("one position: {positions:?}") };
+    let [position] = positions.as_slice() else {
+        panic!("one position: {positions:?}")
+    };
     assert_eq!(position.symbol, "BTC-USD");
-    assert_eq!(position.market_value, (d("0.12345678") * quote.last).round_dp(2));
+    assert_eq!(
+        position.market_value,
+        (d("0.12345678") * quote.last).round_dp(2)
+    );
     assert_eq!(position.unrealized_pnl, position.market_value - cost);
     assert_eq!(account.equity, account.cash + position.market_value);
 }
@@ -93,25 +114,46 @@ async fn fractional_crypto_costs_whole_cents_and_values_the_position() {
 #[tokio::test]
 async fn buying_beyond_the_cash_is_refused_and_changes_nothing() {
     let (mut paper, _clock) = paper_at(T0);
-    let error = place(&mut paper, request("BTC-USD", Side::Buy, "2", None)).await.unwrap_err();
-    let BrokerError::InsufficientCash { needed, available, .. } = &error else {
+    let error = place(&mut paper, request("BTC-USD", Side::Buy, "2", None))
+        .await
+        .unwrap_err();
+    let BrokerError::InsufficientCash {
+        needed, available, ..
+    } = &error
+    else {
         panic!("unexpected error: {error}");
     };
     assert_eq!(*available, DEFAULT_STARTING_CASH);
     assert!(*needed > *available);
     assert!(error.to_string().contains("reduce qty"));
-    assert_eq!(paper.account(&keys()).await.unwrap().cash, DEFAULT_STARTING_CASH);
-    assert!(paper.orders(&keys(), OrderFilter::All).await.unwrap().is_empty());
+    assert_eq!(
+        paper.account(&keys()).await.unwrap().cash,
+        DEFAULT_STARTING_CASH
+    );
+    assert!(
+        paper
+            .orders(&keys(), OrderFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn selling_more_than_is_held_is_refused() {
     let (mut paper, _clock) = paper_at(T0);
     let nothing_held = place(&mut paper, request("MSFT", Side::Sell, "1", None)).await;
-    assert!(matches!(nothing_held, Err(BrokerError::InsufficientPosition { .. })));
+    assert!(matches!(
+        nothing_held,
+        Err(BrokerError::InsufficientPosition { .. })
+    ));
 
-    place(&mut paper, request("MSFT", Side::Buy, "3", None)).await.unwrap();
-    let error = place(&mut paper, request("MSFT", Side::Sell, "4", None)).await.unwrap_err();
+    place(&mut paper, request("MSFT", Side::Buy, "3", None))
+        .await
+        .unwrap();
+    let error = place(&mut paper, request("MSFT", Side::Sell, "4", None))
+        .await
+        .unwrap_err();
     let expected = BrokerError::InsufficientPosition {
         symbol: "MSFT".into(),
         requested: d("4"),
@@ -124,22 +166,42 @@ async fn selling_more_than_is_held_is_refused() {
 #[tokio::test]
 async fn a_resting_sell_limit_holds_back_its_quantity() {
     let (mut paper, _clock) = paper_at(T0);
-    place(&mut paper, request("NVDA", Side::Buy, "5", None)).await.unwrap();
-    place(&mut paper, request("NVDA", Side::Sell, "4", Some("100000.00"))).await.unwrap();
-    let error = place(&mut paper, request("NVDA", Side::Sell, "2", None)).await.unwrap_err();
-    assert!(matches!(error, BrokerError::InsufficientPosition { available, .. } if available == d("1")));
+    place(&mut paper, request("NVDA", Side::Buy, "5", None))
+        .await
+        .unwrap();
+    place(
+        &mut paper,
+        request("NVDA", Side::Sell, "4", Some("100000.00")),
+    )
+    .await
+    .unwrap();
+    let error = place(&mut paper, request("NVDA", Side::Sell, "2", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, BrokerError::InsufficientPosition { available, .. } if available == d("1"))
+    );
 }
 
 #[tokio::test]
 async fn a_buy_limit_rests_until_the_price_crosses_it() {
-    let ask_now = reference_quote("BTC-USD", T0).ask;
-    let limit = (ask_now * d("0.998")).round_dp(2);
-    let crossing = (1..86_400)
-        .find(|&second| reference_quote("BTC-USD", T0 + second).ask <= limit)
-        .expect("the price dips 0.2% within a day");
+    // The limit is the lowest ask of the next six hours, so the order must rest until then.
+    let ask_at = |second: i64| reference_quote("BTC-USD", T0 + second).ask;
+    let (crossing, limit) = (1..6 * 3_600)
+        .map(|second| (second, ask_at(second)))
+        .min_by_key(|&(second, ask)| (ask, second))
+        .unwrap();
+    assert!(
+        limit < ask_at(0),
+        "the market dips below today's opening ask"
+    );
     let (mut paper, clock) = paper_at(T0);
     let limit_text = limit.to_string();
-    let placed = place(&mut paper, request("BTC-USD", Side::Buy, "0.5", Some(&limit_text))).await;
+    let placed = place(
+        &mut paper,
+        request("BTC-USD", Side::Buy, "0.5", Some(&limit_text)),
+    )
+    .await;
     let order_id = placed.unwrap().order.order_id;
     let reserved = (d("0.5") * limit).round_dp(2);
     let account = paper.account(&keys()).await.unwrap();
@@ -147,17 +209,27 @@ async fn a_buy_limit_rests_until_the_price_crosses_it() {
 
     clock.advance(crossing - 1);
     let open = paper.orders(&keys(), OrderFilter::Open).await.unwrap();
-    assert_eq!(open.len(), 1, "still resting one second before the price crosses");
+    assert_eq!(
+        open.len(),
+        1,
+        "still resting one second before the price crosses"
+    );
 
     clock.advance(1);
     let positions = paper.positions(&keys()).await.unwrap();
     assert_eq!(positions[0].qty, d("0.5"));
     let orders = paper.orders(&keys(), OrderFilter::All).await.unwrap();
     let fill_price = reference_quote("BTC-USD", T0 + crossing).ask;
-    assert_eq!((orders[0].order_id.as_str(), orders[0].status), (order_id.as_str(), OrderStatus::Filled));
+    assert_eq!(
+        (orders[0].order_id.as_str(), orders[0].status),
+        (order_id.as_str(), OrderStatus::Filled)
+    );
     assert_eq!(orders[0].fill_price, Some(fill_price));
     let account = paper.account(&keys()).await.unwrap();
-    assert_eq!(account.cash, DEFAULT_STARTING_CASH - (d("0.5") * fill_price).round_dp(2));
+    assert_eq!(
+        account.cash,
+        DEFAULT_STARTING_CASH - (d("0.5") * fill_price).round_dp(2)
+    );
     assert_eq!(account.buying_power, account.cash);
 }
 
@@ -177,7 +249,10 @@ async fn a_reused_client_order_id_returns_the_original_order() {
         assert!(replay.replayed);
         assert_eq!(replay.order, original.order);
     }
-    assert_eq!(paper.orders(&keys(), OrderFilter::All).await.unwrap().len(), 1);
+    assert_eq!(
+        paper.orders(&keys(), OrderFilter::All).await.unwrap().len(),
+        1
+    );
     assert_eq!(paper.positions(&keys()).await.unwrap()[0].qty, d("2"));
 }
 
@@ -185,11 +260,26 @@ async fn a_reused_client_order_id_returns_the_original_order() {
 async fn malformed_orders_are_refused_with_advice() {
     let (mut paper, _clock) = paper_at(T0);
     let cases = [
-        (request("DOGE-USD", Side::Buy, "1", None), "unknown symbol DOGE-USD on paper: it trades AAPL"),
-        (request("AAPL", Side::Buy, "0", None), "qty must be positive"),
-        (request("AAPL", Side::Buy, "-3", None), "qty must be positive"),
-        (request("AAPL", Side::Buy, "1.5", None), "more decimal places than AAPL allows (0)"),
-        (request("AAPL", Side::Buy, "1", Some("-1")), "limit_price must be positive"),
+        (
+            request("DOGE-USD", Side::Buy, "1", None),
+            "unknown symbol DOGE-USD on paper: it trades AAPL",
+        ),
+        (
+            request("AAPL", Side::Buy, "0", None),
+            "qty must be positive",
+        ),
+        (
+            request("AAPL", Side::Buy, "-3", None),
+            "qty must be positive",
+        ),
+        (
+            request("AAPL", Side::Buy, "1.5", None),
+            "more decimal places than AAPL allows (0)",
+        ),
+        (
+            request("AAPL", Side::Buy, "1", Some("-1")),
+            "limit_price must be positive",
+        ),
     ];
     for (order, message) in cases {
         let error = place(&mut paper, order).await.unwrap_err();
@@ -197,24 +287,38 @@ async fn malformed_orders_are_refused_with_advice() {
     }
     let mut no_limit = request("AAPL", Side::Buy, "1", None);
     no_limit.order_type = OrderType::Limit;
-    assert_eq!(place(&mut paper, no_limit).await, Err(BrokerError::MissingLimitPrice));
+    assert_eq!(
+        place(&mut paper, no_limit).await,
+        Err(BrokerError::MissingLimitPrice)
+    );
     let mut too_long = request("AAPL", Side::Buy, "1", None);
     too_long.client_order_id = Some("x".repeat(MAX_CLIENT_ORDER_ID_LEN + 1));
-    assert!(matches!(place(&mut paper, too_long).await, Err(BrokerError::InvalidClientOrderId { .. })));
+    assert!(matches!(
+        place(&mut paper, too_long).await,
+        Err(BrokerError::InvalidClientOrderId { .. })
+    ));
 }
 
 #[tokio::test]
 async fn cancelling_releases_the_reservation_once() {
     let (mut paper, _clock) = paper_at(T0);
-    let placed = place(&mut paper, request("TCS.NS", Side::Buy, "3", Some("1.00"))).await.unwrap();
+    let placed = place(&mut paper, request("TCS.NS", Side::Buy, "3", Some("1.00")))
+        .await
+        .unwrap();
     let order_id = placed.order.order_id;
     assert_eq!(order_id, "paper-1");
     let cancelled = paper.cancel_order(&keys(), &order_id).await.unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
-    assert_eq!(paper.account(&keys()).await.unwrap().buying_power, DEFAULT_STARTING_CASH);
+    assert_eq!(
+        paper.account(&keys()).await.unwrap().buying_power,
+        DEFAULT_STARTING_CASH
+    );
 
     let again = paper.cancel_order(&keys(), &order_id).await.unwrap_err();
-    assert_eq!(again.to_string(), "order paper-1 is cancelled: only open orders can be cancelled");
+    assert_eq!(
+        again.to_string(),
+        "order paper-1 is cancelled: only open orders can be cancelled"
+    );
     let unknown = paper.cancel_order(&keys(), "paper-9").await.unwrap_err();
     assert!(unknown.to_string().contains("call orders to list them"));
 }
@@ -223,7 +327,10 @@ async fn cancelling_releases_the_reservation_once() {
 async fn empty_credentials_are_refused() {
     let (mut paper, _clock) = paper_at(T0);
     let empty = Credentials::new(SecretString::from(""), SecretString::from("secret"));
-    assert!(matches!(paper.login(&empty).await, Err(BrokerError::CredentialsRefused { .. })));
+    assert!(matches!(
+        paper.login(&empty).await,
+        Err(BrokerError::CredentialsRefused { .. })
+    ));
     paper.login(&keys()).await.unwrap();
 }
 

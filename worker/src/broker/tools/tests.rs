@@ -21,16 +21,28 @@ fn is_error(result: &CallToolResult) -> bool {
 }
 
 fn text(result: &CallToolResult) -> String {
-    result.content.iter().filter_map(|block| block.as_text()).map(|t| t.text.clone()).collect()
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text())
+        .map(|t| t.text.clone())
+        .collect()
 }
 
 fn structured(result: &CallToolResult) -> &Value {
     assert!(!is_error(result), "unexpected tool error: {}", text(result));
-    result.structured_content.as_ref().expect("structured content")
+    result
+        .structured_content
+        .as_ref()
+        .expect("structured content")
 }
 
 fn decimal(value: &Value) -> Decimal {
-    value.as_str().expect("decimals are strings").parse().unwrap()
+    value
+        .as_str()
+        .expect("decimals are strings")
+        .parse()
+        .unwrap()
 }
 
 async fn login(tools: &BrokerTools) {
@@ -43,7 +55,10 @@ async fn trading_before_login_says_to_log_in() {
     let tools = tools();
     let result = tools.account(BrokerArgs::default()).await;
     assert!(is_error(&result));
-    assert_eq!(text(&result), "not logged in to paper: call broker_login first");
+    assert_eq!(
+        text(&result),
+        "not logged in to paper: call broker_login first"
+    );
     let quote = tools.quote(args(json!({ "symbol": "AAPL" }))).await;
     assert_eq!(structured(&quote)["broker"], "paper");
 }
@@ -67,7 +82,8 @@ async fn a_client_round_trip_balances_to_the_cent() {
 
     let account = tools.account(BrokerArgs::default()).await;
     let cash = decimal(&structured(&account)["cash"]);
-    let expected: Decimal = "100000.00".parse::<Decimal>().unwrap() + (sell_price - buy_price) * Decimal::from(7);
+    let expected: Decimal =
+        "100000.00".parse::<Decimal>().unwrap() + (sell_price - buy_price) * Decimal::from(7);
     assert_eq!(cash, expected);
     assert_eq!(structured(&account)["currency"], "USD");
     assert!(text(&account).starts_with("paper account: cash "));
@@ -90,7 +106,9 @@ async fn a_retried_order_place_yields_one_order() {
     assert_eq!(structured(&orders)["orders"].as_array().unwrap().len(), 1);
 
     let order_id = structured(&first)["order"]["order_id"].clone();
-    let cancel = tools.order_cancel(args(json!({ "order_id": order_id }))).await;
+    let cancel = tools
+        .order_cancel(args(json!({ "order_id": order_id })))
+        .await;
     assert_eq!(structured(&cancel)["order"]["status"], "cancelled");
 }
 
@@ -106,14 +124,17 @@ async fn the_secret_never_appears_in_any_result() {
         tools.account(BrokerArgs::default()).await,
         tools.positions(BrokerArgs::default()).await,
         tools.orders(OrdersArgs::default()).await,
-        tools.broker_logout(args(json!({ "broker": "paper" }))).await,
+        tools
+            .broker_logout(args(json!({ "broker": "paper" })))
+            .await,
     ];
     for result in results {
         let serialized = serde_json::to_string(&result).unwrap();
         assert!(!serialized.contains(SENTINEL), "{serialized}");
     }
     assert!(!tools.session_state().await.to_string().contains(SENTINEL));
-    let login: LoginArgs = args(json!({ "broker": "paper", "api_key": SENTINEL, "api_secret": SENTINEL }));
+    let login: LoginArgs =
+        args(json!({ "broker": "paper", "api_key": SENTINEL, "api_secret": SENTINEL }));
     assert!(!format!("{login:?}").contains(SENTINEL));
 }
 
@@ -122,18 +143,36 @@ async fn login_arguments_must_be_one_kind_or_the_other() {
     let tools = tools();
     let cases = [
         (json!({ "broker": "paper" }), "pass one of the two"),
-        (json!({ "broker": "paper", "api_key": "k" }), "pass one of the two"),
-        (json!({ "broker": "paper", "api_key": "k", "api_secret": "s", "credential_ref": "r" }), "not both"),
-        (json!({ "broker": "paper", "credential_ref": "prod" }), "not available in this worker"),
-        (json!({ "broker": "paper", "api_key": "", "api_secret": "s" }), "must both be non-empty"),
-        (json!({ "broker": "alpaca", "api_key": "k", "api_secret": "s" }), "call broker_list"),
+        (
+            json!({ "broker": "paper", "api_key": "k" }),
+            "pass one of the two",
+        ),
+        (
+            json!({ "broker": "paper", "api_key": "k", "api_secret": "s", "credential_ref": "r" }),
+            "not both",
+        ),
+        (
+            json!({ "broker": "paper", "credential_ref": "prod" }),
+            "not available in this worker",
+        ),
+        (
+            json!({ "broker": "paper", "api_key": "", "api_secret": "s" }),
+            "must both be non-empty",
+        ),
+        (
+            json!({ "broker": "alpaca", "api_key": "k", "api_secret": "s" }),
+            "call broker_list",
+        ),
     ];
     for (login, message) in cases {
         let result = tools.broker_login(args(login)).await;
         assert!(is_error(&result));
         assert!(text(&result).contains(message), "{}", text(&result));
     }
-    assert_eq!(tools.session_state().await["brokers"][0]["authenticated"], false);
+    assert_eq!(
+        tools.session_state().await["brokers"][0]["authenticated"],
+        false
+    );
 }
 
 #[tokio::test]
@@ -143,26 +182,48 @@ async fn session_state_and_broker_list_report_logins() {
     assert_eq!(tools.session_state().await, expected);
     login(&tools).await;
     let list = tools.broker_list().await;
-    assert_eq!(structured(&list)["brokers"], json!([{ "name": "paper", "authenticated": true, "active": true }]));
+    assert_eq!(
+        structured(&list)["brokers"],
+        json!([{ "name": "paper", "authenticated": true, "active": true }])
+    );
     assert_eq!(text(&list), "brokers: paper (logged in, active)");
     let used = tools.broker_use(args(json!({ "broker": "paper" }))).await;
     assert_eq!(structured(&used)["active_broker"], "paper");
     tools.end_session().await;
-    assert_eq!(tools.session_state().await["brokers"][0]["authenticated"], false);
+    assert_eq!(
+        tools.session_state().await["brokers"][0]["authenticated"],
+        false
+    );
 }
 
 #[tokio::test]
 async fn indicator_returns_its_value_and_inputs() {
     let tools = tools();
-    let result = tools.indicator(args(json!({ "symbol": "BTC-USD", "kind": "sma", "period": 5 }))).await;
+    let result = tools
+        .indicator(args(
+            json!({ "symbol": "BTC-USD", "kind": "sma", "period": 5 }),
+        ))
+        .await;
     let body = structured(&result);
-    let prices: Vec<Decimal> = body["prices"].as_array().unwrap().iter().map(decimal).collect();
+    let prices: Vec<Decimal> = body["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(decimal)
+        .collect();
     assert_eq!(prices.len(), 5);
     let mean = prices.iter().sum::<Decimal>() / Decimal::from(5);
     assert_eq!(decimal(&body["value"]), mean.round_dp(8).normalize());
-    assert_eq!((body["period"].clone(), body["interval_seconds"].clone()), (json!(5), json!(60)));
+    assert_eq!(
+        (body["period"].clone(), body["interval_seconds"].clone()),
+        (json!(5), json!(60))
+    );
 
-    let bad = tools.indicator(args(json!({ "symbol": "BTC-USD", "kind": "rsi", "period": 0 }))).await;
+    let bad = tools
+        .indicator(args(
+            json!({ "symbol": "BTC-USD", "kind": "rsi", "period": 0 }),
+        ))
+        .await;
     assert!(is_error(&bad) && text(&bad).contains("period must be between 1 and 100"));
 }
 
@@ -171,7 +232,15 @@ fn argument_schemas_use_the_interface_names() {
     let schema = serde_json::to_value(schemars::schema_for!(OrderPlaceArgs)).unwrap();
     let properties = schema["properties"].as_object().unwrap();
     let names: Vec<&str> = properties.keys().map(String::as_str).collect();
-    let expected = ["broker", "client_order_id", "limit_price", "qty", "side", "symbol", "type"];
+    let expected = [
+        "broker",
+        "client_order_id",
+        "limit_price",
+        "qty",
+        "side",
+        "symbol",
+        "type",
+    ];
     assert_eq!(names, expected);
     assert_eq!(properties["qty"]["type"], json!(["string", "number"]));
     let login = serde_json::to_value(schemars::schema_for!(LoginArgs)).unwrap();
@@ -183,7 +252,9 @@ fn argument_schemas_use_the_interface_names() {
 fn tool_futures_can_cross_threads_as_rmcp_requires() {
     fn assert_send<T: Send>(_: &T) {}
     let tools = tools();
-    assert_send(&tools.order_place(args(json!({ "symbol": "A", "side": "buy", "qty": 1, "type": "market" }))));
+    assert_send(&tools.order_place(args(
+        json!({ "symbol": "A", "side": "buy", "qty": 1, "type": "market" }),
+    )));
     assert_send(&tools.broker_login(args(json!({ "broker": "paper" }))));
     assert_send(&tools.indicator(args(json!({ "symbol": "A", "kind": "ema", "period": 3 }))));
 }
