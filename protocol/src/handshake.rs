@@ -35,6 +35,9 @@ pub struct Hello {
     /// Whether to expose test-only diagnostic tools.
     #[serde(default)]
     pub test_tools: bool,
+    /// Seed of the built-in paper market; `None` for the worker's default.
+    #[serde(default)]
+    pub paper_seed: Option<u64>,
 }
 
 /// What a worker answers once it accepts the hello.
@@ -73,6 +76,7 @@ mod tests {
             session_tag: "abcd1234".into(),
             log_filter: "info".into(),
             test_tools: false,
+            paper_seed: Some(7),
         });
         let line = hello.to_line();
         assert!(line.starts_with(br#"{"bulkhead":"hello""#));

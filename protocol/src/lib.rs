@@ -30,6 +30,15 @@ pub const WORKER_SOCKET_FD: i32 = 3;
 /// socket on [`WORKER_SOCKET_FD`]).
 pub const EXIT_NOT_SUPERVISED: i32 = 78;
 
+/// `_meta` key of a forwarded `broker_login` in which the supervisor passes a credential it
+/// resolved from a `credential_ref` for the caller's principal: `{"api_key": …, "api_secret":
+/// …}`. It only ever travels over the worker's private socket; the supervisor strips any
+/// `io.bulkhead/` key a client sends.
+pub const META_RESOLVED_CREDENTIAL: &str = "io.bulkhead/resolvedCredential";
+
+/// Prefix of the `_meta` keys that belong to Bulkhead itself.
+pub const META_PREFIX: &str = "io.bulkhead/";
+
 /// Exit code of a worker whose handshake failed (wrong version, malformed or missing hello).
 pub const EXIT_HANDSHAKE_FAILED: i32 = 79;
 

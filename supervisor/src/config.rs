@@ -43,6 +43,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: f64 = 10.0;
 pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_millis(500);
 pub const DEFAULT_TERM_GRACE: Duration = Duration::from_millis(1000);
 
+/// Set by systemd to the directory holding `LoadCredential=` files.
+pub const ENV_CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
 /// The worker binary's file name, looked up beside the supervisor's own executable.
 pub const WORKER_BINARY: &str = "bulkhead-worker";
 
@@ -98,6 +101,13 @@ pub struct Options {
     /// Largest message accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
+    /// Directory of operator-provisioned credentials (`<principal>.<ref>` files) for
+    /// `broker_login {credential_ref}` [default: $CREDENTIALS_DIRECTORY when systemd sets it].
+    #[arg(long, value_name = "DIR")]
+    pub credentials_dir: Option<PathBuf>,
+    /// Seed of the built-in paper market (same seed, same prices at the same time).
+    #[arg(long)]
+    pub paper_seed: Option<u64>,
     /// Expose the worker's test-only tools (for the test suite).
     #[arg(long, hide = true)]
     pub test_tools: bool,
@@ -113,6 +123,8 @@ pub struct Config {
     pub call_timeout: Duration,
     pub max_frame_bytes: usize,
     pub test_tools: bool,
+    pub credentials_dir: Option<PathBuf>,
+    pub paper_seed: Option<u64>,
 }
 
 impl Options {
@@ -145,6 +157,18 @@ impl Options {
             if value == 0 {
                 problems.push(format!("{name} must be at least 1"));
             }
+        }
+        let credentials_dir = self
+            .credentials_dir
+            .clone()
+            .or_else(|| std::env::var_os(ENV_CREDENTIALS_DIRECTORY).map(PathBuf::from));
+        if let Some(dir) = &credentials_dir
+            && !dir.is_dir()
+        {
+            problems.push(format!(
+                "credentials directory {} does not exist",
+                dir.display()
+            ));
         }
         if self.max_frame_bytes < 1024 {
             problems.push("--max-frame-bytes must be at least 1024".into());
@@ -186,6 +210,8 @@ impl Options {
             call_timeout,
             max_frame_bytes: self.max_frame_bytes,
             test_tools: self.test_tools,
+            credentials_dir,
+            paper_seed: self.paper_seed,
         })
     }
 }

@@ -4,12 +4,13 @@
 //! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown. Module
 //! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
-//! [`catalog`] (the tool list), [`mcp`] (the transport-independent MCP front door),
+//! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
 //! [`stdio`] (the stdio transport), [`signals`], [`clock`].
 
 mod catalog;
 mod clock;
 mod config;
+mod credentials;
 mod mcp;
 mod session;
 mod signals;
@@ -25,6 +26,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Cli, Command, Config, EXIT_CONFIG};
+use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
 use crate::session::{Principal, Registry, WorkerTemplate};
 use crate::spawn::{Spawner, WorkerCommand};
@@ -84,6 +86,7 @@ async fn run_stdio(config: Config, log_filter: String) -> i32 {
             session_tag: String::new(),
             log_filter,
             test_tools: config.test_tools,
+            paper_seed: config.paper_seed,
             max_frame_bytes: config.max_frame_bytes,
         },
         timeouts: config.timeouts,
@@ -99,6 +102,7 @@ async fn run_stdio(config: Config, log_filter: String) -> i32 {
         registry: registry.clone(),
         catalog: Default::default(),
         call_timeout: config.call_timeout,
+        credentials: CredentialStore::new(config.credentials_dir.clone()),
     });
     prefetch_catalog(&frontend);
     let shutdown = CancellationToken::new();

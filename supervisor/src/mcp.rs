@@ -17,8 +17,8 @@ use std::time::Duration;
 use bulkhead_protocol::frame::Frame;
 use bulkhead_protocol::jsonrpc::{self, Message, json_type};
 use bulkhead_protocol::{
-    NEWEST_INITIALIZE_VERSION, SUPPORTED_PROTOCOL_VERSIONS, codes, is_inline_protocol_version,
-    is_supported_protocol_version,
+    META_PREFIX, META_RESOLVED_CREDENTIAL, NEWEST_INITIALIZE_VERSION, SUPPORTED_PROTOCOL_VERSIONS,
+    codes, is_inline_protocol_version, is_supported_protocol_version,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::clock::rfc3339;
+use crate::credentials::CredentialStore;
 use crate::session::{Principal, Registry, Session, SessionError};
 use crate::worker::CallEvent;
 
@@ -34,6 +35,11 @@ const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabiliti
 const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// Result `_meta` key under which Bulkhead tells a caller something about its session.
 pub const META_NOTICE: &str = "io.bulkhead/notice";
+
+/// The built-in worker's login tool: its `credential_ref` is resolved here, for the caller's
+/// principal, so the secret never passes through the model.
+const BROKER_LOGIN: &str = "broker_login";
+const CREDENTIAL_REF: &str = "credential_ref";
 
 /// How long a 2026-07-28 client may cache `tools/list` and `server/discover`: the catalog is
 /// fixed for the supervisor's lifetime, but a restart with another worker may change it.
@@ -47,6 +53,8 @@ pub struct Frontend {
     pub catalog: Catalog,
     /// Per-call deadline for calls forwarded to a worker.
     pub call_timeout: Duration,
+    /// Operator-provisioned credentials for `credential_ref`.
+    pub credentials: CredentialStore,
 }
 
 /// A JSON-RPC error to send back.
@@ -362,10 +370,44 @@ impl Connection {
             SESSION_CLOSE => self.session_close(handle, era).await,
             SESSION_INFO => self.session_info(handle, era).await,
             _ => {
+                strip_bulkhead_meta(&mut params);
+                if name == BROKER_LOGIN
+                    && let Some(Value::String(reference)) = arguments.get(CREDENTIAL_REF)
+                {
+                    let broker = arguments
+                        .get("broker")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let Some(credential) = self.resolve_credential(broker, reference) else {
+                        return Ok(tool_error(
+                            format!(
+                                "unknown credential reference {reference:?} for {broker:?}: ask your operator which credential references you may use, or pass api_key and api_secret"
+                            ),
+                            era,
+                        ));
+                    };
+                    let meta = params.entry("_meta").or_insert_with(|| json!({}));
+                    if let Some(meta) = meta.as_object_mut() {
+                        meta.insert(META_RESOLVED_CREDENTIAL.into(), credential);
+                    }
+                }
                 params.insert("arguments".into(), Value::Object(arguments));
                 self.forward(handle.as_deref(), Value::Object(params)).await
             }
         }
+    }
+
+    /// The credential `reference` of this connection's principal, as the worker receives it.
+    fn resolve_credential(&self, broker: &str, reference: &str) -> Option<Value> {
+        let resolved = self
+            .frontend
+            .credentials
+            .resolve(&self.principal, broker, reference)?;
+        tracing::info!(%broker, "resolved a credential reference for broker_login");
+        Some(json!({
+            "api_key": resolved.api_key.as_str(),
+            "api_secret": resolved.api_secret.as_str(),
+        }))
     }
 
     async fn session_open(&self, era: &Era) -> Result<Value, RpcError> {
@@ -405,7 +447,15 @@ impl Connection {
     async fn session_info(&self, handle: Option<String>, era: &Era) -> Result<Value, RpcError> {
         let (session, notice) = self.resolve(handle.as_deref()).await?;
         let limits = &self.frontend.registry.limits;
-        let structured = json!({
+        // The worker knows the broker state; the supervisor knows the session. Merge both.
+        let worker_part = self
+            .run_call(&session, json!({"name": SESSION_INFO, "arguments": {}}))
+            .await?;
+        let mut structured = match worker_part.get("structuredContent") {
+            Some(Value::Object(fields)) => fields.clone(),
+            _ => Map::new(),
+        };
+        let session_part = json!({
             "session": session.handle,
             "default": session.is_default,
             "pid": session.worker.pid(),
@@ -414,6 +464,10 @@ impl Connection {
             "expires_at": rfc3339(session.expires_at(limits)),
             "in_flight": session.in_flight_count(limits),
         });
+        if let Value::Object(fields) = session_part {
+            structured.extend(fields);
+        }
+        let structured = Value::Object(structured);
         let text = format!(
             "Session {} (worker pid {}), created {}, expires {}.",
             session.handle,
@@ -582,6 +636,25 @@ fn tool_result(structured: Value, text: String, era: &Era) -> Value {
         result["resultType"] = json!("complete");
     }
     result
+}
+
+fn tool_error(text: String, era: &Era) -> Value {
+    let mut result = json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+    });
+    if era.inline {
+        result["resultType"] = json!("complete");
+    }
+    result
+}
+
+/// Drop any `_meta` key in Bulkhead's namespace that a client sent: only the supervisor sets
+/// those, on the private socket.
+fn strip_bulkhead_meta(params: &mut Map<String, Value>) {
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.retain(|key, _| !key.starts_with(META_PREFIX));
+    }
 }
 
 /// Tell the caller something about its session, in `_meta` and as a text block.

@@ -59,6 +59,8 @@ pub struct WorkerSpec {
     pub log_filter: String,
     /// Whether the worker exposes its test-only tools.
     pub test_tools: bool,
+    /// Seed of the paper market (`None`: the worker's default).
+    pub paper_seed: Option<u64>,
     /// Largest frame accepted from the worker.
     pub max_frame_bytes: usize,
 }
@@ -340,6 +342,7 @@ async fn handshake(
         session_tag: spec.session_tag.clone(),
         log_filter: spec.log_filter.clone(),
         test_tools: spec.test_tools,
+        paper_seed: spec.paper_seed,
     });
     let io_error = |error: std::io::Error| format!("socket error: {error}");
     writer.write_all(&hello.to_line()).await.map_err(io_error)?;

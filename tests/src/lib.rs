@@ -81,7 +81,10 @@ impl TestSupervisor {
 
     /// Start the process and perform nothing else.
     pub fn spawn(self) -> Running {
-        #[allow(clippy::disallowed_methods, reason = "the harness launches the binary under test")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the harness launches the binary under test"
+        )]
         let mut command = std::process::Command::new(binary("bulkhead"));
         command
             .args(&self.args)
@@ -222,12 +225,23 @@ impl Running {
 
     /// Wait for the response with `id`.
     pub fn response(&mut self, id: &Value) -> Value {
-        self.wait_for(RESPONSE_TIMEOUT, |message| message.get("id") == Some(id) && message.get("method").is_none())
-            .unwrap_or_else(|| panic!("no response to id {id} within {RESPONSE_TIMEOUT:?}; stderr:\n{}", self.stderr()))
+        self.wait_for(RESPONSE_TIMEOUT, |message| {
+            message.get("id") == Some(id) && message.get("method").is_none()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no response to id {id} within {RESPONSE_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            )
+        })
     }
 
     /// Wait for the next message matching `predicate`, up to `timeout`.
-    pub fn wait_for(&mut self, timeout: Duration, predicate: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         if let Some(index) = self.backlog.iter().position(&predicate) {
             return Some(self.backlog.remove(index));
         }
@@ -244,7 +258,9 @@ impl Running {
                     }
                     self.backlog.push(message);
                 }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None;
+                }
             }
         }
     }

@@ -81,14 +81,16 @@ pub async fn run() -> Result<(), Failure> {
     let span = tracing::info_span!("worker", session = %hello.session_tag);
     async move {
         tracing::debug!(pid = std::process::id(), "worker ready");
-        let service = SessionServer::new(hello.test_tools)
+        let server = SessionServer::new(hello.test_tools, hello.paper_seed);
+        let service = server
+            .clone()
             .serve((read_half, write_half))
             .await
             .map_err(|error| Failure::Serve(error.to_string()))?;
-        let reason = service
-            .waiting()
-            .await
-            .map_err(|error| Failure::Serve(error.to_string()))?;
+        let reason = service.waiting().await;
+        // Wipe credentials before exiting, whatever ended the service.
+        server.end_session().await;
+        let reason = reason.map_err(|error| Failure::Serve(error.to_string()))?;
         tracing::debug!(?reason, "supervisor closed the session");
         Ok(())
     }

@@ -1,20 +1,34 @@
-//! The tools one session's worker serves.
+//! The tools one session's worker serves: the broker tools, the worker's half of
+//! `session_info`, and diagnostics.
 //!
-//! The supervisor owns the session tools (`session_open`, `session_close`, `session_info`) and
-//! the `session` argument; everything here runs inside one session's process and sees only
-//! that session's state. Test-only diagnostics are compiled in but listed and callable only
-//! when the supervisor's hello asks for them (`bulkhead --test-tools`).
+//! The supervisor owns `session_open` / `session_close`, the `session` argument, and the
+//! session fields of `session_info`; it asks this worker's `session_info` for the broker state
+//! and merges the two. Everything here runs inside one session's process and sees only that
+//! session's state. Test-only diagnostics are compiled in but listed and callable only when the
+//! supervisor's hello asks for them (`bulkhead --test-tools`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bulkhead_protocol::META_RESOLVED_CREDENTIAL;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::broker::BrokerRegistry;
+use crate::broker::credentials::UnavailableResolver;
+use crate::broker::paper::PaperConfig;
+use crate::broker::tools::descriptions as describe;
+use crate::broker::tools::{
+    BrokerArgs, BrokerNameArgs, BrokerTools, IndicatorArgs, LoginArgs, OrderCancelArgs,
+    OrderPlaceArgs, OrdersArgs, QuoteArgs,
+};
 
 /// Longest delay `echo` accepts: ten minutes, longer than any sensible call deadline.
 const MAX_ECHO_DELAY_MS: u64 = 600_000;
@@ -26,6 +40,7 @@ const TEST_TOOLS: [&str; 1] = ["hang_uncancellable"];
 #[derive(Clone)]
 pub struct SessionServer {
     tool_router: ToolRouter<Self>,
+    broker: BrokerTools,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -43,16 +58,150 @@ pub struct HangArgs {
     pub ms: u64,
 }
 
+/// A credential the supervisor resolved from a `credential_ref`, as it arrives in `_meta`.
+#[derive(Deserialize)]
+struct ResolvedCredential {
+    api_key: SecretString,
+    api_secret: SecretString,
+}
+
 #[tool_router]
 impl SessionServer {
-    pub fn new(test_tools: bool) -> Self {
+    pub fn new(test_tools: bool, paper_seed: Option<u64>) -> Self {
         let mut tool_router = Self::tool_router();
         if !test_tools {
             for name in TEST_TOOLS {
                 tool_router.remove_route(name);
             }
         }
-        Self { tool_router }
+        let mut paper = PaperConfig::default();
+        if let Some(seed) = paper_seed {
+            paper.seed = seed;
+        }
+        // `credential_ref` is resolved by the supervisor, which passes the secret in the
+        // request's `_meta` (see `broker_login`); the registry's own resolver is never reached
+        // for a reference the supervisor could resolve.
+        let registry = BrokerRegistry::with_paper(paper, Arc::new(UnavailableResolver));
+        Self {
+            tool_router,
+            broker: BrokerTools::new(registry),
+        }
+    }
+
+    /// Log out of every broker and wipe the credentials: the session is ending.
+    pub async fn end_session(&self) {
+        self.broker.end_session().await;
+    }
+
+    #[tool(description = describe::BROKER_LIST, annotations(read_only_hint = true, open_world_hint = false))]
+    async fn broker_list(&self) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.broker_list().await)
+    }
+
+    #[tool(description = describe::BROKER_LOGIN, annotations(destructive_hint = false, open_world_hint = true))]
+    async fn broker_login(
+        &self,
+        Parameters(mut args): Parameters<LoginArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if args.credential_ref.is_some()
+            && let Some(resolved) = context.meta.get(META_RESOLVED_CREDENTIAL)
+            && let Ok(resolved) = ResolvedCredential::deserialize(resolved)
+        {
+            args.credential_ref = None;
+            args.api_key = Some(resolved.api_key);
+            args.api_secret = Some(resolved.api_secret);
+        }
+        Ok(self.broker.broker_login(args).await)
+    }
+
+    #[tool(description = describe::BROKER_LOGOUT, annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
+    async fn broker_logout(
+        &self,
+        Parameters(args): Parameters<BrokerNameArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.broker_logout(args).await)
+    }
+
+    #[tool(description = describe::BROKER_USE, annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
+    async fn broker_use(
+        &self,
+        Parameters(args): Parameters<BrokerNameArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.broker_use(args).await)
+    }
+
+    #[tool(description = describe::QUOTE, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn quote(
+        &self,
+        Parameters(args): Parameters<QuoteArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.quote(args).await)
+    }
+
+    #[tool(description = describe::ACCOUNT, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn account(
+        &self,
+        Parameters(args): Parameters<BrokerArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.account(args).await)
+    }
+
+    #[tool(description = describe::POSITIONS, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn positions(
+        &self,
+        Parameters(args): Parameters<BrokerArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.positions(args).await)
+    }
+
+    #[tool(description = describe::ORDERS, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn orders(
+        &self,
+        Parameters(args): Parameters<OrdersArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.orders(args).await)
+    }
+
+    #[tool(description = describe::ORDER_PLACE, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
+    async fn order_place(
+        &self,
+        Parameters(args): Parameters<OrderPlaceArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.order_place(args).await)
+    }
+
+    #[tool(description = describe::ORDER_CANCEL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
+    async fn order_cancel(
+        &self,
+        Parameters(args): Parameters<OrderCancelArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.order_cancel(args).await)
+    }
+
+    #[tool(description = describe::INDICATOR, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn indicator(
+        &self,
+        Parameters(args): Parameters<IndicatorArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.indicator(args).await)
+    }
+
+    /// The worker's half of `session_info`; the supervisor merges it with the session fields.
+    #[tool(
+        description = "This session's worker: its pid, the active broker and the brokers it is logged in to.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn session_info(&self) -> Result<CallToolResult, ErrorData> {
+        let mut state = self.broker.session_state().await;
+        state["pid"] = json!(std::process::id());
+        let text = format!(
+            "active broker: {}",
+            state["active_broker"].as_str().unwrap_or("none")
+        );
+        let mut result = CallToolResult::structured(state);
+        result.content = vec![ContentBlock::text(text)];
+        Ok(result)
     }
 
     /// Diagnostic: return `text` unchanged, optionally after `delay_ms`.

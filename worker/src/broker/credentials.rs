@@ -65,12 +65,6 @@ pub enum ResolveError {
          to broker_login instead"
     )]
     Unavailable,
-    #[error(
-        "credential reference not found: ask your operator which credential references you may use"
-    )]
-    NotFound,
-    #[error("the credential service failed: call broker_login again later")]
-    Failed,
 }
 
 /// The future a [`CredentialResolver`] returns.

@@ -11,9 +11,6 @@
 //! Credentials are passed by reference into every call that needs them rather than kept by
 //! the broker: the registry owns them and wipes them on logout and when it is dropped.
 
-// The tools here are not yet registered with the session's rmcp router (`crate::tools`);
-// until that wiring lands, most of this module is unused outside its tests.
-#![allow(dead_code)]
 #![forbid(unsafe_code)]
 
 pub mod credentials;
@@ -167,6 +164,8 @@ pub enum BrokerError {
     InvalidPeriod { period: u32, max: u32 },
     #[error("the indicator needs {needed} prices but {got} are available: use a shorter period")]
     NotEnoughPrices { needed: usize, got: usize },
+    /// For network adapters (a REST broker that is down); the paper broker never fails so.
+    #[allow(dead_code, reason = "no network adapter exists yet")]
     #[error("{broker} is unavailable ({reason}): try again later")]
     Unavailable { broker: String, reason: String },
 }

@@ -64,6 +64,7 @@ pub const INDICATOR: &str = "Computes an indicator over a symbol's recent one-mi
     numbers are decimal strings to keep them exact. No login needed for `paper`.";
 
 /// Every broker tool as (name, description), in the order to list them.
+#[cfg(test)]
 pub const ALL: [(&str, &str); 11] = [
     ("broker_list", BROKER_LIST),
     ("broker_login", BROKER_LOGIN),
