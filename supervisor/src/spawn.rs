@@ -1,4 +1,4 @@
-//! The one place that starts processes.
+//! The one place that starts processes, and the outer half of every worker's sandbox.
 //!
 //! Every worker is started here, so every worker gets the same treatment: a cleared
 //! environment with only the protocol variable, stdin and stdout on `/dev/null` (stdout is the
@@ -6,24 +6,48 @@
 //! fresh `socketpair` on descriptor 3 and no other descriptor (everything else the supervisor
 //! holds is close-on-exec), its own process group, and `PR_SET_PDEATHSIG = SIGKILL`.
 //!
+//! Between fork and exec the child also takes on its [`Confinement`], in this order: it joins
+//! its own cgroup v2 directory when the supervisor has a delegated cgroup ([`cgroup`]); it
+//! empties its capability bounding set (when it may); it becomes a uid and gid of its own when
+//! a range is configured ([`identity`], root only);
+//! then it sets its resource limits (`RLIMIT_AS`, `RLIMIT_CPU`, `RLIMIT_NOFILE`, `RLIMIT_CORE`
+//! 0, and `RLIMIT_NPROC` with a uid of its own). Doing this here rather than in the worker
+//! means the limits bind from the worker's first instruction whatever the worker binary does.
+//! The worker then applies the inner half itself (no_new_privs, not dumpable, capabilities
+//! dropped, Landlock, seccomp) before it reads its hello, which repeats the limits so the
+//! worker can check them. Every step here uses only async-signal-safe calls on values
+//! prepared before the fork.
+//!
 //! The parent-death signal fires when the *thread* that forked the child exits, not the
 //! process. Tokio's blocking-pool threads come and go, so spawning from one of them would kill
 //! workers at random. All spawns therefore run on one dedicated thread ([`Spawner`]) that lives
 //! as long as the supervisor process: it enters the tokio runtime (so the returned
 //! `tokio::process::Child` is reaped by tokio's SIGCHLD driver) and forks on request.
 
-use std::ffi::OsString;
+mod cgroup;
+mod identity;
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Mutex, OnceLock};
 
+use bulkhead_protocol::handshake::SandboxPolicy;
 use bulkhead_protocol::{ENV_WORKER_PROTOCOL, WORKER_PROTOCOL_VERSION, WORKER_SOCKET_FD};
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use nix::unistd::{Pid, getppid};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Pid, Uid, getppid};
 use tokio::sync::oneshot;
+
+pub use cgroup::CgroupMode;
+pub use identity::UidRange;
 
 /// What to start for one worker.
 #[derive(Debug, Clone)]
@@ -34,12 +58,34 @@ pub struct WorkerCommand {
     pub args: Vec<OsString>,
 }
 
-/// A freshly started worker: the child (owned and reaped by its caller) and the supervisor's
-/// end of its private socket.
+/// How every worker of this supervisor is confined from the outside.
+#[derive(Debug, Clone, Default)]
+pub struct Confinement {
+    /// Resource limits: rlimits, and the cgroup's values when there is one.
+    pub sandbox: SandboxPolicy,
+    /// Give each worker a uid and gid of its own from this range (needs root). Off by default.
+    pub uid_range: Option<UidRange>,
+    /// Where per-worker cgroups go.
+    pub cgroup: CgroupMode,
+}
+
+/// A freshly started worker: the child (owned and reaped by its caller), the supervisor's
+/// end of its private socket, the limits it runs under (for its hello), and what it holds
+/// while it lives.
 #[derive(Debug)]
 pub struct Spawned {
     pub child: tokio::process::Child,
     pub socket: tokio::net::UnixStream,
+    pub sandbox: SandboxPolicy,
+    pub lease: WorkerLease,
+}
+
+/// Resources one worker holds: its cgroup directory and its uid. Dropping the lease removes
+/// the one and frees the other, so drop it only after the child is reaped.
+#[derive(Debug, Default)]
+pub struct WorkerLease {
+    _cgroup: Option<cgroup::WorkerCgroup>,
+    _uid: Option<identity::UidLease>,
 }
 
 struct SpawnRequest {
@@ -54,9 +100,24 @@ pub struct Spawner {
 }
 
 impl Spawner {
+    /// Start the spawning thread with the default [`Confinement`].
+    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Self> {
+        Self::start_confined(runtime, Confinement::default())
+    }
+
     /// Start the spawning thread. It runs until every `Spawner` clone is dropped, which in
     /// practice is the end of the process: workers whose parent thread exits are killed.
-    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Self> {
+    ///
+    /// Also makes the supervisor itself non-dumpable: its workers may share its uid, and a
+    /// dumpable process's memory and environment are open to any process of the same uid
+    /// through `/proc`. Fails when the confinement cannot be honoured (a uid range without
+    /// root, an explicit cgroup that cannot be used).
+    pub fn start_confined(
+        runtime: tokio::runtime::Handle,
+        confinement: Confinement,
+    ) -> io::Result<Self> {
+        nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)?;
+        let mut jail = Jail::prepare(&confinement)?;
         let (requests, inbox) = std_mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
             .name("bulkhead-spawner".into())
@@ -64,7 +125,7 @@ impl Spawner {
                 let _runtime = runtime.enter();
                 let supervisor_pid = nix::unistd::getpid();
                 for request in inbox {
-                    let result = spawn_worker(&request.command, supervisor_pid);
+                    let result = spawn_worker(&request.command, supervisor_pid, &mut jail);
                     // The requester may have given up (e.g. shutdown); the child is then
                     // dropped here and killed by `kill_on_drop`.
                     let _ = request.reply.send(result);
@@ -85,7 +146,90 @@ impl Spawner {
     }
 }
 
-fn spawn_worker(command: &WorkerCommand, supervisor_pid: Pid) -> io::Result<Spawned> {
+/// Everything the spawner thread prepared once: the limits (clamped to what the supervisor
+/// may grant), the uid pool and the cgroup parent.
+struct Jail {
+    sandbox: SandboxPolicy,
+    rlimits: Vec<(Resource, u64)>,
+    uids: Option<identity::UidPool>,
+    cgroups: Option<cgroup::WorkerCgroups>,
+}
+
+impl Jail {
+    fn prepare(confinement: &Confinement) -> io::Result<Self> {
+        let uids = confinement
+            .uid_range
+            .map(identity::UidPool::new)
+            .transpose()?;
+        let cgroups = cgroup::prepare(&confinement.cgroup).map_err(io::Error::other)?;
+        let mut sandbox = confinement.sandbox;
+        let mut rlimits = vec![(Resource::RLIMIT_CORE, 0)];
+        for (resource, name, value) in [
+            (
+                Resource::RLIMIT_AS,
+                "RLIMIT_AS",
+                &mut sandbox.max_memory_bytes,
+            ),
+            (
+                Resource::RLIMIT_CPU,
+                "RLIMIT_CPU",
+                &mut sandbox.max_cpu_seconds,
+            ),
+            (
+                Resource::RLIMIT_NOFILE,
+                "RLIMIT_NOFILE",
+                &mut sandbox.max_open_files,
+            ),
+        ] {
+            // An unprivileged supervisor cannot grant more than its own hard limit.
+            let (_, hard) = getrlimit(resource).map_err(io::Error::from)?;
+            if *value > hard {
+                tracing::warn!(
+                    "worker {name} lowered from {value} to {hard}, the supervisor's own hard limit"
+                );
+                *value = hard;
+            }
+            rlimits.push((resource, *value));
+        }
+        // RLIMIT_NPROC counts every process of the real uid, so with the supervisor's uid it
+        // would count the supervisor's threads and every other worker; it is meaningful only
+        // with a uid of the worker's own. Otherwise seccomp forbids new processes and the
+        // cgroup's pids.max bounds threads.
+        if uids.is_some() {
+            rlimits.push((Resource::RLIMIT_NPROC, sandbox.max_tasks));
+        }
+        Ok(Self {
+            sandbox,
+            rlimits,
+            uids,
+            cgroups,
+        })
+    }
+}
+
+/// What the child does between fork and exec, all prepared before the fork.
+struct ChildPlan {
+    cgroup_procs: Option<CString>,
+    ids: Option<(Uid, Gid)>,
+    rlimits: Vec<(Resource, u64)>,
+    socket_fd: i32,
+    supervisor_pid: Pid,
+}
+
+fn spawn_worker(
+    command: &WorkerCommand,
+    supervisor_pid: Pid,
+    jail: &mut Jail,
+) -> io::Result<Spawned> {
+    let uid = jail
+        .uids
+        .as_ref()
+        .map(identity::UidPool::lease)
+        .transpose()?;
+    let cgroup = match &mut jail.cgroups {
+        Some(cgroups) => Some(cgroups.create(&jail.sandbox)?),
+        None => None,
+    };
     let (parent_end, child_end) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -93,7 +237,13 @@ fn spawn_worker(command: &WorkerCommand, supervisor_pid: Pid) -> io::Result<Spaw
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(io::Error::from)?;
-    let child_fd = child_end.as_raw_fd();
+    let plan = ChildPlan {
+        cgroup_procs: cgroup.as_ref().map(cgroup::WorkerCgroup::procs_path),
+        ids: uid.as_ref().map(identity::UidLease::ids),
+        rlimits: jail.rlimits.clone(),
+        socket_fd: child_end.as_raw_fd(),
+        supervisor_pid,
+    };
 
     #[allow(clippy::disallowed_methods, reason = "this is the one spawn function")]
     let mut process = tokio::process::Command::new(&command.program);
@@ -107,11 +257,12 @@ fn spawn_worker(command: &WorkerCommand, supervisor_pid: Pid) -> io::Result<Spaw
         .process_group(0)
         .kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // system calls (prctl, getppid, dup2, fcntl) through nix's thin wrappers, allocating
-    // nothing. `child_fd` stays open in the child because `child_end` is still alive in the
-    // parent at fork time.
+    // system calls (open, write, prctl, setgroups, setresgid, setresuid, setrlimit, getppid,
+    // dup2, fcntl) through nix's thin wrappers on values prepared before the fork, allocating
+    // nothing. `plan.socket_fd` stays open in the child because `child_end` is still alive in
+    // the parent at fork time.
     unsafe {
-        process.pre_exec(move || prepare_child(child_fd, supervisor_pid));
+        process.pre_exec(move || prepare_child(&plan));
     }
     let child = process.spawn()?;
     drop(child_end);
@@ -119,36 +270,105 @@ fn spawn_worker(command: &WorkerCommand, supervisor_pid: Pid) -> io::Result<Spaw
     let socket = std::os::unix::net::UnixStream::from(parent_end);
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UnixStream::from_std(socket)?;
-    Ok(Spawned { child, socket })
+    Ok(Spawned {
+        child,
+        socket,
+        sandbox: jail.sandbox,
+        lease: WorkerLease {
+            _cgroup: cgroup,
+            _uid: uid,
+        },
+    })
 }
 
-/// Runs in the child between fork and exec.
-fn prepare_child(child_fd: i32, supervisor_pid: Pid) -> io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-    // The supervisor may have died between fork and prctl; then nothing would kill us later.
-    if getppid() != supervisor_pid {
-        return Err(io::Error::other("the supervisor exited during spawn"));
+/// Runs in the child between fork and exec. Errors travel back to `spawn` as an errno only.
+fn prepare_child(plan: &ChildPlan) -> io::Result<()> {
+    // First, while still the supervisor's uid and before RLIMIT_NOFILE (the forked copy still
+    // holds every close-on-exec descriptor of the supervisor, so a low limit could leave no
+    // number free for this open).
+    if let Some(procs) = &plan.cgroup_procs {
+        let file = nix::fcntl::open(
+            procs.as_c_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        // "0" moves the writing process itself.
+        nix::unistd::write(&file, b"0")?;
     }
-    if child_fd != WORKER_SOCKET_FD {
-        // SAFETY: `child_fd` is open in this (child) process; `dup2_raw` makes descriptor 3 a
+    drop_capability_bounding_set()?;
+    if let Some((uid, gid)) = plan.ids {
+        nix::unistd::setgroups(&[])?;
+        nix::unistd::setresgid(gid, gid, gid)?;
+        nix::unistd::setresuid(uid, uid, uid)?;
+    }
+    for &(resource, limit) in &plan.rlimits {
+        setrlimit(resource, limit, limit)?;
+    }
+    // After any uid change, which clears the parent-death signal.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // The supervisor may have died between fork and prctl; then nothing would kill us later.
+    if getppid() != plan.supervisor_pid {
+        return Err(Errno::ESRCH.into());
+    }
+    if plan.socket_fd != WORKER_SOCKET_FD {
+        // SAFETY: `socket_fd` is open in this (child) process; `dup2_raw` makes descriptor 3 a
         // copy of it, closing whatever 3 was (at most a close-on-exec descriptor the exec would
         // close anyway). The returned OwnedFd is converted back to a raw fd so it is not closed.
-        let socket = unsafe { BorrowedFd::borrow_raw(child_fd) };
+        let socket = unsafe { BorrowedFd::borrow_raw(plan.socket_fd) };
         // SAFETY: see above; descriptor 3 is handed to the exec'd worker, never closed here.
-        let _handed_to_worker = unsafe { nix::unistd::dup2_raw(socket, WORKER_SOCKET_FD) }
-            .map_err(io::Error::from)?
-            .into_raw_fd();
+        let _handed_to_worker =
+            unsafe { nix::unistd::dup2_raw(socket, WORKER_SOCKET_FD) }?.into_raw_fd();
     }
     // dup2 clears close-on-exec on the new descriptor, but not when old and new are the same
     // descriptor, so clear it explicitly.
     // SAFETY: descriptor 3 is open (it is the socket) for the rest of this function.
     let socket = unsafe { BorrowedFd::borrow_raw(WORKER_SOCKET_FD) };
-    fcntl(socket, FcntlArg::F_SETFD(FdFlag::empty())).map_err(io::Error::from)?;
+    fcntl(socket, FcntlArg::F_SETFD(FdFlag::empty()))?;
     Ok(())
+}
+
+/// Empty the capability bounding set, so no capability can come back through exec, whatever
+/// uid the worker runs as. Needs CAP_SETPCAP; a child of an unprivileged supervisor has no
+/// capability to lose and leaves the set alone (the worker's no_new_privs covers exec).
+fn drop_capability_bounding_set() -> io::Result<()> {
+    for capability in 0..64 {
+        // SAFETY: prctl with integer arguments only; async-signal-safe.
+        let result = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) };
+        if result != 0 {
+            return match Errno::last() {
+                // Past the kernel's last capability: done.
+                Errno::EINVAL => Ok(()),
+                Errno::EPERM if capability == 0 => Ok(()),
+                errno => Err(errno.into()),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Log what a worker's own sandbox could not apply on this kernel: each distinct sentence once
+/// at `warn` (it is the same for every worker of this supervisor), repeats at `debug`.
+pub fn report_worker_sandbox(pid: u32, degraded: &[String]) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    for sentence in degraded {
+        let first = seen
+            .lock()
+            .map(|mut seen| seen.insert(sentence.clone()))
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(pid, "worker sandbox degraded: {sentence}");
+        } else {
+            tracing::debug!(pid, "worker sandbox degraded: {sentence}");
+        }
+    }
 }
 
 /// Send `signal` to the process group led by worker `pid` (the worker and anything it started).
 pub fn signal_group(pid: u32, signal: Signal) -> nix::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::ESRCH)?;
+    let pid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
     nix::sys::signal::killpg(Pid::from_raw(pid), signal)
 }
+
+#[cfg(test)]
+mod tests;

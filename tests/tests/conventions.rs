@@ -14,7 +14,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -28,7 +31,10 @@ fn every_module_opens_with_a_doc_sentence() {
         .iter()
         .filter(|file| !std::fs::read_to_string(file).unwrap().starts_with("//!"))
         .collect();
-    assert!(undocumented.is_empty(), "modules without a //! first line: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "modules without a //! first line: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -40,7 +46,14 @@ fn only_the_spawn_module_starts_processes() {
     let offenders: Vec<_> = files
         .iter()
         .filter(|file| !file.ends_with("supervisor/src/spawn.rs"))
-        .filter(|file| std::fs::read_to_string(file).unwrap().contains("Command::new"))
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .contains("Command::new")
+        })
         .collect();
-    assert!(offenders.is_empty(), "processes started outside supervisor::spawn: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "processes started outside supervisor::spawn: {offenders:?}"
+    );
 }

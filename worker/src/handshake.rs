@@ -1,6 +1,8 @@
-//! The worker's side of the start-up: take the inherited socket, answer the supervisor's hello,
-//! set up logging, then hand the socket to rmcp.
+//! The worker's side of the start-up: take the inherited socket, answer the supervisor's hello
+//! (checking that the limits it names are in place), set up logging, then hand the socket to
+//! rmcp.
 
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use rmcp::ServiceExt;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use crate::fixtures::FixtureServer;
+use crate::sandbox;
 use crate::tools::SessionServer;
 
 /// How long the worker waits for the supervisor's hello: the supervisor writes it right after
@@ -42,8 +46,20 @@ impl Failure {
     }
 }
 
+/// Tell the supervisor why this worker will not serve, before the handshake (the sandbox could
+/// not be entered), without reading anything first.
+pub fn refuse(reason: &str) {
+    // SAFETY: `check_launched_by_supervisor` verified that descriptor 3 is an open socket that
+    // nothing else in this process owns; the worker exits right after this call.
+    let mut socket = unsafe { std::os::unix::net::UnixStream::from_raw_fd(WORKER_SOCKET_FD) };
+    let refusal = Control::Refused {
+        reason: reason.to_string(),
+    };
+    let _ = socket.write_all(&refusal.to_line());
+}
+
 /// Run the whole worker: handshake, then MCP until the supervisor closes the socket.
-pub async fn run() -> Result<(), Failure> {
+pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
     // SAFETY: `check_launched_by_supervisor` verified that descriptor 3 is an open socket, the
     // supervisor placed it there for this process alone, and nothing else in this process has
     // taken ownership of it, so this is its single owner.
@@ -53,7 +69,11 @@ pub async fn run() -> Result<(), Failure> {
     let (read_half, mut write_half) = socket.into_split();
     let mut reader = LineReader::new(read_half, MAX_HANDSHAKE_BYTES);
 
-    let hello = match read_hello(&mut reader).await {
+    let checked = read_hello(&mut reader).await.and_then(|hello| {
+        sandbox::check_limits(&hello.sandbox).map_err(|reason| format!("sandbox: {reason}"))?;
+        Ok(hello)
+    });
+    let hello = match checked {
         Ok(hello) => hello,
         Err(reason) => {
             let refusal = Control::Refused {
@@ -64,10 +84,18 @@ pub async fn run() -> Result<(), Failure> {
         }
     };
     init_logging(&hello.log_filter);
+    if !sandbox.removed_variables.is_empty() {
+        tracing::warn!(
+            session = %hello.session_tag,
+            variables = ?sandbox.removed_variables,
+            "removed environment variables the supervisor should not have passed"
+        );
+    }
     let ready = Control::Ready(Ready {
         protocol: WORKER_PROTOCOL_VERSION,
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        sandbox_degraded: sandbox.degraded,
     });
     write_half.write_all(&ready.to_line()).await?;
 
@@ -81,6 +109,19 @@ pub async fn run() -> Result<(), Failure> {
     let span = tracing::info_span!("worker", session = %hello.session_tag);
     async move {
         tracing::debug!(pid = std::process::id(), "worker ready");
+        if hello.fixtures {
+            // Test only: the conformance suite's fixtures instead of the broker tools.
+            let service = FixtureServer::new()
+                .serve((read_half, write_half))
+                .await
+                .map_err(|error| Failure::Serve(error.to_string()))?;
+            let reason = service
+                .waiting()
+                .await
+                .map_err(|error| Failure::Serve(error.to_string()))?;
+            tracing::debug!(?reason, "supervisor closed the fixture session");
+            return Ok(());
+        }
         let server = SessionServer::new(hello.test_tools, hello.paper_seed);
         let service = server
             .clone()

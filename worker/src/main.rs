@@ -2,17 +2,23 @@
 //!
 //! The supervisor launches this binary with its end of a private socket pair on descriptor 3
 //! and [`ENV_WORKER_PROTOCOL`] set. The worker checks both (refusing to run otherwise, with
-//! [`EXIT_NOT_SUPERVISED`]), runs the versioned handshake from `bulkhead_protocol::handshake`,
-//! and then serves MCP with rmcp on a current-thread runtime over that socket until the
-//! supervisor closes it. It never touches stdout; logs go to stderr.
+//! [`EXIT_NOT_SUPERVISED`]), enters its [`sandbox`] while still single-threaded and before
+//! reading anything, runs the versioned handshake from `bulkhead_protocol::handshake`, and
+//! then serves MCP with rmcp on a current-thread runtime over that socket until the supervisor
+//! closes it. It never touches stdout; logs go to stderr.
 
 mod broker;
+mod fixtures;
 mod handshake;
+mod probes;
+mod sandbox;
 mod tools;
 
 use std::process::ExitCode;
 
-use bulkhead_protocol::{ENV_WORKER_PROTOCOL, EXIT_NOT_SUPERVISED, WORKER_SOCKET_FD};
+use bulkhead_protocol::{
+    ENV_WORKER_PROTOCOL, EXIT_HANDSHAKE_FAILED, EXIT_NOT_SUPERVISED, WORKER_SOCKET_FD,
+};
 
 fn main() -> ExitCode {
     if let Err(reason) = check_launched_by_supervisor() {
@@ -23,6 +29,14 @@ fn main() -> ExitCode {
         );
         return exit_code(EXIT_NOT_SUPERVISED);
     }
+    let sandbox = match sandbox::enter() {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("bulkhead-worker: {error}");
+            handshake::refuse(&error.to_string());
+            return exit_code(EXIT_HANDSHAKE_FAILED);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -34,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(handshake::run()) {
+    match runtime.block_on(handshake::run(sandbox)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("bulkhead-worker: {failure}");

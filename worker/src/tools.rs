@@ -29,12 +29,19 @@ use crate::broker::tools::{
     BrokerArgs, BrokerNameArgs, BrokerTools, IndicatorArgs, LoginArgs, OrderCancelArgs,
     OrderPlaceArgs, OrdersArgs, QuoteArgs,
 };
+use crate::probes;
 
 /// Longest delay `echo` accepts: ten minutes, longer than any sensible call deadline.
 const MAX_ECHO_DELAY_MS: u64 = 600_000;
 
 /// Tools that exist only for the test suite.
-const TEST_TOOLS: [&str; 1] = ["hang_uncancellable"];
+const TEST_TOOLS: [&str; 5] = [
+    "hang_uncancellable",
+    "attempt_forbidden_syscall",
+    "memory_hog",
+    "fork_bomb",
+    "read_file",
+];
 
 /// The MCP server of one session.
 #[derive(Clone)]
@@ -241,6 +248,61 @@ impl SessionServer {
         // so it cannot notice a cancellation.
         std::thread::sleep(Duration::from_millis(args.ms));
         "done".to_string()
+    }
+
+    /// Test-only: make a system call the sandbox forbids; the worker should be killed.
+    #[tool(
+        description = "Test only: makes a system call the worker's sandbox forbids (default ptrace). The sandbox kills the worker; an answer means it did not."
+    )]
+    async fn attempt_forbidden_syscall(
+        &self,
+        Parameters(args): Parameters<probes::ForbiddenSyscallArgs>,
+    ) -> CallToolResult {
+        let outcome = probes::attempt_forbidden_syscall(&args);
+        // clone3 is answered with ENOSYS by design; everything else should never return.
+        if matches!(args.syscall, probes::ForbiddenSyscall::Clone3) {
+            CallToolResult::success(vec![ContentBlock::text(outcome)])
+        } else {
+            CallToolResult::error(vec![ContentBlock::text(format!(
+                "{outcome}: the sandbox let this worker live"
+            ))])
+        }
+    }
+
+    /// Test-only: allocate until the memory limit stops it.
+    #[tool(
+        description = "Test only: allocates and touches `mb` MiB until the worker's memory limit stops it, then frees it and reports how far it got."
+    )]
+    async fn memory_hog(
+        &self,
+        Parameters(args): Parameters<probes::MemoryHogArgs>,
+    ) -> CallToolResult {
+        CallToolResult::structured(probes::memory_hog(&args))
+    }
+
+    /// Test-only: try to create processes.
+    #[tool(
+        description = "Test only: tries to fork `count` children (at most 256) and reports how many it created."
+    )]
+    async fn fork_bomb(
+        &self,
+        Parameters(args): Parameters<probes::ForkBombArgs>,
+    ) -> CallToolResult {
+        CallToolResult::structured(probes::fork_bomb(&args))
+    }
+
+    /// Test-only: read a file, to probe what the worker can reach.
+    #[tool(
+        description = "Test only: reads the start of the file at `path` and returns it as text, or the error."
+    )]
+    async fn read_file(
+        &self,
+        Parameters(args): Parameters<probes::ReadFileArgs>,
+    ) -> CallToolResult {
+        match probes::read_file(&args) {
+            Ok(content) => CallToolResult::success(vec![ContentBlock::text(content)]),
+            Err(reason) => CallToolResult::error(vec![ContentBlock::text(reason)]),
+        }
     }
 }
 

@@ -1,0 +1,193 @@
+//! The spawner with real processes: a child's limits, uid and cgroup as `/proc` shows them.
+
+use super::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn sleeper() -> WorkerCommand {
+    WorkerCommand {
+        program: "/bin/sleep".into(),
+        args: vec!["30".into()],
+    }
+}
+
+fn confinement(uid_range: Option<UidRange>, cgroup: CgroupMode) -> Confinement {
+    Confinement {
+        sandbox: SandboxPolicy {
+            max_memory_bytes: 512 << 20,
+            max_cpu_seconds: 77,
+            max_open_files: 99,
+            max_tasks: 7,
+            cpu_weight: 50,
+        },
+        uid_range,
+        cgroup,
+    }
+}
+
+/// The value column of one `/proc/<pid>/limits` row, e.g. `Max open files`.
+fn limit(pid: u32, row: &str) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with(row))
+        .unwrap_or_else(|| panic!("no {row} in {limits}"));
+    line[row.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn status(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+async fn stop(mut spawned: Spawned) {
+    spawned.child.kill().await.unwrap();
+    drop(spawned);
+}
+
+#[test]
+fn a_worker_starts_under_the_policy_limits_and_no_core() {
+    let runtime = runtime();
+    let spawner =
+        Spawner::start_confined(runtime.handle().clone(), confinement(None, CgroupMode::Off))
+            .unwrap();
+    runtime.block_on(async {
+        let spawned = spawner.spawn(sleeper()).await.unwrap();
+        let pid = spawned.child.id().unwrap();
+        assert_eq!(limit(pid, "Max address space"), (512u64 << 20).to_string());
+        assert_eq!(limit(pid, "Max cpu time"), "77");
+        assert_eq!(limit(pid, "Max open files"), "99");
+        assert_eq!(limit(pid, "Max core file size"), "0");
+        assert_eq!(spawned.sandbox.max_open_files, 99, "the hello repeats them");
+        // Without a uid of its own, RLIMIT_NPROC would count the supervisor's uid: left alone.
+        assert_ne!(limit(pid, "Max processes"), "7");
+        stop(spawned).await;
+    });
+}
+
+#[test]
+fn each_worker_gets_its_own_uid_from_the_range_and_gives_it_back() {
+    if !is_root() {
+        eprintln!("skipped: switching uids needs root");
+        return;
+    }
+    let runtime = runtime();
+    let range = UidRange::new(61_000, 2).unwrap();
+    let spawner = Spawner::start_confined(
+        runtime.handle().clone(),
+        confinement(Some(range), CgroupMode::Off),
+    )
+    .unwrap();
+    runtime.block_on(async {
+        let first = spawner.spawn(sleeper()).await.unwrap();
+        let second = spawner.spawn(sleeper()).await.unwrap();
+        let (pid_a, pid_b) = (first.child.id().unwrap(), second.child.id().unwrap());
+        assert_eq!(status(pid_a, "Uid"), "61000 61000 61000 61000");
+        assert_eq!(status(pid_a, "Gid"), "61000 61000 61000 61000");
+        assert_eq!(status(pid_a, "Groups"), "", "supplementary groups dropped");
+        assert_eq!(status(pid_b, "Uid"), "61001 61001 61001 61001");
+        assert_eq!(
+            limit(pid_a, "Max processes"),
+            "7",
+            "RLIMIT_NPROC with a uid of its own"
+        );
+        for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+            assert_eq!(status(pid_a, set), "0000000000000000", "{set}");
+        }
+
+        let exhausted = spawner.spawn(sleeper()).await.unwrap_err().to_string();
+        assert!(
+            exhausted.contains("uids of the worker range are in use"),
+            "{exhausted}"
+        );
+
+        stop(first).await;
+        let third = spawner.spawn(sleeper()).await.unwrap();
+        assert_eq!(
+            status(third.child.id().unwrap(), "Uid"),
+            "61000 61000 61000 61000"
+        );
+        stop(second).await;
+        stop(third).await;
+    });
+}
+
+#[test]
+fn a_uid_range_without_root_is_refused() {
+    if is_root() {
+        eprintln!("skipped: runs as root");
+        return;
+    }
+    let runtime = runtime();
+    let range = UidRange::new(61_000, 2).unwrap();
+    let refused = Spawner::start_confined(
+        runtime.handle().clone(),
+        confinement(Some(range), CgroupMode::Off),
+    );
+    assert!(refused.is_err());
+}
+
+#[test]
+fn a_worker_joins_its_own_cgroup_which_is_removed_after_reaping() {
+    let Ok((mount, _)) = cgroup::own_cgroup() else {
+        eprintln!("skipped: no cgroup v2 hierarchy");
+        return;
+    };
+    let parent = mount.join(format!("bulkhead-spawn-test-{}", std::process::id()));
+    if std::fs::create_dir(&parent).is_err() {
+        eprintln!("skipped: cannot create a cgroup under {}", mount.display());
+        return;
+    }
+    let runtime = runtime();
+    let spawner = Spawner::start_confined(
+        runtime.handle().clone(),
+        confinement(None, CgroupMode::Under(parent.clone())),
+    );
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let spawner = spawner.unwrap();
+        runtime.block_on(async {
+            let spawned = spawner.spawn(sleeper()).await.unwrap();
+            let pid = spawned.child.id().unwrap();
+            let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            let expected = format!(
+                "0::/{}/worker-0",
+                parent.strip_prefix(&mount).unwrap().display()
+            );
+            assert!(
+                membership.lines().any(|line| line == expected),
+                "{membership}"
+            );
+            let worker_dir = parent.join("worker-0");
+            assert!(worker_dir.is_dir());
+            stop(spawned).await;
+            assert!(
+                !worker_dir.exists(),
+                "the worker's cgroup is removed after reaping"
+            );
+        });
+    }));
+    let _ = std::fs::remove_dir(parent.join("worker-0"));
+    let _ = std::fs::remove_dir(&parent);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -1,0 +1,98 @@
+//! Landlock: the worker gives up the file system, TCP `bind`, and signals and abstract Unix
+//! sockets beyond itself.
+//!
+//! After exec a worker needs almost no file: its libraries are mapped, its socket and stdio
+//! are open. It keeps read access to `/dev/urandom` and to its own `/proc/<pid>` directory
+//! (for self-inspection), and read-write access to `/dev/null`. Everything else, including
+//! every other process's `/proc` directory and the supervisor's files, is denied even where
+//! the uid's permissions would allow it. TCP `connect` stays allowed for brokers that reach
+//! the network; a worker never listens. With ABI 6 the worker also cannot signal processes or
+//! connect to abstract Unix sockets outside its own Landlock domain: each worker is its own
+//! domain, so that covers the supervisor and every other session.
+//!
+//! The ruleset is created best-effort, and whatever this kernel lacks is reported rather than
+//! silently dropped.
+
+use std::io;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope, path_beneath_rules,
+};
+
+/// The newest Landlock ABI whose features the worker uses: file access rights through ioctl
+/// on devices (5), TCP bind (4), and scoping of signals and abstract sockets (6). ABI 7 only
+/// adds audit flags.
+const TARGET_ABI: ABI = ABI::V6;
+
+/// Paths the worker may read (missing ones are skipped: that only narrows the set).
+const READABLE: [&str; 2] = ["/dev/urandom", "/proc/self"];
+/// Paths the worker may read and write.
+const WRITABLE: [&str; 1] = ["/dev/null"];
+
+/// Restrict this process. Returns a sentence when the kernel could not enforce everything.
+pub(super) fn restrict() -> io::Result<Option<String>> {
+    ensure_single_threaded()?;
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .and_then(|ruleset| ruleset.handle_access(AccessNet::BindTcp))
+        .and_then(|ruleset| ruleset.scope(Scope::from_all(TARGET_ABI)))
+        .and_then(|ruleset| ruleset.create())
+        .and_then(|ruleset| ruleset.add_rules(path_beneath_rules(READABLE, read)))
+        .and_then(|ruleset| {
+            ruleset.add_rules(path_beneath_rules(WRITABLE, read | AccessFs::WriteFile))
+        })
+        .and_then(|ruleset| ruleset.restrict_self())
+        .map_err(io::Error::other)?;
+    Ok(describe_shortfall(status.ruleset, status.landlock))
+}
+
+fn describe_shortfall(ruleset: RulesetStatus, landlock: LandlockStatus) -> Option<String> {
+    const CONSEQUENCE: &str = "workers can open any file their uid may, including other \
+                               processes' /proc entries that dumpability does not protect";
+    match (ruleset, landlock) {
+        (RulesetStatus::FullyEnforced, _) => None,
+        (_, LandlockStatus::NotImplemented) => Some(format!(
+            "landlock unavailable: this kernel is built without it (ENOSYS); {CONSEQUENCE}"
+        )),
+        (_, LandlockStatus::NotEnabled) => Some(format!(
+            "landlock unavailable: this kernel has it but it is not enabled (add landlock to \
+             the lsm= boot parameter); {CONSEQUENCE}"
+        )),
+        (RulesetStatus::PartiallyEnforced, LandlockStatus::Available { effective_abi, .. }) => {
+            Some(format!(
+                "landlock partially enforced: this kernel speaks ABI {} and the worker asks \
+                 for {}; missing: {}",
+                effective_abi as i32,
+                TARGET_ABI as i32,
+                missing_features(effective_abi)
+            ))
+        }
+        (_, _) => Some(format!("landlock not enforced; {CONSEQUENCE}")),
+    }
+}
+
+fn missing_features(abi: ABI) -> &'static str {
+    match abi {
+        ABI::Unsupported | ABI::V1 | ABI::V2 | ABI::V3 => {
+            "TCP bind denial (ABI 4), device ioctl control (ABI 5), signal and abstract socket \
+             scoping (ABI 6)"
+        }
+        ABI::V4 => "device ioctl control (ABI 5), signal and abstract socket scoping (ABI 6)",
+        _ => "signal and abstract socket scoping (ABI 6)",
+    }
+}
+
+/// `landlock_restrict_self` binds only the calling thread (the crate's all-threads flag needs
+/// ABI 8), so it must run before the worker starts any other.
+fn ensure_single_threaded() -> io::Result<()> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{threads} threads exist; the sandbox must be entered before any is started"
+        )))
+    }
+}
