@@ -17,6 +17,8 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
 /// MCP: an HTTP header disagrees with the body it describes.
 pub const HEADER_MISMATCH: i64 = -32020;
+/// MCP: the request needs a client capability its `_meta` does not declare.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 /// MCP: the request names a protocol version the server does not serve.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 

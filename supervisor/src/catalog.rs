@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
 use crate::session::Registry;
+use crate::worker::{CallEvent, WorkerHandle};
 
 /// Names of the tools the supervisor itself implements.
 pub const SESSION_OPEN: &str = "session_open";
@@ -21,51 +22,146 @@ pub const SESSION_INFO: &str = "session_info";
 /// by 2026-07-28 HTTP clients.
 pub const SESSION_ARGUMENT: &str = "session";
 
-/// The lazily-read catalog.
-#[derive(Default)]
-pub struct Catalog {
-    tools: OnceCell<Arc<Vec<Value>>>,
+/// What every caller is told about the server, read once from a worker.
+pub struct CatalogData {
+    /// Every tool, sorted by name, each with the `session` argument.
+    pub tools: Vec<Value>,
+    /// Capabilities for `initialize` (legacy era): the worker's, with Bulkhead's tools.
+    pub legacy_capabilities: Value,
+    /// Capabilities for `server/discover` (2026-07-28).
+    pub modern_capabilities: Value,
 }
 
-impl Catalog {
-    /// The full tool list, reading the worker's tools on first use.
-    pub async fn tools(&self, registry: &Registry) -> Result<Arc<Vec<Value>>, String> {
-        self.tools
-            .get_or_try_init(|| async {
-                let worker_tools = read_worker_tools(registry).await?;
-                Ok(Arc::new(compose(worker_tools)))
+impl CatalogData {
+    /// The `x-mcp-header` arguments of a tool: `(argument, header name)` pairs, which a
+    /// 2026-07-28 HTTP client mirrors into `Mcp-Param-<name>` headers.
+    pub fn header_params(&self, tool: &str) -> Vec<(String, String)> {
+        let Some(tool) = self
+            .tools
+            .iter()
+            .find(|candidate| candidate["name"] == tool)
+        else {
+            return Vec::new();
+        };
+        let Some(properties) = tool["inputSchema"]["properties"].as_object() else {
+            return Vec::new();
+        };
+        properties
+            .iter()
+            .filter_map(|(argument, schema)| {
+                let header = schema.get("x-mcp-header")?.as_str()?;
+                Some((argument.clone(), header.to_string()))
             })
-            .await
-            .cloned()
+            .collect()
+    }
+
+    /// Whether the worker serves `capability` (e.g. `prompts`) in the given era.
+    pub fn has_capability(&self, capability: &str, inline: bool) -> bool {
+        let capabilities = if inline {
+            &self.modern_capabilities
+        } else {
+            &self.legacy_capabilities
+        };
+        capabilities
+            .get(capability)
+            .is_some_and(|value| !value.is_null())
     }
 }
 
-async fn read_worker_tools(registry: &Registry) -> Result<Vec<Value>, String> {
+/// The lazily-read catalog.
+#[derive(Default)]
+pub struct Catalog {
+    data: OnceCell<Arc<CatalogData>>,
+}
+
+impl Catalog {
+    /// The catalog, reading it from a worker on first use.
+    pub async fn data(&self, registry: &Registry) -> Result<Arc<CatalogData>, String> {
+        self.data
+            .get_or_try_init(|| async { read_catalog(registry).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    /// The catalog if it has been read already.
+    pub fn loaded(&self) -> Option<Arc<CatalogData>> {
+        self.data.get().cloned()
+    }
+}
+
+async fn read_catalog(registry: &Registry) -> Result<CatalogData, String> {
     let worker = registry
         .start_unbound_worker("catalog")
         .await
         .map_err(|error| error.to_string())?;
     let listed = list_all_tools(&worker).await;
+    let discovered = request(
+        &worker,
+        "server/discover",
+        Some(json!({"_meta": MODERN_META.clone()})),
+    )
+    .await;
+    let legacy = worker.initialize_result()["capabilities"].clone();
     worker.stop().await;
-    listed
+    let modern = discovered
+        .ok()
+        .and_then(|result| result.get("capabilities").cloned())
+        .unwrap_or_else(|| legacy.clone());
+    Ok(CatalogData {
+        tools: compose(listed?),
+        legacy_capabilities: with_our_tools(legacy),
+        modern_capabilities: with_our_tools(modern),
+    })
 }
 
-async fn list_all_tools(worker: &crate::worker::WorkerHandle) -> Result<Vec<Value>, String> {
+/// The worker's capabilities with Bulkhead's tool list (which never changes while it runs).
+fn with_our_tools(capabilities: Value) -> Value {
+    let mut capabilities = match capabilities {
+        Value::Object(map) => Value::Object(map),
+        _ => json!({}),
+    };
+    capabilities["tools"] = json!({"listChanged": false});
+    capabilities
+}
+
+/// Metadata the catalog's own 2026-07-28 requests carry.
+static MODERN_META: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": bulkhead_protocol::PROTOCOL_NO_INITIALIZE,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "bulkhead-catalog", "version": env!("CARGO_PKG_VERSION")},
+    })
+});
+
+/// One request to a worker, returning its result.
+async fn request(
+    worker: &WorkerHandle,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, String> {
+    let mut call = worker
+        .call(method, params)
+        .map_err(|exit| format!("catalog worker {exit}"))?;
+    let reply = loop {
+        match call.next_event().await {
+            CallEvent::Reply(reply) => break reply,
+            CallEvent::Died(exit) => return Err(format!("catalog worker {exit}")),
+            CallEvent::Notification(_) | CallEvent::Request(_) => {}
+        }
+    };
+    match reply.get("result") {
+        Some(result) => Ok(result.clone()),
+        None => Err(format!("worker refused {method}: {}", reply["error"])),
+    }
+}
+
+async fn list_all_tools(worker: &WorkerHandle) -> Result<Vec<Value>, String> {
     let mut tools = Vec::new();
     let mut cursor: Option<Value> = None;
     loop {
         let params = cursor.take().map(|cursor| json!({"cursor": cursor}));
-        let mut call = worker
-            .call("tools/list", params)
-            .map_err(|exit| format!("catalog worker {exit}"))?;
-        let reply = match call.next_event().await {
-            crate::worker::CallEvent::Reply(reply) => reply,
-            crate::worker::CallEvent::Died(exit) => return Err(format!("catalog worker {exit}")),
-            crate::worker::CallEvent::Notification(_) => continue,
-        };
-        let result = reply
-            .get("result")
-            .ok_or_else(|| format!("worker refused tools/list: {}", reply["error"]))?;
+        let result = request(worker, "tools/list", params).await?;
+        let result = &result;
         if let Some(page) = result.get("tools").and_then(Value::as_array) {
             tools.extend(page.iter().cloned());
         }

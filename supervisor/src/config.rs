@@ -11,6 +11,8 @@ use bulkhead_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use bulkhead_protocol::handle::is_valid_node;
 use clap::{Args, Parser, Subcommand};
 
+use crate::http::auth::Tokens;
+use crate::http::{AuthMode, HttpConfig};
 use crate::session::SessionLimits;
 use crate::worker::WorkerTimeouts;
 
@@ -64,6 +66,187 @@ pub struct Cli {
 pub enum Command {
     /// Serve MCP on stdin/stdout (how Claude Desktop and other hosts launch servers).
     Stdio(Options),
+    /// Serve MCP over Streamable HTTP on loopback TCP and/or a Unix socket.
+    Serve(Box<ServeOptions>),
+}
+
+/// Default listener when neither `--http` nor `--unix` is given: loopback only.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Largest request body: the same as the stdio frame limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = DEFAULT_MAX_FRAME_BYTES;
+/// Time a client gets to send a request's headers; closes slow-header (slowloris) connections.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
+/// Open HTTP connections at once; each costs a task and a buffer, so this bounds memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Requests per second per principal, sustained: far above an agent's pace, far below a flood.
+pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
+/// Requests a principal may send in a burst.
+pub const DEFAULT_RATE_BURST: f64 = 100.0;
+/// Seconds between SSE keep-alive comments: under common 30 s proxy idle timeouts, and how
+/// soon a vanished client's call is noticed and cancelled.
+pub const DEFAULT_SSE_KEEPALIVE_SECS: f64 = 15.0;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeOptions {
+    #[command(flatten)]
+    pub common: Options,
+    /// TCP address to listen on [default: 127.0.0.1:8080 when --unix is not given].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Unix socket path to listen on.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Bearer tokens: one `principal:token` or `principal:sha256:<hex>` per line.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Accept every caller as the principal `anonymous`; refused unless every listener is
+    /// loopback or a Unix socket.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Over --unix, name callers without a token by their uid (`uid-<n>`).
+    #[arg(long)]
+    pub unix_peer_uid: bool,
+    /// An Origin allowed besides loopback origins (repeatable), e.g. https://app.example.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// A Host name allowed besides loopback names (repeatable), e.g. mcp.internal.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Seconds a client gets to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout: f64,
+    /// Most open HTTP connections.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Sustained requests per second per principal.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_PER_SECOND)]
+    pub rate_limit: f64,
+    /// Burst of requests per principal.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_BURST)]
+    pub rate_burst: f64,
+    /// File holding the admin API's bearer token; without it the admin API is disabled.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds between SSE keep-alive comments.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SSE_KEEPALIVE_SECS)]
+    pub sse_keepalive: f64,
+}
+
+impl ServeOptions {
+    /// Validate the common options and the HTTP ones together, reporting every problem.
+    pub fn resolve(&self) -> Result<(Config, HttpConfig), Vec<String>> {
+        let common = self.common.resolve();
+        let http = self.resolve_http();
+        match (common, http) {
+            (Ok(config), Ok(http)) => Ok((config, http)),
+            (common, http) => Err(common
+                .err()
+                .into_iter()
+                .flatten()
+                .chain(http.err().into_iter().flatten())
+                .collect()),
+        }
+    }
+
+    fn resolve_http(&self) -> Result<HttpConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let http = match (self.http, &self.unix) {
+            (None, None) => Some(DEFAULT_HTTP_ADDR.parse().expect("valid default address")),
+            (http, _) => http,
+        };
+        let auth = if self.no_auth {
+            if self.tokens.is_some() {
+                problems.push("--no-auth and --tokens exclude each other".into());
+            }
+            if let Some(addr) = http
+                && !addr.ip().is_loopback()
+            {
+                problems.push(format!(
+                    "--no-auth is refused on {addr}: it is not a loopback address; use --tokens"
+                ));
+            }
+            AuthMode::None
+        } else if let Some(path) = &self.tokens {
+            let tokens = Tokens::load(path).unwrap_or_else(|found| {
+                problems.extend(found);
+                Tokens::default()
+            });
+            AuthMode::Tokens {
+                tokens,
+                unix_peer_uid: self.unix_peer_uid,
+            }
+        } else if self.unix_peer_uid && http.is_none() {
+            AuthMode::UnixPeerUid
+        } else {
+            problems.push("choose how callers authenticate: --tokens FILE, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
+            AuthMode::None
+        };
+        if self.unix_peer_uid && self.unix.is_none() {
+            problems.push("--unix-peer-uid needs --unix".into());
+        }
+        let admin_token =
+            self.admin_token_file
+                .as_ref()
+                .and_then(|path| match std::fs::read_to_string(path) {
+                    Ok(token) if token.trim().len() >= 16 => {
+                        Some(crate::http::auth::digest(token.trim()))
+                    }
+                    Ok(_) => {
+                        problems.push(format!(
+                            "admin token in {} must be at least 16 characters",
+                            path.display()
+                        ));
+                        None
+                    }
+                    Err(error) => {
+                        problems.push(format!(
+                            "cannot read admin token file {}: {error}",
+                            path.display()
+                        ));
+                        None
+                    }
+                });
+        if self.max_body_bytes < 1024 {
+            problems.push("--max-body-bytes must be at least 1024".into());
+        }
+        if self.max_connections == 0 {
+            problems.push("--max-connections must be at least 1".into());
+        }
+        if self.rate_limit.is_nan() || self.rate_limit <= 0.0 || self.rate_burst.is_nan() || self.rate_burst < 1.0 {
+            problems.push("--rate-limit must be positive and --rate-burst at least 1".into());
+        }
+        let mut seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
+            Ok(duration) if !duration.is_zero() => duration,
+            _ => {
+                problems.push(format!(
+                    "{name} must be a positive number of seconds, got {value}"
+                ));
+                Duration::from_secs(1)
+            }
+        };
+        let header_timeout = seconds("--header-timeout", self.header_timeout);
+        let sse_keepalive = seconds("--sse-keepalive", self.sse_keepalive);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(HttpConfig {
+            http,
+            unix: self.unix.clone(),
+            auth,
+            allowed_origins: self.allow_origins.clone(),
+            allowed_hosts: self.allow_hosts.clone(),
+            max_body_bytes: self.max_body_bytes,
+            header_timeout,
+            max_connections: self.max_connections,
+            rate_per_second: self.rate_limit,
+            rate_burst: self.rate_burst,
+            admin_token,
+            sse_keepalive,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -111,6 +294,9 @@ pub struct Options {
     /// Expose the worker's test-only tools (for the test suite).
     #[arg(long, hide = true)]
     pub test_tools: bool,
+    /// Run workers that serve the conformance suite's fixtures (for scripts/conformance).
+    #[arg(long, hide = true)]
+    pub test_fixtures: bool,
 }
 
 /// The validated configuration.
@@ -123,6 +309,7 @@ pub struct Config {
     pub call_timeout: Duration,
     pub max_frame_bytes: usize,
     pub test_tools: bool,
+    pub test_fixtures: bool,
     pub credentials_dir: Option<PathBuf>,
     pub paper_seed: Option<u64>,
 }
@@ -210,6 +397,7 @@ impl Options {
             call_timeout,
             max_frame_bytes: self.max_frame_bytes,
             test_tools: self.test_tools,
+            test_fixtures: self.test_fixtures,
             credentials_dir,
             paper_seed: self.paper_seed,
         })

@@ -5,13 +5,15 @@
 //! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
 //! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
-//! [`stdio`] (the stdio transport), [`signals`], [`clock`].
+//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`clock`].
 
 mod catalog;
 mod clock;
 mod config;
 mod credentials;
+mod http;
 mod mcp;
+mod metrics;
 mod session;
 mod signals;
 mod spawn;
@@ -42,9 +44,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     init_logging(&log_filter);
-    let Command::Stdio(options) = cli.command;
-    let config = match options.resolve() {
-        Ok(config) => config,
+    let resolved = match &cli.command {
+        Command::Stdio(options) => options.resolve().map(|config| (config, None)),
+        Command::Serve(options) => options.resolve().map(|(config, http)| (config, Some(http))),
+    };
+    let (config, http) = match resolved {
+        Ok(resolved) => resolved,
         Err(problems) => {
             for problem in &problems {
                 tracing::error!("configuration: {problem}");
@@ -63,18 +68,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run_stdio(config, log_filter));
+    let code = runtime.block_on(async move {
+        let Some((frontend, registry)) = start(&config, log_filter) else {
+            return 1;
+        };
+        match http {
+            None => run_stdio(&config, frontend, registry).await,
+            Some(http) => run_http(&config, http, frontend, registry).await,
+        }
+    });
     // Do not wait for tokio's blocking stdin reader: a host may keep stdin open after a
     // signal. Every worker is already reaped.
     std::process::exit(code);
 }
 
-async fn run_stdio(config: Config, log_filter: String) -> i32 {
+/// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
+fn start(config: &Config, log_filter: String) -> Option<(Arc<Frontend>, Arc<Registry>)> {
     let spawner = match Spawner::start(tokio::runtime::Handle::current()) {
         Ok(spawner) => spawner,
         Err(error) => {
             tracing::error!("cannot start the spawner thread: {error}");
-            return 1;
+            return None;
         }
     };
     let template = WorkerTemplate {
@@ -87,6 +101,7 @@ async fn run_stdio(config: Config, log_filter: String) -> i32 {
             log_filter,
             test_tools: config.test_tools,
             paper_seed: config.paper_seed,
+            fixtures: config.test_fixtures,
             max_frame_bytes: config.max_frame_bytes,
         },
         timeouts: config.timeouts,
@@ -104,7 +119,11 @@ async fn run_stdio(config: Config, log_filter: String) -> i32 {
         call_timeout: config.call_timeout,
         credentials: CredentialStore::new(config.credentials_dir.clone()),
     });
-    prefetch_catalog(&frontend);
+    Some((frontend, registry))
+}
+
+async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {
+    prefetch_catalog(&frontend, None);
     let shutdown = CancellationToken::new();
     if let Err(error) = signals::install(shutdown.clone()) {
         tracing::error!("cannot install signal handlers: {error}");
@@ -124,12 +143,77 @@ async fn run_stdio(config: Config, log_filter: String) -> i32 {
     0
 }
 
-/// Read the tool catalog in the background so the first `tools/list` is instant.
-fn prefetch_catalog(frontend: &Arc<Frontend>) {
+async fn run_http(
+    config: &Config,
+    http: http::HttpConfig,
+    frontend: Arc<Frontend>,
+    registry: Arc<Registry>,
+) -> i32 {
+    if matches!(http.auth, http::AuthMode::None) {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (--no-auth): every caller on the listeners is the same principal; use only on a trusted machine"
+        );
+    }
+    let listeners = match http::bind(&http).await {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            tracing::error!("cannot bind the listeners: {error}");
+            return 1;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    if let Err(error) = signals::install(shutdown.clone()) {
+        tracing::error!("cannot install signal handlers: {error}");
+        return 1;
+    }
+    let unix_path = http.unix.clone();
+    let state = http::HttpState::new(frontend.clone(), http, config.node.clone());
+    for listener in &listeners {
+        tracing::info!(node = %config.node, "listening on {}", listener.describe());
+    }
+    prefetch_catalog(&frontend, Some(state.clone()));
+    let server = tokio::spawn(http::serve(state.clone(), listeners, shutdown.clone()));
+    shutdown.cancelled().await;
+    state.start_draining();
+    drain_calls(DRAIN_DEADLINE).await;
+    let _ = server.await;
+    tracing::info!(sessions = registry.live_count(), "stopping every session");
+    registry.shutdown().await;
+    if let Some(path) = unix_path {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    0
+}
+
+/// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Wait until no call is in flight, or the deadline passes.
+async fn drain_calls(deadline: Duration) {
+    let started = tokio::time::Instant::now();
+    while metrics::METRICS
+        .calls_in_flight
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && started.elapsed() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Read the tool catalog in the background so the first `tools/list` is instant; an HTTP
+/// service becomes ready once it has it.
+fn prefetch_catalog(frontend: &Arc<Frontend>, http: Option<Arc<http::HttpState>>) {
     let frontend = frontend.clone();
     tokio::spawn(async move {
-        if let Err(error) = frontend.catalog.tools(&frontend.registry).await {
-            tracing::warn!("cannot read the tool catalog yet: {error}");
+        match frontend.catalog.data(&frontend.registry).await {
+            Ok(_) => {
+                if let Some(http) = http {
+                    http.set_ready(true);
+                }
+            }
+            Err(error) => tracing::warn!("cannot read the tool catalog yet: {error}"),
         }
     });
 }

@@ -24,11 +24,15 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
+use crate::catalog::{
+    Catalog, CatalogData, SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN,
+};
 use crate::clock::rfc3339;
 use crate::credentials::CredentialStore;
+use crate::metrics::{CallOutcome, METRICS};
 use crate::session::{Principal, Registry, Session, SessionError};
-use crate::worker::CallEvent;
+use crate::worker::{CallEvent, WorkerHandle};
+use std::sync::atomic::Ordering;
 
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -46,6 +50,11 @@ const CREDENTIAL_REF: &str = "credential_ref";
 const CATALOG_TTL_MS: u64 = 5 * 60 * 1000;
 
 const INSTRUCTIONS: &str = "Every session runs in its own process. Calls without a `session` argument use this connection's default session; call session_open for another isolated session and pass its handle as `session`.";
+
+/// Where a request's notifications, relayed server requests and final response go: stdout for
+/// stdio, the request's own response stream for HTTP. A closed sink means the client went away,
+/// which cancels the request.
+pub type Sink = mpsc::UnboundedSender<Value>;
 
 /// State shared by every connection of one supervisor.
 pub struct Frontend {
@@ -101,21 +110,29 @@ pub struct Connection {
     default_session: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation.
     pending: Mutex<HashMap<String, CancellationToken>>,
-    out: mpsc::UnboundedSender<Value>,
+    /// Requests a worker sent to the client, by the id the client sees, awaiting its answer.
+    relayed: Mutex<HashMap<String, Relayed>>,
+    next_relay_id: std::sync::atomic::AtomicU64,
+    /// Where messages with no request of their own go (stdout for stdio).
+    out: Sink,
+}
+
+/// A worker's request that was relayed to the client.
+struct Relayed {
+    worker: WorkerHandle,
+    worker_request_id: Value,
 }
 
 impl Connection {
-    pub fn new(
-        frontend: Arc<Frontend>,
-        principal: Principal,
-        out: mpsc::UnboundedSender<Value>,
-    ) -> Arc<Self> {
+    pub fn new(frontend: Arc<Frontend>, principal: Principal, out: Sink) -> Arc<Self> {
         Arc::new(Self {
             frontend,
             principal,
             negotiated: Mutex::new(None),
             default_session: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
+            relayed: Mutex::new(HashMap::new()),
+            next_relay_id: std::sync::atomic::AtomicU64::new(1),
             out,
         })
     }
@@ -123,7 +140,7 @@ impl Connection {
     /// Handle one frame from the client.
     pub fn on_frame(self: &Arc<Self>, frame: Frame) {
         match frame {
-            Frame::Oversized { bytes, limit } => self.send(jsonrpc::error_response(
+            Frame::Oversized { bytes, limit } => self.send_out(jsonrpc::error_response(
                 &Value::Null,
                 codes::INVALID_REQUEST,
                 &format!(
@@ -132,40 +149,160 @@ impl Connection {
                 Some(json!({"limit": limit, "size": bytes})),
             )),
             Frame::Line(line) => match jsonrpc::parse_message(&line) {
-                Ok(message) => self.on_message(message),
-                Err(error) => self.send(error.to_response()),
+                Ok(message) => self.on_message(message, &self.out),
+                Err(error) => self.send_out(error.to_response()),
             },
         }
     }
 
-    fn on_message(self: &Arc<Self>, message: Message) {
+    /// Handle one message; anything it produces for the client goes to `sink`.
+    pub fn on_message(self: &Arc<Self>, message: Message, sink: &Sink) {
         match message {
-            Message::Request { id, method, params } => self.on_request(id, &method, params),
+            Message::Request { id, method, params } => self.on_request(id, &method, params, sink),
             Message::Notification { method, params } => self.on_notification(&method, params),
-            Message::Response { id, .. } | Message::Error { id, .. } => {
-                tracing::debug!(%id, "ignoring a response to a request this server never sent");
+            Message::Response { id, result } => {
+                self.relay_answer(&id, jsonrpc::response(&id, result));
+            }
+            Message::Error { id, error } => {
+                let mut answer = json!({"jsonrpc": "2.0", "id": id, "error": error});
+                answer["id"] = id.clone();
+                self.relay_answer(&id, answer);
             }
         }
     }
 
-    fn on_request(self: &Arc<Self>, id: Value, method: &str, params: Option<Value>) {
+    /// Pass the client's answer to a relayed request back to the worker that asked.
+    fn relay_answer(&self, id: &Value, mut answer: Value) {
+        let key = id.to_string();
+        let relayed = self
+            .relayed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&key);
+        match relayed {
+            Some(relayed) => {
+                answer["id"] = relayed.worker_request_id;
+                relayed.worker.respond(answer);
+            }
+            None => tracing::debug!(%id, "ignoring a response to a request this server never sent"),
+        }
+    }
+
+    /// Relay a worker's request to the client under an id of our own.
+    fn relay_request(&self, worker: &WorkerHandle, mut request: Value, sink: &Sink) {
+        let number = self
+            .next_relay_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outward_id = json!(format!("bulkhead-{number}"));
+        let worker_request_id = std::mem::replace(&mut request["id"], outward_id.clone());
+        self.relayed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(
+                outward_id.to_string(),
+                Relayed {
+                    worker: worker.clone(),
+                    worker_request_id,
+                },
+            );
+        let _ = sink.send(request);
+    }
+
+    fn on_request(self: &Arc<Self>, id: Value, method: &str, params: Option<Value>, sink: &Sink) {
+        let inline = request_version(params.as_ref()).is_some_and(is_inline_protocol_version);
         let result = match method {
-            "initialize" => self.initialize(params.as_ref()),
-            "ping" => Ok(json!({})),
-            "server/discover" => self.discover(params.as_ref()),
-            "tools/list" | "tools/call" => match self.era(params.as_ref()) {
-                Ok(era) => {
-                    self.spawn_tool_request(id, method == "tools/call", params, era);
+            // Removed in 2026-07-28: a request in that era gets method-not-found.
+            "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+                if inline =>
+            {
+                Err(method_not_found(method))
+            }
+            "initialize" => match self.negotiate(params.as_ref()) {
+                Ok(version) => {
+                    self.spawn_answer(id, sink.clone(), move |catalog| {
+                        Ok(initialize_result(&version, catalog))
+                    });
                     return;
                 }
                 Err(error) => Err(error),
             },
-            _ => Err(RpcError::new(
-                codes::METHOD_NOT_FOUND,
-                format!("method not found: {method}"),
-            )),
+            "ping" => Ok(json!({})),
+            "server/discover" => match self.discover_check(params.as_ref()) {
+                Ok(()) => {
+                    self.spawn_answer(id, sink.clone(), |catalog| Ok(discover_result(catalog)));
+                    return;
+                }
+                Err(error) => Err(error),
+            },
+            "subscriptions/listen" => match self.era(params.as_ref()) {
+                Ok(_) => {
+                    self.spawn_listen(id, sink.clone());
+                    return;
+                }
+                Err(error) => Err(error),
+            },
+            "tools/list" => match self.era(params.as_ref()) {
+                Ok(era) => {
+                    self.spawn_answer(id, sink.clone(), move |catalog| {
+                        Ok(tools_list_result(catalog, &era))
+                    });
+                    return;
+                }
+                Err(error) => Err(error),
+            },
+            "tools/call" => match self.era(params.as_ref()) {
+                Ok(era) => {
+                    self.spawn_call(id, None, params, era, sink.clone());
+                    return;
+                }
+                Err(error) => Err(error),
+            },
+            method if forwarded_capability(method).is_some() => match self.era(params.as_ref()) {
+                Ok(era) => {
+                    self.spawn_call(id, Some(method.to_string()), params, era, sink.clone());
+                    return;
+                }
+                Err(error) => Err(error),
+            },
+            _ => Err(method_not_found(method)),
         };
-        self.reply(&id, result);
+        reply(sink, &id, result);
+    }
+
+    /// Answer from the catalog, at once if it is loaded, else once a worker has supplied it.
+    fn spawn_answer<F>(self: &Arc<Self>, id: Value, sink: Sink, answer: F)
+    where
+        F: FnOnce(&CatalogData) -> Result<Value, RpcError> + Send + 'static,
+    {
+        if let Some(catalog) = self.frontend.catalog.loaded() {
+            reply(&sink, &id, answer(&catalog));
+            return;
+        }
+        let connection = self.clone();
+        tokio::spawn(async move {
+            let result = connection
+                .catalog()
+                .await
+                .and_then(|catalog| answer(&catalog));
+            reply(&sink, &id, result);
+        });
+    }
+
+    async fn catalog(&self) -> Result<Arc<CatalogData>, RpcError> {
+        self.frontend
+            .catalog
+            .data(&self.frontend.registry)
+            .await
+            .map_err(|error| {
+                RpcError::new(
+                    codes::WORKER_UNAVAILABLE,
+                    format!("cannot read the tool catalog from a worker: {error}"),
+                )
+            })
     }
 
     fn on_notification(&self, method: &str, params: Option<Value>) {
@@ -181,15 +318,8 @@ impl Connection {
         }
     }
 
-    fn send(&self, message: Value) {
+    fn send_out(&self, message: Value) {
         let _ = self.out.send(message);
-    }
-
-    fn reply(&self, id: &Value, result: Result<Value, RpcError>) {
-        self.send(match result {
-            Ok(result) => jsonrpc::response(id, result),
-            Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
-        });
     }
 
     fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -234,7 +364,8 @@ impl Connection {
         }
     }
 
-    fn initialize(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+    /// Negotiate the `initialize` version now, so requests that follow at once see it.
+    fn negotiate(&self, params: Option<&Value>) -> Result<String, RpcError> {
         let requested = params
             .and_then(|params| params.get("protocolVersion"))
             .and_then(Value::as_str)
@@ -253,85 +384,157 @@ impl Connection {
             .negotiated
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(version.to_string());
-        Ok(json!({
-            "protocolVersion": version,
-            "capabilities": capabilities(),
-            "serverInfo": server_info(),
-            "instructions": INSTRUCTIONS,
-        }))
+        Ok(version.to_string())
     }
 
-    fn discover(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+    /// `server/discover` is a 2026-07-28 request: it needs that era's metadata, and a version
+    /// in it that we serve.
+    fn discover_check(&self, params: Option<&Value>) -> Result<(), RpcError> {
         let meta = params.and_then(|params| params.get("_meta"));
         if let Some(Value::String(version)) = meta.and_then(|meta| meta.get(META_PROTOCOL_VERSION))
         {
             check_supported(version)?;
         }
-        Ok(json!({
-            "resultType": "complete",
-            "supportedVersions": SUPPORTED_PROTOCOL_VERSIONS,
-            "capabilities": capabilities(),
-            "instructions": INSTRUCTIONS,
-            "ttlMs": CATALOG_TTL_MS,
-            "cacheScope": "public",
-            "_meta": {META_SERVER_INFO: server_info()},
-        }))
+        for key in [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES] {
+            if meta.and_then(|meta| meta.get(key)).is_none() {
+                return Err(RpcError::invalid_params(format!(
+                    "server/discover needs {key} in params._meta"
+                )));
+            }
+        }
+        Ok(())
     }
 
-    fn spawn_tool_request(
+    /// `subscriptions/listen`: acknowledge with the kinds we will send — none, since the tool
+    /// catalog never changes while the supervisor runs — then hold the stream open until the
+    /// client cancels it or goes away.
+    fn spawn_listen(self: &Arc<Self>, id: Value, sink: Sink) {
+        let token = CancellationToken::new();
+        self.pending_lock().insert(id.to_string(), token.clone());
+        let acknowledged = jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(json!({
+                "_meta": {"io.modelcontextprotocol/subscriptionId": id},
+                "notifications": {},
+            })),
+        );
+        let _ = sink.send(acknowledged);
+        let connection = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = sink.closed() => {}
+            }
+            connection.pending_lock().remove(&id.to_string());
+        });
+    }
+
+    /// Start this connection's default session now (a legacy HTTP session gets its worker at
+    /// `initialize`).
+    pub async fn open_default_session(&self) -> Result<(), SessionError> {
+        self.default_session().await.map(|_| ())
+    }
+
+    /// End this connection's default session, if it has one (legacy HTTP `DELETE`).
+    pub async fn close_default_session(&self) {
+        let session = self.default_session.lock().await.take();
+        if let Some(session) = session {
+            self.frontend
+                .registry
+                .end(&session, crate::session::Ended::Closed)
+                .await;
+        }
+    }
+
+    /// Whether the default session ended for good (closed, expired, evicted) rather than
+    /// crashed; a legacy HTTP session whose worker ended so is over.
+    pub async fn default_session_ended(&self) -> bool {
+        let slot = self.default_session.lock().await;
+        let Some(session) = slot.as_ref() else {
+            return false;
+        };
+        matches!(
+            self.frontend.registry.get(&session.handle, &self.principal),
+            Err(SessionError::Closed { .. }
+                | SessionError::Expired { .. }
+                | SessionError::Evicted { .. }
+                | SessionError::NotFound)
+        )
+    }
+
+    /// The principal this connection acts for.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Run a request that needs a worker as its own task: `tools/call` (`method` = `None`) or
+    /// a forwarded method. The client cancels it with `notifications/cancelled` or by closing
+    /// its response stream; a cancelled request gets no response, as MCP specifies.
+    fn spawn_call(
         self: &Arc<Self>,
         id: Value,
-        is_call: bool,
+        method: Option<String>,
         params: Option<Value>,
         era: Era,
+        sink: Sink,
     ) {
         let token = CancellationToken::new();
         let key = id.to_string();
-        if is_call {
-            self.pending_lock().insert(key.clone(), token.clone());
-        }
+        self.pending_lock().insert(key.clone(), token.clone());
         let connection = self.clone();
         tokio::spawn(async move {
-            let result = if is_call {
-                tokio::select! {
-                    result = connection.call_tool(params, &era) => Some(result),
-                    () = token.cancelled() => None,
+            let work = async {
+                match &method {
+                    None => connection.call_tool(params, &era, &sink).await,
+                    Some(method) => connection.forward_method(method, params, &era, &sink).await,
                 }
-            } else {
-                Some(connection.list_tools(&era).await)
             };
-            if is_call {
-                connection.pending_lock().remove(&key);
-            }
-            // A call the client cancelled gets no response, as MCP specifies.
+            let result = tokio::select! {
+                result = work => Some(result),
+                () = token.cancelled() => None,
+                () = sink.closed() => None,
+            };
+            connection.pending_lock().remove(&key);
             if let Some(result) = result {
-                connection.reply(&id, result);
+                reply(&sink, &id, result);
             }
         });
     }
 
-    async fn list_tools(&self, era: &Era) -> Result<Value, RpcError> {
-        let tools = self
-            .frontend
-            .catalog
-            .tools(&self.frontend.registry)
-            .await
-            .map_err(|error| {
-                RpcError::new(
-                    codes::WORKER_UNAVAILABLE,
-                    format!("cannot read the tool catalog: {error}"),
-                )
-            })?;
-        let mut result = json!({"tools": *tools});
-        if era.inline {
-            result["resultType"] = json!("complete");
-            result["ttlMs"] = json!(CATALOG_TTL_MS);
-            result["cacheScope"] = json!("public");
+    /// A method the worker serves if it declares the capability (prompts, resources,
+    /// completions, logging), run in the default session.
+    async fn forward_method(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        era: &Era,
+        sink: &Sink,
+    ) -> Result<Value, RpcError> {
+        let catalog = self.catalog().await?;
+        let capability = forwarded_capability(method).unwrap_or_default();
+        if !catalog.has_capability(capability, era.inline) {
+            return Err(method_not_found(method));
         }
-        Ok(result)
+        let mut params = match params {
+            Some(Value::Object(params)) => params,
+            _ => Map::new(),
+        };
+        strip_bulkhead_meta(&mut params);
+        let (session, _) = self.resolve(None).await?;
+        session.touch();
+        let result = self
+            .run_request(&session, method, Value::Object(params), sink)
+            .await;
+        session.touch();
+        result
     }
 
-    async fn call_tool(&self, params: Option<Value>, era: &Era) -> Result<Value, RpcError> {
+    async fn call_tool(
+        &self,
+        params: Option<Value>,
+        era: &Era,
+        sink: &Sink,
+    ) -> Result<Value, RpcError> {
         let Some(Value::Object(mut params)) = params else {
             return Err(RpcError::invalid_params(
                 "tools/call needs params with a `name`",
@@ -368,7 +571,7 @@ impl Connection {
         match name.as_str() {
             SESSION_OPEN => self.session_open(era).await,
             SESSION_CLOSE => self.session_close(handle, era).await,
-            SESSION_INFO => self.session_info(handle, era).await,
+            SESSION_INFO => self.session_info(handle, era, sink).await,
             _ => {
                 strip_bulkhead_meta(&mut params);
                 if name == BROKER_LOGIN
@@ -392,7 +595,8 @@ impl Connection {
                     }
                 }
                 params.insert("arguments".into(), Value::Object(arguments));
-                self.forward(handle.as_deref(), Value::Object(params)).await
+                self.forward(handle.as_deref(), Value::Object(params), sink)
+                    .await
             }
         }
     }
@@ -444,12 +648,22 @@ impl Connection {
         ))
     }
 
-    async fn session_info(&self, handle: Option<String>, era: &Era) -> Result<Value, RpcError> {
+    async fn session_info(
+        &self,
+        handle: Option<String>,
+        era: &Era,
+        sink: &Sink,
+    ) -> Result<Value, RpcError> {
         let (session, notice) = self.resolve(handle.as_deref()).await?;
         let limits = &self.frontend.registry.limits;
         // The worker knows the broker state; the supervisor knows the session. Merge both.
         let worker_part = self
-            .run_call(&session, json!({"name": SESSION_INFO, "arguments": {}}))
+            .run_request(
+                &session,
+                "tools/call",
+                json!({"name": SESSION_INFO, "arguments": {}}),
+                sink,
+            )
             .await?;
         let mut structured = match worker_part.get("structuredContent") {
             Some(Value::Object(fields)) => fields.clone(),
@@ -525,7 +739,12 @@ impl Connection {
     }
 
     /// Send a `tools/call` to a session's worker and wait for its reply or the deadline.
-    async fn forward(&self, handle: Option<&str>, params: Value) -> Result<Value, RpcError> {
+    async fn forward(
+        &self,
+        handle: Option<&str>,
+        params: Value,
+        sink: &Sink,
+    ) -> Result<Value, RpcError> {
         let (session, notice) = self.resolve(handle).await?;
         let limits = &self.frontend.registry.limits;
         let Ok(_permit) = session.in_flight.clone().try_acquire_owned() else {
@@ -537,9 +756,9 @@ impl Connection {
                 ),
             ));
         };
-        session.touch();
-        let outcome = self.run_call(&session, params).await;
-        session.touch();
+        let mut record = CallRecord::start(&self.principal, &session, &params);
+        let outcome = self.run_request(&session, "tools/call", params, sink).await;
+        record.finish(&outcome);
         let mut reply = outcome?;
         if let Some(notice) = notice {
             attach_notice(&mut reply, &notice);
@@ -547,7 +766,13 @@ impl Connection {
         Ok(reply)
     }
 
-    async fn run_call(&self, session: &Session, params: Value) -> Result<Value, RpcError> {
+    async fn run_request(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Value,
+        sink: &Sink,
+    ) -> Result<Value, RpcError> {
         let died = |exit: crate::worker::WorkerExit| {
             RpcError::new(
                 codes::WORKER_DIED,
@@ -557,16 +782,16 @@ impl Connection {
                 ),
             )
         };
-        let mut call = session
-            .worker
-            .call("tools/call", Some(params))
-            .map_err(died)?;
+        let mut call = session.worker.call(method, Some(params)).map_err(died)?;
         let deadline = tokio::time::sleep(self.frontend.call_timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 event = call.next_event() => match event {
-                    CallEvent::Notification(notification) => self.send(notification),
+                    CallEvent::Notification(notification) => {
+                        let _ = sink.send(notification);
+                    }
+                    CallEvent::Request(request) => self.relay_request(&session.worker, request, sink),
                     CallEvent::Reply(reply) => return unwrap_reply(reply),
                     CallEvent::Died(exit) => return Err(died(exit)),
                 },
@@ -583,6 +808,138 @@ impl Connection {
             }
         }
     }
+}
+
+/// One forwarded tool call, for the in-flight gauge, the latency histogram and the audit
+/// line: who, which session, what, how it ended, how long — never the arguments, which may hold
+/// secrets. A call dropped before it finished (cancelled by the client or a closed stream) is
+/// recorded as `cancelled` when the record is dropped.
+struct CallRecord<'a> {
+    principal: &'a Principal,
+    session: &'a Session,
+    tool: String,
+    started: std::time::Instant,
+    finished: bool,
+}
+
+impl<'a> CallRecord<'a> {
+    fn start(principal: &'a Principal, session: &'a Session, params: &Value) -> Self {
+        session.touch();
+        METRICS.calls_in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            principal,
+            session,
+            tool: params["name"].as_str().unwrap_or_default().to_string(),
+            started: std::time::Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: &Result<Value, RpcError>) {
+        let outcome = match outcome {
+            Ok(result) if result["isError"] == true => CallOutcome::ToolError,
+            Ok(_) => CallOutcome::Ok,
+            Err(error) if error.code == codes::DEADLINE_EXCEEDED => CallOutcome::Deadline,
+            Err(error) if error.code == codes::WORKER_DIED => CallOutcome::WorkerDied,
+            Err(_) => CallOutcome::Error,
+        };
+        self.record(outcome);
+    }
+
+    fn record(&mut self, outcome: CallOutcome) {
+        self.finished = true;
+        self.session.touch();
+        METRICS.calls_in_flight.fetch_sub(1, Ordering::Relaxed);
+        let elapsed = self.started.elapsed();
+        METRICS.call_finished(outcome, elapsed);
+        tracing::info!(
+            target: "bulkhead::audit",
+            principal = %self.principal,
+            session = %self.session.tag,
+            tool = %self.tool,
+            outcome = outcome.as_str(),
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "tool call"
+        );
+    }
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(CallOutcome::Cancelled);
+        }
+    }
+}
+
+/// Methods passed to the worker when it declares the capability, with that capability.
+const FORWARDED_METHODS: [(&str, &str); 9] = [
+    ("prompts/list", "prompts"),
+    ("prompts/get", "prompts"),
+    ("resources/list", "resources"),
+    ("resources/read", "resources"),
+    ("resources/templates/list", "resources"),
+    ("resources/subscribe", "resources"),
+    ("resources/unsubscribe", "resources"),
+    ("completion/complete", "completions"),
+    ("logging/setLevel", "logging"),
+];
+
+fn forwarded_capability(method: &str) -> Option<&'static str> {
+    FORWARDED_METHODS
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map(|(_, capability)| *capability)
+}
+
+fn method_not_found(method: &str) -> RpcError {
+    RpcError::new(
+        codes::METHOD_NOT_FOUND,
+        format!("method not found: {method}"),
+    )
+}
+
+/// The protocol version a request names in its `_meta`, if any.
+fn request_version(params: Option<&Value>) -> Option<&str> {
+    params?.get("_meta")?.get(META_PROTOCOL_VERSION)?.as_str()
+}
+
+fn initialize_result(version: &str, catalog: &CatalogData) -> Value {
+    json!({
+        "protocolVersion": version,
+        "capabilities": catalog.legacy_capabilities,
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
+    })
+}
+
+fn discover_result(catalog: &CatalogData) -> Value {
+    json!({
+        "resultType": "complete",
+        "supportedVersions": SUPPORTED_PROTOCOL_VERSIONS,
+        "capabilities": catalog.modern_capabilities,
+        "instructions": INSTRUCTIONS,
+        "ttlMs": CATALOG_TTL_MS,
+        "cacheScope": "public",
+        "_meta": {META_SERVER_INFO: server_info()},
+    })
+}
+
+fn tools_list_result(catalog: &CatalogData, era: &Era) -> Value {
+    let mut result = json!({"tools": catalog.tools});
+    if era.inline {
+        result["resultType"] = json!("complete");
+        result["ttlMs"] = json!(CATALOG_TTL_MS);
+        result["cacheScope"] = json!("public");
+    }
+    result
+}
+
+fn reply(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
+    let _ = sink.send(match result {
+        Ok(result) => jsonrpc::response(id, result),
+        Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
+    });
 }
 
 /// Turn a worker's JSON-RPC reply into our result or error, unchanged.
@@ -616,10 +973,6 @@ fn check_supported(version: &str) -> Result<(), RpcError> {
         ),
         data: Some(json!({"supported": SUPPORTED_PROTOCOL_VERSIONS, "requested": version})),
     })
-}
-
-fn capabilities() -> Value {
-    json!({"tools": {"listChanged": false}})
 }
 
 fn server_info() -> Value {

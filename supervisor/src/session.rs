@@ -17,6 +17,7 @@ use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::metrics::METRICS;
 use crate::spawn::Spawner;
 use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
 
@@ -276,6 +277,7 @@ impl Registry {
             .get(&handle)
             .cloned()
             .ok_or(SessionError::NotFound)?;
+        METRICS.sessions_opened.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session = %session.tag, pid = session.worker.pid(), default = is_default, "session opened");
         tokio::spawn(watch_worker(Arc::downgrade(self), session.clone()));
         Ok(session)
@@ -284,7 +286,10 @@ impl Registry {
     async fn start_worker(&self, tag: &str) -> Result<WorkerHandle, SessionError> {
         let mut spec = self.template.spec.clone();
         spec.session_tag = tag.to_string();
-        Ok(WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await?)
+        let started = Instant::now();
+        let worker = WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await?;
+        METRICS.spawn_latency.observe(started.elapsed());
+        Ok(worker)
     }
 
     /// Start a worker that belongs to no session (used to read the tool catalog).
@@ -321,6 +326,7 @@ impl Registry {
                     });
                 };
                 state.live.remove(&victim.handle);
+                METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
                 state.remember_ended(
                     victim.handle.clone(),
                     victim.principal.clone(),
@@ -387,6 +393,7 @@ impl Registry {
             if state.live.remove(&session.handle).is_none() {
                 return;
             }
+            METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
             tracing::info!(session = %session.tag, ?reason, "session ended");
             state.remember_ended(session.handle.clone(), session.principal.clone(), reason);
         }
@@ -396,6 +403,18 @@ impl Registry {
     /// Sessions open now.
     pub fn live_count(&self) -> usize {
         self.state().live.len()
+    }
+
+    /// Every live session, oldest first (for the admin API).
+    pub fn list(&self) -> Vec<Arc<Session>> {
+        let mut sessions: Vec<Arc<Session>> = self.state().live.values().cloned().collect();
+        sessions.sort_by_key(|session| session.created);
+        sessions
+    }
+
+    /// A live session by handle, whoever owns it (for the admin API).
+    pub fn find(&self, handle: &str) -> Option<Arc<Session>> {
+        self.state().live.get(handle).cloned()
     }
 
     /// End every session past its idle TTL or maximum age.
@@ -443,6 +462,7 @@ impl Registry {
             {
                 let mut state = self.state();
                 state.live.remove(&handle);
+                METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
                 state.remember_ended(handle, principal, Ended::Shutdown);
             }
             stops.spawn(async move { session.worker.stop().await });
@@ -487,6 +507,7 @@ async fn watch_worker(registry: std::sync::Weak<Registry>, session: Arc<Session>
     };
     let mut state = registry.state();
     if state.live.remove(&session.handle).is_some() {
+        METRICS.sessions_crashed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(session = %session.tag, "session lost: worker {exit}");
         state.remember_ended(
             session.handle.clone(),
@@ -497,7 +518,7 @@ async fn watch_worker(registry: std::sync::Weak<Registry>, session: Arc<Session>
 }
 
 /// A fresh handle for this node: 128 bits from the OS random source.
-fn mint_handle(node: &str) -> String {
+pub fn mint_handle(node: &str) -> String {
     let mut random = [0u8; HANDLE_RANDOM_BYTES];
     // The OS random source failing is not recoverable: a predictable handle would be worse.
     getrandom::fill(&mut random).expect("the OS random number source failed");

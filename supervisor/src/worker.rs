@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bulkhead_protocol::frame::{Frame, LineReader};
-use bulkhead_protocol::handshake::{Control, Hello};
+use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
 use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION, codes};
 use nix::sys::signal::Signal;
@@ -31,7 +31,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::spawn::{Spawned, Spawner, WorkerCommand, signal_group};
+use crate::spawn::{Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
 
 /// How long to keep reading a dead worker's socket for replies it wrote before exiting.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -61,6 +61,8 @@ pub struct WorkerSpec {
     pub test_tools: bool,
     /// Seed of the paper market (`None`: the worker's default).
     pub paper_seed: Option<u64>,
+    /// Serve the conformance suite's fixtures instead of the broker tools (test only).
+    pub fixtures: bool,
     /// Largest frame accepted from the worker.
     pub max_frame_bytes: usize,
 }
@@ -119,6 +121,10 @@ pub enum StartError {
 pub enum CallEvent {
     /// A notification the worker sent about this call (progress), token restored.
     Notification(Value),
+    /// A request the worker sent to the client (sampling, elicitation, roots) while this call
+    /// was in flight, still carrying the worker-side id; answer it with
+    /// [`WorkerHandle::respond`].
+    Request(Value),
     /// The final JSON-RPC response (result or error), still carrying the worker-side id.
     Reply(Value),
     /// The worker died before replying.
@@ -135,11 +141,17 @@ enum Command {
     Cancel {
         id: u64,
     },
+    /// The client's answer to a request the worker sent.
+    Respond {
+        frame: Vec<u8>,
+    },
     Stop,
 }
 
 struct Shared {
     pid: u32,
+    /// The worker's `initialize` result (its capabilities and server info).
+    initialize_result: Value,
     tag: String,
     next_id: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
@@ -206,7 +218,12 @@ impl WorkerHandle {
         timeouts: WorkerTimeouts,
     ) -> Result<Self, StartError> {
         let program = spec.command.program.display().to_string();
-        let Spawned { mut child, socket } = spawner
+        let Spawned {
+            mut child,
+            socket,
+            sandbox,
+            lease,
+        } = spawner
             .spawn(spec.command.clone())
             .await
             .map_err(|source| StartError::Spawn { program, source })?;
@@ -215,7 +232,7 @@ impl WorkerHandle {
         let mut reader = LineReader::new(read_half, spec.max_frame_bytes);
         let handshake = tokio::time::timeout(
             timeouts.handshake,
-            handshake(&mut reader, &mut write_half, &spec, pid),
+            handshake(&mut reader, &mut write_half, &spec, sandbox, pid),
         )
         .await
         .unwrap_or_else(|_| {
@@ -224,7 +241,7 @@ impl WorkerHandle {
                 timeouts.handshake.as_millis()
             ))
         });
-        if let Err(reason) = handshake {
+        if let Err(reason) = handshake.clone() {
             let _ = child.start_kill();
             let status = child.wait().await;
             let reason = match status {
@@ -235,6 +252,7 @@ impl WorkerHandle {
             };
             return Err(StartError::Handshake { pid, reason });
         }
+        let initialize_result = handshake.unwrap_or_default();
 
         let (commands, inbox) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
@@ -251,11 +269,13 @@ impl WorkerHandle {
             inbox,
             exit_tx,
             timeouts,
+            _lease: lease,
         };
         tokio::spawn(actor.run());
         Ok(Self {
             shared: Arc::new(Shared {
                 pid,
+                initialize_result,
                 tag: spec.session_tag,
                 next_id: AtomicU64::new(1),
                 commands,
@@ -267,6 +287,11 @@ impl WorkerHandle {
     /// The worker's process id.
     pub fn pid(&self) -> u32 {
         self.shared.pid
+    }
+
+    /// The worker's answer to `initialize`.
+    pub fn initialize_result(&self) -> &Value {
+        &self.shared.initialize_result
     }
 
     /// How the worker ended, if it has.
@@ -324,6 +349,12 @@ impl WorkerHandle {
         })
     }
 
+    /// Pass the client's answer to a request this worker sent (its id already restored).
+    pub fn respond(&self, answer: Value) {
+        let frame = jsonrpc::to_frame(&answer);
+        let _ = self.shared.commands.send(Command::Respond { frame });
+    }
+
     /// Run the stop sequence and wait until the worker is reaped.
     pub async fn stop(&self) -> WorkerExit {
         let _ = self.shared.commands.send(Command::Stop);
@@ -335,21 +366,27 @@ async fn handshake(
     reader: &mut LineReader<OwnedReadHalf>,
     writer: &mut OwnedWriteHalf,
     spec: &WorkerSpec,
+    sandbox: SandboxPolicy,
     pid: u32,
-) -> Result<(), String> {
+) -> Result<Value, String> {
     let hello = Control::Hello(Hello {
         protocol: WORKER_PROTOCOL_VERSION,
         session_tag: spec.session_tag.clone(),
         log_filter: spec.log_filter.clone(),
         test_tools: spec.test_tools,
         paper_seed: spec.paper_seed,
+        sandbox,
+        fixtures: spec.fixtures,
     });
     let io_error = |error: std::io::Error| format!("socket error: {error}");
     writer.write_all(&hello.to_line()).await.map_err(io_error)?;
     let line = read_line(reader).await?;
     match Control::from_line(&line) {
         Ok(Control::Ready(ready))
-            if ready.protocol == WORKER_PROTOCOL_VERSION && ready.pid == pid => {}
+            if ready.protocol == WORKER_PROTOCOL_VERSION && ready.pid == pid =>
+        {
+            crate::spawn::report_worker_sandbox(pid, &ready.sandbox_degraded);
+        }
         Ok(Control::Ready(ready)) => {
             return Err(format!(
                 "ready from pid {} speaking protocol {} (expected pid {pid}, protocol {WORKER_PROTOCOL_VERSION})",
@@ -372,22 +409,23 @@ async fn handshake(
         .write_all(&jsonrpc::to_frame(&initialize))
         .await
         .map_err(io_error)?;
-    loop {
+    let result = loop {
         let line = read_line(reader).await?;
         match jsonrpc::parse_message(&line) {
-            Ok(Message::Response { id, .. }) if id == json!(0) => break,
+            Ok(Message::Response { id, result }) if id == json!(0) => break result,
             Ok(Message::Error { error, .. }) => {
                 return Err(format!("initialize failed: {error}"));
             }
             Ok(Message::Notification { .. }) => continue,
             _ => return Err("unexpected message before the initialize result".into()),
         }
-    }
+    };
     let initialized = jsonrpc::notification("notifications/initialized", None);
     writer
         .write_all(&jsonrpc::to_frame(&initialized))
         .await
-        .map_err(io_error)
+        .map_err(io_error)?;
+    Ok(result)
 }
 
 async fn read_line(reader: &mut LineReader<OwnedReadHalf>) -> Result<Vec<u8>, String> {
@@ -425,6 +463,8 @@ struct Actor {
     inbox: mpsc::UnboundedReceiver<Command>,
     exit_tx: watch::Sender<Option<WorkerExit>>,
     timeouts: WorkerTimeouts,
+    /// The worker's cgroup and uid, released when the actor ends, after the worker is reaped.
+    _lease: WorkerLease,
 }
 
 /// How the actor's main loop ended.
@@ -465,6 +505,7 @@ impl Actor {
                         self.write(frame);
                     }
                     Some(Command::Cancel { id }) => self.cancel(id),
+                    Some(Command::Respond { frame }) => self.write(frame),
                     Some(Command::Stop) | None => return LoopEnd::StopRequested,
                 },
                 () = sleep_until_opt(kill_at) => {
@@ -531,32 +572,55 @@ impl Actor {
             }
             Message::Notification { method, params } => self.on_notification(method, params),
             Message::Request { id, method, .. } => {
-                // Server-to-client requests (sampling, elicitation, roots) are not relayed on
-                // this path; answer at once so the worker does not wait forever.
-                let refusal = jsonrpc::error_response(
-                    &id,
-                    codes::METHOD_NOT_FOUND,
-                    &format!("{method} is not available through the bulkhead supervisor"),
-                    None,
-                );
-                self.write(jsonrpc::to_frame(&refusal));
+                // The wire does not say which call a server-to-client request belongs to;
+                // rmcp issues them from a tool handler, so the newest call in flight is the
+                // one whose client can answer. With none in flight, refuse at once so the
+                // worker does not wait forever.
+                let newest = self.in_flight.keys().max().copied();
+                match newest.and_then(|call| self.in_flight.get(&call)) {
+                    Some(call) => {
+                        let request = serde_json::from_slice(line).unwrap_or(Value::Null);
+                        let _ = call.events.send(CallEvent::Request(request));
+                    }
+                    None => {
+                        let refusal = jsonrpc::error_response(
+                            &id,
+                            codes::METHOD_NOT_FOUND,
+                            &format!("{method}: no client request is in flight to relay it on"),
+                            None,
+                        );
+                        self.write(jsonrpc::to_frame(&refusal));
+                    }
+                }
             }
         }
     }
 
+    /// Progress goes to the call whose token it carries (restoring the client's token); other
+    /// notifications (log messages) name no call on the wire, so, like server requests, they go
+    /// to the newest call in flight. With no call in flight they have no reader and are dropped.
     fn on_notification(&mut self, method: String, params: Option<Value>) {
-        let Some(mut params) = params else { return };
-        let Some(id) = params.get("progressToken").and_then(Value::as_u64) else {
-            tracing::debug!(session = %self.tag, %method, "dropping worker notification with no call");
+        let mut params = params.unwrap_or_else(|| json!({}));
+        if let Some(id) = params.get("progressToken").and_then(Value::as_u64) {
+            let Some(call) = self.in_flight.get(&id) else {
+                return;
+            };
+            if let Some(token) = &call.progress_token {
+                params["progressToken"] = token.clone();
+                let notification = jsonrpc::notification(&method, Some(params));
+                let _ = call.events.send(CallEvent::Notification(notification));
+            }
             return;
-        };
-        let Some(call) = self.in_flight.get(&id) else {
-            return;
-        };
-        if let Some(token) = &call.progress_token {
-            params["progressToken"] = token.clone();
-            let notification = jsonrpc::notification(&method, Some(params));
-            let _ = call.events.send(CallEvent::Notification(notification));
+        }
+        let newest = self.in_flight.keys().max().copied();
+        match newest.and_then(|call| self.in_flight.get(&call)) {
+            Some(call) => {
+                let notification = jsonrpc::notification(&method, Some(params));
+                let _ = call.events.send(CallEvent::Notification(notification));
+            }
+            None => {
+                tracing::debug!(session = %self.tag, %method, "dropping a worker notification: no call in flight");
+            }
         }
     }
 

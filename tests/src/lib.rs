@@ -7,6 +7,8 @@
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them beside
 //! the test executable's `deps/` directory.
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};

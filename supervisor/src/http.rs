@@ -1,0 +1,461 @@
+//! `bulkhead serve`: MCP over Streamable HTTP, on loopback TCP and/or a Unix socket, plus the
+//! operations endpoints.
+//!
+//! The accept loop bounds connections with a semaphore and serves each with hyper's HTTP/1.1
+//! server, whose header-read timeout closes slow-header (slowloris) connections. Every request
+//! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
+//! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only), `Origin`
+//! allow-list, bearer token → principal ([`auth`]), per-principal rate limit, then the body is
+//! read up to the size limit. rmcp's own HTTP service is not used: it answers 2026-07-28
+//! requests without consulting a session manager, so it could not route them to per-session
+//! workers.
+
+pub mod auth;
+mod body;
+mod endpoint;
+mod ops;
+mod rate;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ORIGIN};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::mcp::{Connection, Frontend};
+use crate::metrics::{METRICS, Rejection};
+use crate::session::Principal;
+
+pub use body::Body;
+
+/// How callers are identified.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Bearer tokens; with `unix_peer_uid`, Unix-socket callers without a token are named by
+    /// their uid.
+    Tokens {
+        tokens: auth::Tokens,
+        unix_peer_uid: bool,
+    },
+    /// Unix-socket callers are named by their uid; TCP is not allowed.
+    UnixPeerUid,
+    /// Everyone is the principal `anonymous` (only on loopback and Unix sockets).
+    None,
+}
+
+/// The HTTP front door's settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub http: Option<SocketAddr>,
+    pub unix: Option<PathBuf>,
+    pub auth: AuthMode,
+    /// Exact `Origin` values allowed besides loopback origins.
+    pub allowed_origins: Vec<String>,
+    /// Host names (without port) allowed in `Host`; loopback names are always allowed.
+    pub allowed_hosts: Vec<String>,
+    pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub rate_per_second: f64,
+    pub rate_burst: f64,
+    /// SHA-256 of the admin token; `None` disables the admin API.
+    pub admin_token: Option<[u8; 32]>,
+    pub sse_keepalive: Duration,
+}
+
+/// A legacy (2025-era) HTTP session: an `Mcp-Session-Id` and the connection behind it.
+struct LegacySession {
+    connection: Arc<Connection>,
+}
+
+/// Shared state of the HTTP front door.
+pub struct HttpState {
+    pub frontend: Arc<Frontend>,
+    pub config: HttpConfig,
+    node: String,
+    legacy: Mutex<HashMap<String, LegacySession>>,
+    /// The 2026-07-28 context of each principal: its default session.
+    modern: Mutex<HashMap<Principal, Arc<Connection>>>,
+    rate: rate::Limiter,
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+/// A bound listener.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(listener) => match listener.local_addr() {
+                Ok(addr) => format!("http://{addr}/mcp"),
+                Err(_) => "tcp".into(),
+            },
+            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+impl HttpState {
+    pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
+        let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        Arc::new(Self {
+            frontend,
+            config,
+            node,
+            legacy: Mutex::new(HashMap::new()),
+            modern: Mutex::new(HashMap::new()),
+            rate,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Mark the service ready (listeners bound, catalog loaded) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Stop taking new MCP requests (graceful shutdown has begun).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.ready.store(false, Ordering::Relaxed);
+    }
+
+    fn modern_connection(&self, principal: &Principal) -> Arc<Connection> {
+        let mut modern = self
+            .modern
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        modern
+            .entry(principal.clone())
+            .or_insert_with(|| {
+                Connection::new(self.frontend.clone(), principal.clone(), discard_sink())
+            })
+            .clone()
+    }
+}
+
+/// A sink for messages that belong to no request; HTTP has nowhere to put them.
+fn discard_sink() -> crate::mcp::Sink {
+    tokio::sync::mpsc::unbounded_channel().0
+}
+
+/// Bind the configured listeners (removing a stale Unix socket file first).
+pub async fn bind(config: &HttpConfig) -> std::io::Result<Vec<Listener>> {
+    let mut listeners = Vec::new();
+    if let Some(addr) = config.http {
+        listeners.push(Listener::Tcp(TcpListener::bind(addr).await?));
+    }
+    if let Some(path) = &config.unix {
+        if std::fs::symlink_metadata(path).is_ok_and(|meta| {
+            use std::os::unix::fs::FileTypeExt;
+            meta.file_type().is_socket()
+        }) {
+            std::fs::remove_file(path)?;
+        }
+        listeners.push(Listener::Unix(UnixListener::bind(path)?, path.clone()));
+    }
+    Ok(listeners)
+}
+
+/// Serve every listener until `shutdown` fires.
+pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        loops.spawn(accept_loop(
+            state.clone(),
+            listener,
+            permits.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    Tcp,
+    Unix { uid: Option<u32> },
+}
+
+async fn accept_loop(
+    state: Arc<HttpState>,
+    listener: Listener,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            serve_connection(state, stream, peer).await;
+            drop(permit);
+        });
+    }
+}
+
+/// An accepted stream of either kind.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
+    match listener {
+        Listener::Tcp(listener) => {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Stream::Tcp(stream), Peer::Tcp))
+        }
+        Listener::Unix(listener, _) => {
+            let (stream, _) = listener.accept().await?;
+            let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+            Ok((Stream::Unix(stream), Peer::Unix { uid }))
+        }
+    }
+}
+
+async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
+    let header_timeout = state.config.header_timeout;
+    let service = hyper::service::service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(state, peer, request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let served = match stream {
+        Stream::Tcp(stream) => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+        }
+        Stream::Unix(stream) => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!("http connection ended: {error}");
+    }
+}
+
+async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    match (request.method(), path.as_str()) {
+        (_, "/mcp") => match check_front_door(&state, peer, &request) {
+            Ok(principal) => endpoint::handle(state, principal, request).await,
+            Err(response) => response,
+        },
+        (&Method::GET, "/healthz") => ops::healthz(),
+        (&Method::GET, "/readyz") => ops::readyz(&state),
+        (&Method::GET, "/metrics") => ops::metrics(&state),
+        (_, path) if path == "/admin/sessions" || path.starts_with("/admin/sessions/") => {
+            ops::admin(&state, request).await
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Host, Origin, authentication and rate limit, in that order. Returns the principal.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+fn check_front_door(
+    state: &HttpState,
+    peer: Peer,
+    request: &Request<Incoming>,
+) -> Result<Principal, Response<Body>> {
+    let headers = request.headers();
+    if matches!(peer, Peer::Tcp) && !host_allowed(&state.config, headers.get(hyper::header::HOST)) {
+        METRICS.reject(Rejection::Host);
+        return Err(rpc_error_response(
+            StatusCode::FORBIDDEN,
+            bulkhead_protocol::codes::INVALID_REQUEST,
+            "forbidden: the Host header is not one this server answers to (DNS rebinding protection)",
+        ));
+    }
+    if let Some(origin) = headers.get(ORIGIN)
+        && !origin_allowed(&state.config, origin)
+    {
+        METRICS.reject(Rejection::Origin);
+        return Err(rpc_error_response(
+            StatusCode::FORBIDDEN,
+            bulkhead_protocol::codes::INVALID_REQUEST,
+            "forbidden: this Origin is not allowed",
+        ));
+    }
+    let principal = authenticate(state, peer, request)?;
+    if let Some(retry_after) = state.rate.check(&principal) {
+        METRICS.reject(Rejection::RateLimited);
+        let mut response = rpc_error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            bulkhead_protocol::codes::INVALID_REQUEST,
+            "rate limit exceeded for this principal; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return Err(response);
+    }
+    Ok(principal)
+}
+
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+fn authenticate(
+    state: &HttpState,
+    peer: Peer,
+    request: &Request<Incoming>,
+) -> Result<Principal, Response<Body>> {
+    let token = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(auth::bearer);
+    let peer_uid = match peer {
+        Peer::Unix { uid } => uid,
+        Peer::Tcp => None,
+    };
+    let principal = match &state.config.auth {
+        AuthMode::None => Some(Principal::from(auth::ANONYMOUS)),
+        AuthMode::UnixPeerUid => peer_uid.map(auth::uid_principal),
+        AuthMode::Tokens {
+            tokens,
+            unix_peer_uid,
+        } => match token {
+            Some(token) => tokens.authenticate(token),
+            None if *unix_peer_uid => peer_uid.map(auth::uid_principal),
+            None => None,
+        },
+    };
+    principal.ok_or_else(|| {
+        METRICS.reject(Rejection::Unauthorized);
+        let mut response = rpc_error_response(
+            StatusCode::UNAUTHORIZED,
+            bulkhead_protocol::codes::INVALID_REQUEST,
+            "unauthorized: send Authorization: Bearer <token>",
+        );
+        let challenge = if token.is_some() {
+            "Bearer realm=\"bulkhead\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"bulkhead\""
+        };
+        response.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        response
+    })
+}
+
+const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
+
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .split_once(']')
+            .map_or(authority, |(host, _)| &authority[..=host.len()]);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+fn host_allowed(config: &HttpConfig, host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|host| host.to_str().ok()) else {
+        return false;
+    };
+    let name = host_name(host).to_ascii_lowercase();
+    LOOPBACK_HOSTS.contains(&name.as_str())
+        || config
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(&name))
+}
+
+fn origin_allowed(config: &HttpConfig, origin: &HeaderValue) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == origin)
+    {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    LOOPBACK_HOSTS.contains(&host_name(rest).to_ascii_lowercase().as_str())
+}
+
+/// A response with a plain-text body.
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::full(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A response whose body is one JSON value.
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Body::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An HTTP error carrying a JSON-RPC error body with no id.
+pub fn rpc_error_response(status: StatusCode, code: i64, message: &str) -> Response<Body> {
+    json_response(
+        status,
+        &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+    )
+}
