@@ -1,0 +1,111 @@
+//! How every Bulkhead process logs: `tracing` events to stderr, never stdout, in one of three
+//! formats shared by the supervisor and its workers.
+//!
+//! - `text`: one human-readable line per event, with a timestamp.
+//! - `json`: one JSON object per event (for log shippers).
+//! - `journald`: no timestamp (the journal adds its own) and an `<N>` syslog priority prefix,
+//!   which journald reads from a service's stderr to set each line's priority.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// A log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Journald,
+}
+
+impl Format {
+    /// Parse `text`, `json` or `journald`; anything else is `None`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "text" => Some(Format::Text),
+            "json" => Some(Format::Json),
+            "journald" => Some(Format::Journald),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Journald => "journald",
+        }
+    }
+}
+
+/// Install the global subscriber: `filter` is an `EnvFilter` directive string.
+pub fn init(filter: tracing_subscriber::EnvFilter, format: Format) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        Format::Text => builder.try_init(),
+        Format::Json => builder.json().try_init(),
+        Format::Journald => builder.event_format(Journald).try_init(),
+    };
+}
+
+/// Lines journald understands: `<priority>target: span: message fields`.
+struct Journald;
+
+impl<S, N> FormatEvent<S, N> for Journald
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let priority = match *event.metadata().level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            Level::DEBUG | Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>{}: ", event.metadata().target())?;
+        if let Some(scope) = context.event_scope() {
+            for span in scope.from_root() {
+                write!(writer, "{}", span.name())?;
+                let extensions = span.extensions();
+                if let Some(fields) =
+                    extensions.get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, "{{{fields}}}")?;
+                }
+                write!(writer, ": ")?;
+            }
+        }
+        context
+            .field_format()
+            .format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_by_name() {
+        for format in [Format::Text, Format::Json, Format::Journald] {
+            assert_eq!(Format::parse(format.as_str()), Some(format));
+        }
+        assert_eq!(Format::parse("xml"), None);
+    }
+}
