@@ -1,0 +1,200 @@
+//! Whole process trees: the supervisor as child subreaper, the workers it spawned, and the sweep
+//! that kills and reaps whatever escaped a session's tree.
+//!
+//! A wrapped server may start processes, and those may leave its process group (`setsid`). On
+//! the first wrapped spawn the supervisor makes itself a child subreaper
+//! (`PR_SET_CHILD_SUBREAPER`), so a process orphaned anywhere below it is reparented to the
+//! supervisor rather than to init: nothing a session started can outlive it unseen. Every worker
+//! the spawner starts is recorded from fork until its actor has reaped it (its process group is
+//! its pid). A child of the supervisor that is not a recorded worker is an orphan from some tree:
+//! while it stays in a live worker's process group it dies with that group; otherwise it has
+//! escaped its session, and the [`sweep`] kills it. The sweep also reaps every such child, since
+//! tokio reaps only the children it spawned. It runs when a session's tree is stopped and
+//! whenever SIGCHLD arrives.
+//!
+//! Stopping a tree ([`signal_tree`]) signals the worker's process group and, found through
+//! `/proc`, every descendant wherever its group — before the worker itself is gone, while the
+//! parent links still lead to it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+
+/// Rounds of [`sweep`] (10 ms apart) before giving up on a tree that keeps changing.
+const SWEEP_ROUNDS: usize = 100;
+
+/// Pids of the workers spawned and not yet reaped.
+static WORKERS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// Lock the set of live workers. The spawner holds it across the fork, so a sweep never sees
+/// a fresh worker before it is recorded.
+pub(super) fn workers() -> MutexGuard<'static, BTreeSet<u32>> {
+    WORKERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A recorded worker pid, forgotten when dropped (after the worker is reaped).
+#[derive(Debug)]
+pub(super) struct Tracked(pub(super) u32);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        workers().remove(&self.0);
+    }
+}
+
+/// Become a child subreaper and start reaping orphans on SIGCHLD; once per process. Must run
+/// inside the tokio runtime.
+pub(super) fn adopt_orphans() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments only.
+        let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if result != 0 {
+            tracing::warn!(
+                "cannot become a child subreaper ({}): processes that leave a wrapped server's tree are reparented to init and survive its session",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+            Ok(mut children) => {
+                tokio::spawn(async move {
+                    while children.recv().await.is_some() {
+                        sweep().await;
+                    }
+                });
+            }
+            Err(error) => tracing::warn!("cannot watch SIGCHLD to reap orphans: {error}"),
+        }
+    });
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+struct Process {
+    pid: u32,
+    state: char,
+    parent: u32,
+    group: u32,
+}
+
+fn read_process(pid: u32) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields follow the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    Some(Process {
+        pid,
+        state,
+        parent,
+        group,
+    })
+}
+
+fn all_processes() -> Vec<Process> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(read_process)
+        .collect()
+}
+
+/// Every descendant of `root` (not `root` itself), found through parent links.
+pub(super) fn descendants(root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for process in all_processes() {
+        children
+            .entry(process.parent)
+            .or_default()
+            .push(process.pid);
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            if child != root && !found.contains(&child) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Signal worker `pid`'s process group and every descendant of `pid`, wherever its group.
+pub(super) fn signal_tree(pid: u32, signal: Signal) {
+    let _ = super::signal_group(pid, signal);
+    for descendant in descendants(pid) {
+        let _ = nix::sys::signal::kill(as_pid(descendant), signal);
+    }
+}
+
+fn as_pid(pid: u32) -> Pid {
+    Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
+}
+
+/// Kill the supervisor's children that escaped their session's tree and reap every child that
+/// is not a worker, until none is left (or [`SWEEP_ROUNDS`] pass). Returns how many it handled.
+pub async fn sweep() -> usize {
+    let mut handled = 0;
+    for _ in 0..SWEEP_ROUNDS {
+        let (found, waiting) = sweep_once();
+        handled += found;
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handled
+}
+
+/// One pass: returns (children handled, children still to be reaped).
+fn sweep_once() -> (usize, usize) {
+    let supervisor = std::process::id();
+    let workers = workers();
+    let mut handled = 0;
+    let mut waiting = 0;
+    for process in all_processes() {
+        if process.parent != supervisor || workers.contains(&process.pid) {
+            continue;
+        }
+        if process.state == 'Z' || process.state == 'X' {
+            // Ours to reap: tokio waits only for the workers it spawned.
+            let _ = waitpid(as_pid(process.pid), Some(WaitPidFlag::WNOHANG));
+            handled += 1;
+        } else if workers.contains(&process.group) {
+            // Still in a live worker's process group: it goes when that group is stopped.
+        } else {
+            tracing::debug!(
+                pid = process.pid,
+                "killing a process that escaped its session's tree"
+            );
+            let _ = nix::sys::signal::kill(as_pid(process.pid), Signal::SIGKILL);
+            handled += 1;
+            waiting += 1;
+        }
+    }
+    (handled, waiting)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_reads_back_from_proc() {
+        let me = read_process(std::process::id()).expect("own stat");
+        assert_eq!(me.parent, std::os::unix::process::parent_id());
+        assert!(descendants(1).contains(&std::process::id()) || std::process::id() == 1);
+    }
+}

@@ -1,0 +1,258 @@
+//! A wrapped server's stderr: read line by line, logged at `debug`, and the last lines kept,
+//! redacted, for the log line that reports a crash or a failed start.
+//!
+//! The built-in worker writes structured logs to the supervisor's stderr; a wrapped server
+//! writes whatever it likes, possibly its own configuration and secrets. So its stderr is a
+//! pipe read by the supervisor: every line passes through the [`Redactor`] — the values
+//! provisioned for this session become `[redacted]`, and so does the value of anything shaped
+//! like a credential (`API_KEY=…`, `token: …`, `Bearer …`) — before it is logged or kept. The
+//! [`Tail`] holds at most [`TAIL_LINES`] lines and [`TAIL_BYTES`] bytes (lines are cut at
+//! [`MAX_LINE_BYTES`]), so a chatty server costs bounded memory. Lines from the exec shim
+//! (`bulkhead-worker: …`) are the sandbox's own reports and are logged at `warn`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncReadExt;
+use zeroize::Zeroizing;
+
+/// Lines of stderr kept per server.
+pub const TAIL_LINES: usize = 50;
+/// Bytes of stderr kept per server.
+pub const TAIL_BYTES: usize = 8 * 1024;
+/// Longest line kept; the rest of a longer line is dropped.
+pub const MAX_LINE_BYTES: usize = 1024;
+/// Shortest provisioned value that is redacted wherever it appears (shorter ones would redact
+/// ordinary words and digits).
+const MIN_SECRET_LEN: usize = 4;
+/// What a redacted value becomes.
+const REDACTED: &str = "[redacted]";
+/// Words that make a `NAME=value` or `name: value` look like a credential.
+const SENSITIVE_WORDS: [&str; 9] = [
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "AUTH",
+    "CREDENTIAL",
+    "COOKIE",
+    "SESSION",
+];
+/// Prefix of the exec shim's own lines.
+const SHIM_PREFIX: &str = "bulkhead-worker:";
+const DEGRADED_PREFIX: &str = "bulkhead-worker: sandbox degraded: ";
+
+/// Replaces secrets in a line.
+#[derive(Default)]
+pub struct Redactor {
+    /// Values provisioned for the session, longest first.
+    secrets: Vec<Zeroizing<String>>,
+    /// Names of the provisioned variables.
+    names: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(provisioned: &[(String, Zeroizing<String>)]) -> Self {
+        let mut secrets: Vec<Zeroizing<String>> = provisioned
+            .iter()
+            .filter(|(_, value)| value.len() >= MIN_SECRET_LEN)
+            .map(|(_, value)| value.clone())
+            .collect();
+        secrets.sort_by_key(|value| std::cmp::Reverse(value.len()));
+        Self {
+            secrets,
+            names: provisioned.iter().map(|(name, _)| name.clone()).collect(),
+        }
+    }
+
+    /// `line` with every secret and credential-shaped value replaced.
+    pub fn redact(&self, line: &str) -> String {
+        let mut line = line.to_string();
+        for secret in &self.secrets {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), REDACTED);
+            }
+        }
+        self.redact_assignments(&line)
+    }
+
+    /// Values after `NAME=`, `NAME: ` or `Bearer ` where the name looks sensitive.
+    fn redact_assignments(&self, line: &str) -> String {
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut out: Vec<String> = Vec::with_capacity(words.len());
+        let mut hide_next = false;
+        for word in words {
+            if word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("basic") {
+                hide_next = true;
+                out.push(word.to_string());
+                continue;
+            }
+            if hide_next && !word.is_empty() {
+                out.push(REDACTED.to_string());
+                hide_next = false;
+                continue;
+            }
+            if let Some((name, value)) = word.split_once('=')
+                && !value.is_empty()
+                && self.is_sensitive(name)
+            {
+                out.push(format!("{name}={REDACTED}"));
+                continue;
+            }
+            if let Some(name) = word.strip_suffix(':')
+                && self.is_sensitive(name)
+            {
+                hide_next = true;
+            }
+            out.push(word.to_string());
+        }
+        out.join(" ")
+    }
+
+    fn is_sensitive(&self, name: &str) -> bool {
+        let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+        if name.is_empty() {
+            return false;
+        }
+        let upper = name.to_ascii_uppercase();
+        self.names
+            .iter()
+            .any(|provisioned| provisioned.eq_ignore_ascii_case(name))
+            || SENSITIVE_WORDS.iter().any(|word| upper.contains(word))
+    }
+}
+
+/// The last lines of a server's stderr, already redacted.
+#[derive(Default)]
+pub struct Tail {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn push(&mut self, line: String) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+        while self.lines.len() > TAIL_LINES || (self.bytes > TAIL_BYTES && self.lines.len() > 1) {
+            if let Some(dropped) = self.lines.pop_front() {
+                self.bytes -= dropped.len();
+            }
+        }
+    }
+
+    /// The kept lines, oldest first, one per line.
+    pub fn text(&self) -> String {
+        self.lines
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A server's stderr tail, shared between its reader task and its actor.
+pub type SharedTail = Arc<Mutex<Tail>>;
+
+/// Read `stderr` until it closes (every process of the tree has exited), logging each line at
+/// `debug` under the session's tag and keeping the tail. Returns the tail and the reader task.
+pub fn collect(
+    mut stderr: tokio::process::ChildStderr,
+    tag: String,
+    pid: u32,
+    redactor: Redactor,
+) -> (SharedTail, tokio::task::JoinHandle<()>) {
+    let tail = SharedTail::default();
+    let writer = tail.clone();
+    let task = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        let mut line: Vec<u8> = Vec::new();
+        let mut overlong = false;
+        loop {
+            let read = match stderr.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            for &byte in &buffer[..read] {
+                if byte == b'\n' {
+                    emit(&writer, &redactor, &tag, pid, &line, overlong);
+                    line.clear();
+                    overlong = false;
+                } else if line.len() < MAX_LINE_BYTES {
+                    line.push(byte);
+                } else {
+                    overlong = true;
+                }
+            }
+        }
+        if !line.is_empty() {
+            emit(&writer, &redactor, &tag, pid, &line, overlong);
+        }
+    });
+    (tail, task)
+}
+
+fn emit(tail: &SharedTail, redactor: &Redactor, tag: &str, pid: u32, line: &[u8], overlong: bool) {
+    let text = String::from_utf8_lossy(line);
+    let mut text = redactor.redact(text.trim_end_matches('\r'));
+    if overlong {
+        text.push_str(" […]");
+    }
+    if let Some(sentence) = text.strip_prefix(DEGRADED_PREFIX) {
+        crate::spawn::report_worker_sandbox(pid, &[sentence.to_string()]);
+    } else if text.starts_with(SHIM_PREFIX) {
+        tracing::warn!(session = %tag, pid, "{text}");
+    } else {
+        tracing::debug!(session = %tag, pid, "server stderr: {text}");
+    }
+    tail.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provisioned_values_and_credential_shapes_are_redacted() {
+        let redactor = Redactor::new(&[
+            ("ACME_TOKEN".into(), Zeroizing::new("s3cr3t-value".into())),
+            ("SHORT".into(), Zeroizing::new("ab".into())),
+        ]);
+        assert_eq!(
+            redactor.redact("connecting with s3cr3t-value now"),
+            "connecting with [redacted] now"
+        );
+        assert_eq!(
+            redactor.redact("ACME_TOKEN=abc other=1"),
+            "ACME_TOKEN=[redacted] other=1"
+        );
+        assert_eq!(redactor.redact("api_key=xyz"), "api_key=[redacted]");
+        assert_eq!(redactor.redact("password: hunter2"), "password: [redacted]");
+        assert_eq!(
+            redactor.redact("Authorization: Bearer abc.def"),
+            "Authorization: Bearer [redacted]"
+        );
+        assert_eq!(
+            redactor.redact("got Bearer abc.def"),
+            "got Bearer [redacted]"
+        );
+        assert_eq!(redactor.redact("ab is short"), "ab is short");
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_within_its_bounds() {
+        let mut tail = Tail::default();
+        for n in 0..(TAIL_LINES + 10) {
+            tail.push(format!("line {n}"));
+        }
+        assert_eq!(tail.lines.len(), TAIL_LINES);
+        assert!(tail.text().ends_with(&format!("line {}", TAIL_LINES + 9)));
+        let mut tail = Tail::default();
+        for _ in 0..20 {
+            tail.push("x".repeat(MAX_LINE_BYTES));
+        }
+        assert!(tail.bytes <= TAIL_BYTES);
+    }
+}

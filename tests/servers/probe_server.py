@@ -1,0 +1,195 @@
+"""A tiny stdio MCP server for the external-worker-mode tests: it reports what it sees
+(environment, pid, era) and does what the tests need a wrapped server to do (sleep, start
+grandchildren, write to stderr and die, try to read files or signal processes).
+
+It speaks the protocol by hand, with no SDK, so each era can be enforced strictly:
+
+  --era legacy   only the initialize lifecycle; refuses any request carrying the 2026-07-28
+                 `_meta` envelope (as real servers do once a connection is in that era)
+  --era modern   only 2026-07-28: refuses `initialize`, requires the envelope on every request
+  --era both     (default) locks to the era of the first request, like the Python SDK 2.3
+
+  --collide NAME     also offer a tool called NAME (e.g. session_info)
+  --session-arg      give the `search` tool its own `session` argument
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ENVELOPE = "io.modelcontextprotocol/protocolVersion"
+CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+
+
+def tool(name, description, properties=None, required=()):
+    return {
+        "name": name,
+        "description": description,
+        "inputSchema": {"type": "object", "properties": properties or {}, "required": list(required)},
+    }
+
+
+def tools(args):
+    listed = [
+        tool("env", "Report this process's environment."),
+        tool("whoami", "Report this process's pid, parent pid and the era of the request."),
+        tool("sleep", "Sleep for `seconds`.", {"seconds": {"type": "number"}}, ["seconds"]),
+        tool(
+            "spawn",
+            "Start `sleep 600` as a child (detached with setsid when `detach`) and return its pid.",
+            {"detach": {"type": "boolean"}},
+        ),
+        tool(
+            "die",
+            "Write `text` (with $VARIABLES expanded) to stderr, then exit with `code` at once.",
+            {"text": {"type": "string"}, "code": {"type": "integer"}},
+        ),
+        tool("read", "Try to read a file; report its size or the error.", {"path": {"type": "string"}}, ["path"]),
+        tool("write", "Try to create a file ($VARIABLES expanded); report the error.", {"path": {"type": "string"}}, ["path"]),
+        tool("connect", "Try to open a TCP connection to 127.0.0.1:`port`; report the error.", {"port": {"type": "integer"}}, ["port"]),
+        tool("signal", "Try to send SIGTERM to `pid`; report the error.", {"pid": {"type": "integer"}}, ["pid"]),
+    ]
+    search = {"query": {"type": "string"}}
+    if args.session_arg:
+        search["session"] = {"type": "string", "description": "the server's own notion of a session"}
+    listed.append(tool("search", "Echo the arguments.", search))
+    if args.collide:
+        listed.append(tool(args.collide, "A tool whose name Bulkhead also uses."))
+    return listed
+
+
+def text_result(value):
+    return {
+        "content": [{"type": "text", "text": json.dumps(value)}],
+        "structuredContent": value,
+        "isError": False,
+    }
+
+
+def call(name, arguments, era):
+    if name == "env":
+        return text_result({"variables": dict(os.environ)})
+    if name == "whoami":
+        return text_result({"pid": os.getpid(), "ppid": os.getppid(), "era": era})
+    if name == "sleep":
+        time.sleep(float(arguments.get("seconds", 1)))
+        return text_result({"slept": arguments.get("seconds", 1)})
+    if name == "spawn":
+        child = subprocess.Popen(
+            ["sleep", "600"],
+            start_new_session=bool(arguments.get("detach")),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        return text_result({"pid": child.pid})
+    if name == "die":
+        sys.stderr.write(os.path.expandvars(arguments.get("text", "dying")) + "\n")
+        sys.stderr.flush()
+        os._exit(int(arguments.get("code", 3)))
+    if name == "read":
+        try:
+            with open(arguments["path"], "rb") as handle:
+                return text_result({"bytes": len(handle.read())})
+        except OSError as error:
+            return text_result({"error": error.strerror or str(error)})
+    if name == "write":
+        try:
+            with open(os.path.expandvars(arguments["path"]), "w") as handle:
+                handle.write("probe")
+            return text_result({"error": None})
+        except OSError as error:
+            return text_result({"error": error.strerror or str(error)})
+    if name == "connect":
+        try:
+            socket.create_connection(("127.0.0.1", int(arguments["port"])), timeout=5).close()
+            return text_result({"error": None})
+        except OSError as error:
+            return text_result({"error": error.strerror or str(error)})
+    if name == "signal":
+        try:
+            os.kill(int(arguments["pid"]), signal.SIGTERM)
+            return text_result({"error": None})
+        except OSError as error:
+            return text_result({"error": error.strerror or str(error)})
+    return text_result({"name": name, "arguments": arguments})
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--era", choices=["legacy", "modern", "both"], default="both")
+    parser.add_argument("--collide")
+    parser.add_argument("--session-arg", action="store_true")
+    args = parser.parse_args()
+    locked = None if args.era == "both" else args.era
+    initialized = False
+    sys.stderr.write(f"probe server {os.getpid()} starting ({args.era})\n")
+    sys.stderr.flush()
+
+    def send(message):
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    for line in sys.stdin:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if "id" not in message or "method" not in message:
+            continue
+        request_id, method = message["id"], message["method"]
+        params = message.get("params") or {}
+        meta = params.get("_meta") or {}
+        modern = ENVELOPE in meta
+
+        def error(code, text):
+            send({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": text}})
+
+        if method == "initialize":
+            if locked == "modern":
+                error(-32601, "initialize is not part of protocol 2026-07-28")
+                continue
+            locked, initialized = "legacy", True
+            send({"jsonrpc": "2.0", "id": request_id, "result": {
+                "protocolVersion": params.get("protocolVersion", "2025-11-25"),
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "probe", "version": "1"},
+            }})
+            continue
+        if locked is None:
+            locked = "modern" if modern else "legacy"
+        if locked == "legacy":
+            if modern:
+                error(-32600, "this connection serves the initialize era; the 2026-07-28 envelope is refused")
+                continue
+            if not initialized:
+                error(-32002, "not initialized")
+                continue
+        elif not (modern and CAPABILITIES in meta):
+            error(-32602, "protocol 2026-07-28 requires the _meta envelope on every request")
+            continue
+        extra = {"resultType": "complete"} if locked == "modern" else {}
+        if method == "server/discover" and locked == "modern":
+            result = {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+                      "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "probe", "version": "1"}}}
+        elif method == "tools/list":
+            result = {"tools": tools(args)}
+            if locked == "modern":
+                result.update({"ttlMs": 0, "cacheScope": "private"})
+        elif method == "tools/call":
+            result = call(params.get("name"), params.get("arguments") or {}, locked)
+        elif method == "ping":
+            result = {}
+        else:
+            error(-32601, f"method not found: {method}")
+            continue
+        result.update(extra)
+        send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+
+if __name__ == "__main__":
+    main()

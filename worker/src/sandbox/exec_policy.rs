@@ -1,0 +1,268 @@
+//! The sandbox a wrapped stdio MCP server runs in: Landlock and seccomp rules that survive
+//! `execve`, written for programs we did not write (Node, Python, shells).
+//!
+//! A wrapped server must start interpreters and helpers, so unlike the built-in worker it may
+//! create processes and execute programs — but only programs beneath the paths its policy lets
+//! it read, since Landlock's execute right covers `execve`. Landlock allows reading (and
+//! executing) beneath the policy's read paths, everything beneath its write paths, TCP as the
+//! policy says, and scopes signals and abstract Unix sockets to the server's own domain (its
+//! children inherit the domain, so it can still manage them). Seccomp refuses — with `EPERM`
+//! rather than death, since a foreign program may probe a call and carry on — what reaches the
+//! kernel's administration or other processes' memory: ptrace, mounts, namespaces (also through
+//! `clone` flags), bpf, perf, modules, kexec, keyrings, identity changes, userfaultfd, io_uring
+//! (libuv falls back to its thread pool), terminal injection; and it refuses signals to the
+//! supervisor and to every process (`kill(-1)`), which covers kernels without Landlock's
+//! signal scoping. `clone3` answers `ENOSYS` so glibc uses `clone`, whose flags the filter can
+//! read; x32-numbered calls still kill the process.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use bulkhead_protocol::exec::{ExecPolicy, NetworkPolicy};
+use landlock::{
+    Access, AccessFs, AccessNet, BitFlags, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
+    path_beneath_rules,
+};
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule, TargetArch,
+};
+
+use super::filesystem::{TARGET_ABI, describe_shortfall, ensure_single_threaded};
+use super::seccomp::compile;
+
+/// System calls refused whatever their arguments.
+const ALWAYS_REFUSED: &[libc::c_long] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_process_madvise,
+    libc::SYS_process_mrelease,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_kcmp,
+    libc::SYS_migrate_pages,
+    libc::SYS_move_pages,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_mount_setattr,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_fanotify_init,
+    libc::SYS_quotactl,
+    libc::SYS_quotactl_fd,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
+    libc::SYS_syslog,
+    libc::SYS_vhangup,
+    libc::SYS_personality,
+    libc::SYS_lookup_dcookie,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_userfaultfd,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_setuid,
+    libc::SYS_setgid,
+    libc::SYS_setreuid,
+    libc::SYS_setregid,
+    libc::SYS_setresuid,
+    libc::SYS_setresgid,
+    libc::SYS_setgroups,
+    libc::SYS_setfsuid,
+    libc::SYS_setfsgid,
+    libc::SYS_capset,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+];
+
+/// `clone` flags that create namespaces.
+const NAMESPACE_FLAGS: [libc::c_int; 8] = [
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWCGROUP,
+    0x0000_0080, // CLONE_NEWTIME
+];
+
+/// Landlock for a wrapped server. Returns a sentence when the kernel could not enforce all.
+pub(super) fn restrict(policy: &ExecPolicy) -> io::Result<Option<String>> {
+    ensure_single_threaded()?;
+    let read = AccessFs::from_read(TARGET_ABI);
+    let write = AccessFs::from_all(TARGET_ABI);
+    let network: BitFlags<AccessNet> = match policy.network {
+        NetworkPolicy::None => AccessNet::BindTcp | AccessNet::ConnectTcp,
+        NetworkPolicy::Connect => AccessNet::BindTcp.into(),
+        NetworkPolicy::All => BitFlags::EMPTY,
+    };
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .map_err(io::Error::other)?;
+    if !network.is_empty() {
+        ruleset = ruleset.handle_access(network).map_err(io::Error::other)?;
+    }
+    let status = ruleset
+        .scope(Scope::from_all(TARGET_ABI))
+        .and_then(|ruleset| ruleset.create())
+        .and_then(|ruleset| ruleset.add_rules(path_beneath_rules(&policy.read, read)))
+        .and_then(|ruleset| ruleset.add_rules(path_beneath_rules(&policy.write, write)))
+        .and_then(|ruleset| ruleset.restrict_self())
+        .map_err(io::Error::other)?;
+    Ok(describe_shortfall(status.ruleset, status.landlock))
+}
+
+/// Seccomp for a wrapped server. Returns a sentence when this kernel has no seccomp filters.
+pub(super) fn install_seccomp(policy: &ExecPolicy) -> io::Result<Option<String>> {
+    let Ok(arch) = TargetArch::try_from(std::env::consts::ARCH) else {
+        return Ok(Some(format!(
+            "seccomp unavailable: no filter is built for the {} architecture; wrapped servers \
+             may make any system call",
+            std::env::consts::ARCH
+        )));
+    };
+    let refused = SeccompAction::Errno(libc::EPERM as u32);
+    let mut programs = vec![
+        compile(refusals(policy.supervisor_pid), refused, arch)?,
+        compile(
+            BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+            SeccompAction::Errno(libc::ENOSYS as u32),
+            arch,
+        )?,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    programs.push(super::seccomp::x32_killer());
+    for (index, program) in programs.iter().enumerate() {
+        if let Err(error) = seccompiler::apply_filter_all_threads(program) {
+            let error = match error {
+                seccompiler::Error::Seccomp(error) | seccompiler::Error::Prctl(error) => error,
+                other => return Err(io::Error::other(other)),
+            };
+            if error.raw_os_error() == Some(libc::EINVAL) && index == 0 {
+                return Ok(Some(
+                    "seccomp unavailable: this kernel has no seccomp filters (EINVAL); wrapped \
+                     servers may make any system call"
+                        .into(),
+                ));
+            }
+            return Err(error);
+        }
+    }
+    Ok(None)
+}
+
+fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALWAYS_REFUSED
+        .iter()
+        .map(|&number| (number, Vec::new()))
+        .collect();
+    let rule = |conditions: Vec<SeccompCondition>| {
+        SeccompRule::new(conditions).expect("a rule with conditions is valid")
+    };
+    let dword = |index: u8, op: SeccompCmpOp, value: u64| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
+            .expect("argument index within 0-5")
+    };
+    let has_flag = |flag: libc::c_int| {
+        let flag = u64::from(flag as u32);
+        SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag),
+            flag,
+        )
+        .expect("argument index within 0-5")
+    };
+    rules.insert(
+        libc::SYS_clone,
+        NAMESPACE_FLAGS
+            .iter()
+            .map(|&flag| rule(vec![has_flag(flag)]))
+            .collect(),
+    );
+    // Signals: never to the supervisor or its process group, never to every process at once.
+    let supervisor = u64::from(supervisor_pid);
+    // SAFETY: getpgid with a plain pid argument has no memory effects.
+    let supervisor_group = unsafe { libc::getpgid(supervisor_pid as libc::pid_t) };
+    let mut kill_rules = vec![
+        rule(vec![dword(0, SeccompCmpOp::Eq, supervisor)]),
+        rule(vec![dword(0, SeccompCmpOp::Eq, u64::from(u32::MAX))]),
+    ];
+    if supervisor_group > 1 {
+        let negated = (-supervisor_group) as u32;
+        kill_rules.push(rule(vec![dword(0, SeccompCmpOp::Eq, u64::from(negated))]));
+    }
+    rules.insert(libc::SYS_kill, kill_rules);
+    for number in [
+        libc::SYS_tgkill,
+        libc::SYS_tkill,
+        libc::SYS_rt_sigqueueinfo,
+        libc::SYS_rt_tgsigqueueinfo,
+    ] {
+        rules.insert(
+            number,
+            vec![rule(vec![dword(0, SeccompCmpOp::Eq, supervisor)])],
+        );
+    }
+    rules.insert(
+        libc::SYS_ioctl,
+        [libc::TIOCSTI, libc::TIOCLINUX]
+            .into_iter()
+            .map(|request| rule(vec![dword(1, SeccompCmpOp::Eq, u64::from(request as u32))]))
+            .collect(),
+    );
+    rules.insert(
+        libc::SYS_prctl,
+        vec![rule(vec![dword(
+            0,
+            SeccompCmpOp::Eq,
+            libc::PR_SET_PTRACER as u32 as u64,
+        )])],
+    );
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusals_compile_for_this_architecture() {
+        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        let program = compile(refusals(1234), SeccompAction::Errno(1), arch).unwrap();
+        assert!(program.len() > ALWAYS_REFUSED.len());
+        assert!(!ALWAYS_REFUSED.contains(&libc::SYS_execve));
+        assert!(!ALWAYS_REFUSED.contains(&libc::SYS_clone));
+    }
+}
