@@ -36,6 +36,9 @@ pub struct Hello {
     /// Log filter for the worker (the supervisor's `RUST_LOG`, since the worker's environment
     /// is cleared).
     pub log_filter: String,
+    /// Log format for the worker's stderr (`text`, `json`, `journald`), the supervisor's own.
+    #[serde(default)]
+    pub log_format: String,
     /// Whether to expose test-only diagnostic tools.
     #[serde(default)]
     pub test_tools: bool,
@@ -142,6 +145,7 @@ mod tests {
             protocol: crate::WORKER_PROTOCOL_VERSION,
             session_tag: "abcd1234".into(),
             log_filter: "info".into(),
+            log_format: "text".into(),
             test_tools: false,
             paper_seed: Some(7),
             sandbox: SandboxPolicy {

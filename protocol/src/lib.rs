@@ -4,12 +4,14 @@
 //! This crate knows no processes and no sockets: it turns bytes into frames
 //! ([`frame::LineReader`], generic over any `AsyncRead`), frames into JSON-RPC envelopes
 //! ([`jsonrpc`]), and defines the versioned handshake that runs on a worker's private socket
-//! before any MCP traffic ([`handshake`]), the session handle format ([`handle`]) and the error
-//! codes clients see ([`codes`]). Everything else (spawning, routing, tools) lives in the
+//! before any MCP traffic ([`handshake`]), the exec shim's contract for wrapped stdio servers
+//! ([`exec`]), the session handle format ([`handle`]) and the error codes clients see
+//! ([`codes`]). Everything else (spawning, routing, tools) lives in the
 //! `supervisor` and `worker` crates.
 #![forbid(unsafe_code)]
 
 pub mod codes;
+pub mod exec;
 pub mod frame;
 pub mod handle;
 pub mod handshake;

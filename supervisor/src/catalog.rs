@@ -4,6 +4,12 @@
 //! The worker's part is read once, from a worker that belongs to no session, and cached for
 //! the supervisor's lifetime: `tools/list` is the same for everyone (MCP 2026-07-28 requires
 //! it), so no session is ever spawned just to answer it.
+//!
+//! The built-in worker has tools named like the session tools (its `session_info` reports
+//! broker state, which the supervisor merges in); the supervisor's definitions replace them. A
+//! wrapped server's tools are another matter: they are renamed as configured, and a collision
+//! with a session tool or the `session` argument is a [`CatalogError::Collision`], which stops
+//! the supervisor at start ([`crate::wrap::names`]).
 
 use std::sync::Arc;
 
@@ -68,6 +74,17 @@ impl CatalogData {
     }
 }
 
+/// Why the catalog could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CatalogError {
+    /// No worker could be started or asked.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A wrapped server's tools collide with Bulkhead's names (a configuration error).
+    #[error("{}", .0.join("; "))]
+    Collision(Vec<String>),
+}
+
 /// The lazily-read catalog.
 #[derive(Default)]
 pub struct Catalog {
@@ -76,7 +93,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// The catalog, reading it from a worker on first use.
-    pub async fn data(&self, registry: &Registry) -> Result<Arc<CatalogData>, String> {
+    pub async fn data(&self, registry: &Registry) -> Result<Arc<CatalogData>, CatalogError> {
         self.data
             .get_or_try_init(|| async { read_catalog(registry).await.map(Arc::new) })
             .await
@@ -89,11 +106,11 @@ impl Catalog {
     }
 }
 
-async fn read_catalog(registry: &Registry) -> Result<CatalogData, String> {
+async fn read_catalog(registry: &Registry) -> Result<CatalogData, CatalogError> {
     let worker = registry
         .start_unbound_worker("catalog")
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| CatalogError::Unavailable(error.to_string()))?;
     let listed = list_all_tools(&worker).await;
     let discovered = request(
         &worker,
@@ -107,8 +124,15 @@ async fn read_catalog(registry: &Registry) -> Result<CatalogData, String> {
         .ok()
         .and_then(|result| result.get("capabilities").cloned())
         .unwrap_or_else(|| legacy.clone());
+    let listed = listed.map_err(CatalogError::Unavailable)?;
+    let tools = match registry.wrapped() {
+        None => compose(listed),
+        Some(server) => {
+            compose_wrapped(listed, server.renames()).map_err(CatalogError::Collision)?
+        }
+    };
     Ok(CatalogData {
-        tools: compose(listed?),
+        tools,
         legacy_capabilities: with_our_tools(legacy),
         modern_capabilities: with_our_tools(modern),
     })
@@ -190,6 +214,22 @@ pub fn compose(worker_tools: Vec<Value>) -> Vec<Value> {
     tools
 }
 
+/// A wrapped server's tools, renamed as configured, with the session tools and the `session`
+/// argument added; every collision left is reported.
+pub fn compose_wrapped(
+    server_tools: Vec<Value>,
+    renames: &crate::wrap::Renames,
+) -> Result<Vec<Value>, Vec<String>> {
+    let mut tools: Vec<Value> = renames
+        .apply(server_tools)?
+        .into_iter()
+        .map(add_session_argument)
+        .collect();
+    tools.extend(session_tools());
+    tools.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(tools)
+}
+
 fn session_property(description: &str) -> Value {
     json!({
         "type": "string",
@@ -228,7 +268,7 @@ fn session_tools() -> Vec<Value> {
         json!({
             "name": SESSION_OPEN,
             "title": "Open a session",
-            "description": "Open a new isolated session (its own worker process, credentials and broker state) and return its handle. Pass the handle as `session` to other tools to use it.",
+            "description": "Open a new isolated session (its own worker process, with its own credentials and state) and return its handle. Pass the handle as `session` to other tools to use it.",
             "inputSchema": {"type": "object", "properties": {
                 SESSION_ARGUMENT: session_property("Ignored by session_open; accepted so every tool takes the same argument."),
             }},

@@ -11,10 +11,19 @@ use bulkhead_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use bulkhead_protocol::handle::is_valid_node;
 use clap::{Args, Parser, Subcommand};
 
+mod layers;
+
+pub use layers::{Parsed, parse_layers, redacted_summary};
+
 use crate::http::auth::Tokens;
 use crate::http::{AuthMode, HttpConfig};
 use crate::session::SessionLimits;
+use crate::spawn::{CgroupMode, Confinement, UidRange};
 use crate::worker::WorkerTimeouts;
+use bulkhead_protocol::handshake::{
+    DEFAULT_WORKER_CPU_WEIGHT, DEFAULT_WORKER_MAX_CPU_SECONDS, DEFAULT_WORKER_MAX_MEMORY_BYTES,
+    DEFAULT_WORKER_MAX_OPEN_FILES, DEFAULT_WORKER_MAX_TASKS, SandboxPolicy,
+};
 
 /// Exit code for a configuration error (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -45,8 +54,27 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: f64 = 10.0;
 pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_millis(500);
 pub const DEFAULT_TERM_GRACE: Duration = Duration::from_millis(1000);
 
+/// Pre-spawned workers kept ready for new sessions: none by default, because each is an idle
+/// process (about 0.7 MB PSS) whether or not a session ever comes; set `--pool-size`
+/// (`[pool] size`) when session starts matter — a cold start takes about 4 ms on a 2-core VM,
+/// `session_open` from the pool about 0.3 ms (`scripts/bench`).
+pub const DEFAULT_POOL_SIZE: usize = 0;
+
 /// Set by systemd to the directory holding `LoadCredential=` files.
 pub const ENV_CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Name of the tokens file in `$CREDENTIALS_DIRECTORY` (`LoadCredential=tokens:…`), used
+/// when `--tokens` is not given.
+pub const TOKENS_CREDENTIAL: &str = "tokens";
+/// Name of the admin token in `$CREDENTIALS_DIRECTORY`, used when `--admin-token-file` is not
+/// given.
+pub const ADMIN_TOKEN_CREDENTIAL: &str = "admin-token";
+
+/// A file systemd passed in `$CREDENTIALS_DIRECTORY`, if it exists.
+fn credential_file(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(ENV_CREDENTIALS_DIRECTORY)?).join(name);
+    path.is_file().then_some(path)
+}
 
 /// The worker binary's file name, looked up beside the supervisor's own executable.
 pub const WORKER_BINARY: &str = "bulkhead-worker";
@@ -65,9 +93,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MCP on stdin/stdout (how Claude Desktop and other hosts launch servers).
-    Stdio(Options),
+    Stdio(Box<Options>),
     /// Serve MCP over Streamable HTTP on loopback TCP and/or a Unix socket.
     Serve(Box<ServeOptions>),
+    /// Resolve a configuration as `serve` would (file, environment) and print it with secrets
+    /// redacted; exit 0 if it is valid, 64 listing every problem if not.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: Option<PathBuf>,
+    },
 }
 
 /// Default listener when neither `--http` nor `--unix` is given: loopback only.
@@ -169,7 +203,12 @@ impl ServeOptions {
                 ));
             }
             AuthMode::None
-        } else if let Some(path) = &self.tokens {
+        } else if let Some(path) = self
+            .tokens
+            .clone()
+            .or_else(|| credential_file(TOKENS_CREDENTIAL))
+            .as_ref()
+        {
             let tokens = Tokens::load(path).unwrap_or_else(|found| {
                 problems.extend(found);
                 Tokens::default()
@@ -187,35 +226,42 @@ impl ServeOptions {
         if self.unix_peer_uid && self.unix.is_none() {
             problems.push("--unix-peer-uid needs --unix".into());
         }
-        let admin_token =
-            self.admin_token_file
-                .as_ref()
-                .and_then(|path| match std::fs::read_to_string(path) {
-                    Ok(token) if token.trim().len() >= 16 => {
-                        Some(crate::http::auth::digest(token.trim()))
-                    }
-                    Ok(_) => {
-                        problems.push(format!(
-                            "admin token in {} must be at least 16 characters",
-                            path.display()
-                        ));
-                        None
-                    }
-                    Err(error) => {
-                        problems.push(format!(
-                            "cannot read admin token file {}: {error}",
-                            path.display()
-                        ));
-                        None
-                    }
-                });
+        let admin_token_file = self
+            .admin_token_file
+            .clone()
+            .or_else(|| credential_file(ADMIN_TOKEN_CREDENTIAL));
+        let admin_token = admin_token_file
+            .as_ref()
+            .and_then(|path| match std::fs::read_to_string(path) {
+                Ok(token) if token.trim().len() >= 16 => {
+                    Some(crate::http::auth::digest(token.trim()))
+                }
+                Ok(_) => {
+                    problems.push(format!(
+                        "admin token in {} must be at least 16 characters",
+                        path.display()
+                    ));
+                    None
+                }
+                Err(error) => {
+                    problems.push(format!(
+                        "cannot read admin token file {}: {error}",
+                        path.display()
+                    ));
+                    None
+                }
+            });
         if self.max_body_bytes < 1024 {
             problems.push("--max-body-bytes must be at least 1024".into());
         }
         if self.max_connections == 0 {
             problems.push("--max-connections must be at least 1".into());
         }
-        if self.rate_limit.is_nan() || self.rate_limit <= 0.0 || self.rate_burst.is_nan() || self.rate_burst < 1.0 {
+        if self.rate_limit.is_nan()
+            || self.rate_limit <= 0.0
+            || self.rate_burst.is_nan()
+            || self.rate_burst < 1.0
+        {
             problems.push("--rate-limit must be positive and --rate-burst at least 1".into());
         }
         let mut seconds = |name: &str, value: f64| match Duration::try_from_secs_f64(value) {
@@ -251,11 +297,17 @@ impl ServeOptions {
 
 #[derive(Debug, Clone, Args)]
 pub struct Options {
+    /// TOML configuration file; flags and BULKHEAD_* environment variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr: text, json, or journald (priority prefixes, no timestamps).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json", "journald"])]
+    pub log_format: String,
     /// Worker executable [default: bulkhead-worker beside this executable].
-    #[arg(long, env = "BULKHEAD_WORKER", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub worker: Option<PathBuf>,
     /// Node name used as the prefix of session handles ([a-z0-9-], at most 32).
-    #[arg(long, env = "BULKHEAD_NODE", default_value = DEFAULT_NODE)]
+    #[arg(long, default_value = DEFAULT_NODE)]
     pub node: String,
     /// Most sessions open at once.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS)]
@@ -291,12 +343,41 @@ pub struct Options {
     /// Seed of the built-in paper market (same seed, same prices at the same time).
     #[arg(long)]
     pub paper_seed: Option<u64>,
+    /// Address space of each worker, in bytes (also the cgroup's memory.max).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_WORKER_MAX_MEMORY_BYTES)]
+    pub worker_max_memory: u64,
+    /// CPU seconds over each worker's life.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WORKER_MAX_CPU_SECONDS)]
+    pub worker_max_cpu_seconds: u64,
+    /// Open descriptors per worker.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKER_MAX_OPEN_FILES)]
+    pub worker_max_open_files: u64,
+    /// Tasks per worker (the cgroup's pids.max; RLIMIT_NPROC with a uid range).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKER_MAX_TASKS)]
+    pub worker_max_tasks: u64,
+    /// Each worker's cgroup cpu.weight (1-10000).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKER_CPU_WEIGHT)]
+    pub worker_cpu_weight: u64,
+    /// Give each worker its own uid and gid from FIRST:COUNT (the supervisor must run as root).
+    #[arg(long, value_name = "FIRST:COUNT")]
+    pub worker_uid_range: Option<String>,
+    /// Per-worker cgroups: auto (under a delegated cgroup), off, or a cgroup v2 directory.
+    #[arg(long, value_name = "auto|off|DIR", default_value = "auto")]
+    pub worker_cgroup: String,
+    /// Workers pre-spawned for new sessions (no credentials, no principal until bound;
+    /// never reused after their session).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_SIZE)]
+    pub pool_size: usize,
     /// Expose the worker's test-only tools (for the test suite).
     #[arg(long, hide = true)]
     pub test_tools: bool,
     /// Run workers that serve the conformance suite's fixtures (for scripts/conformance).
     #[arg(long, hide = true)]
     pub test_fixtures: bool,
+    /// External worker mode: `--wrap -- CMD ARGS...` and its `--wrap-*` flags.
+    // Config file (future): `[worker] command = ["npx", "some-mcp-server"]` (see WrapOptions).
+    #[command(flatten)]
+    pub wrap: Box<crate::wrap::WrapOptions>,
 }
 
 /// The validated configuration.
@@ -311,7 +392,13 @@ pub struct Config {
     pub test_tools: bool,
     pub test_fixtures: bool,
     pub credentials_dir: Option<PathBuf>,
+    /// How workers are confined (limits, uid, cgroup).
+    pub confinement: Confinement,
     pub paper_seed: Option<u64>,
+    /// Workers kept pre-spawned for new sessions (0: none).
+    pub pool_size: usize,
+    /// External worker mode: the stdio server each session runs instead of the built-in worker.
+    pub wrap: Option<crate::wrap::WrapConfig>,
 }
 
 impl Options {
@@ -345,6 +432,7 @@ impl Options {
                 problems.push(format!("{name} must be at least 1"));
             }
         }
+        let confinement = self.confinement(&mut problems);
         let credentials_dir = self
             .credentials_dir
             .clone()
@@ -374,6 +462,10 @@ impl Options {
         let call_timeout = seconds("--call-timeout", self.call_timeout);
         let hard_cancel = seconds("--hard-cancel", self.hard_cancel);
         let handshake = seconds("handshake timeout", DEFAULT_HANDSHAKE_TIMEOUT_SECS);
+        let wrap = self.wrap.resolve().unwrap_or_else(|found| {
+            problems.extend(found);
+            None
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -399,8 +491,64 @@ impl Options {
             test_tools: self.test_tools,
             test_fixtures: self.test_fixtures,
             credentials_dir,
+            confinement,
             paper_seed: self.paper_seed,
+            pool_size: self.pool_size,
+            wrap,
         })
+    }
+}
+
+impl Options {
+    fn confinement(&self, problems: &mut Vec<String>) -> Confinement {
+        let sandbox = SandboxPolicy {
+            max_memory_bytes: self.worker_max_memory,
+            max_cpu_seconds: self.worker_max_cpu_seconds,
+            max_open_files: self.worker_max_open_files,
+            max_tasks: self.worker_max_tasks,
+            cpu_weight: self.worker_cpu_weight,
+        };
+        for (name, value, least) in [
+            ("--worker-max-memory", self.worker_max_memory, 64 << 20),
+            ("--worker-max-cpu-seconds", self.worker_max_cpu_seconds, 1),
+            ("--worker-max-open-files", self.worker_max_open_files, 16),
+            ("--worker-max-tasks", self.worker_max_tasks, 4),
+        ] {
+            if value < least {
+                problems.push(format!("{name} must be at least {least}, got {value}"));
+            }
+        }
+        if !(1..=10_000).contains(&self.worker_cpu_weight) {
+            problems.push(format!(
+                "--worker-cpu-weight must be 1-10000, got {}",
+                self.worker_cpu_weight
+            ));
+        }
+        let uid_range = self.worker_uid_range.as_deref().and_then(|range| {
+            let parsed = range
+                .split_once(':')
+                .and_then(|(first, count)| Some((first.parse().ok()?, count.parse().ok()?)));
+            let Some((first, count)) = parsed else {
+                problems.push(format!("--worker-uid-range {range:?} must be FIRST:COUNT"));
+                return None;
+            };
+            if !nix::unistd::geteuid().is_root() {
+                problems.push("--worker-uid-range needs the supervisor to run as root".into());
+            }
+            UidRange::new(first, count)
+                .map_err(|problem| problems.push(format!("--worker-uid-range: {problem}")))
+                .ok()
+        });
+        let cgroup = match self.worker_cgroup.as_str() {
+            "auto" => CgroupMode::Auto,
+            "off" => CgroupMode::Off,
+            dir => CgroupMode::Under(PathBuf::from(dir)),
+        };
+        Confinement {
+            sandbox,
+            uid_range,
+            cgroup,
+        }
     }
 }
 

@@ -11,6 +11,10 @@
 //! held it are zeroized. Every failure — no such file, another principal's file, a malformed
 //! name, a broker mismatch — gives the caller the same answer, so nothing is learned about
 //! which references exist.
+//!
+//! External worker mode reads the same directory for environment variables: `<principal>.env`
+//! holds `NAME=VALUE` lines that reach only that principal's wrapped servers
+//! ([`CredentialStore::environment`]), read at every session start.
 
 use std::path::PathBuf;
 
@@ -18,6 +22,18 @@ use zeroize::Zeroizing;
 
 /// Longest principal or reference name accepted in a file name.
 const MAX_NAME_LEN: usize = 64;
+
+/// Suffix of a principal's environment file: `<principal>.env`.
+const ENVIRONMENT_SUFFIX: &str = "env";
+
+/// Variables a principal's environment file may not set: the exec shim's own.
+const RESERVED_VARIABLES: [&str; 2] = [
+    bulkhead_protocol::ENV_WORKER_PROTOCOL,
+    bulkhead_protocol::exec::ENV_EXEC_POLICY,
+];
+
+/// Provisioned environment variables, in file order; the values are wiped when dropped.
+pub type Environment = Vec<(String, Zeroizing<String>)>;
 
 /// A resolved credential. Its strings are wiped when it is dropped.
 pub struct Resolved {
@@ -69,6 +85,72 @@ impl CredentialStore {
             api_secret: api_secret.filter(|secret| !secret.is_empty())?,
         })
     }
+}
+
+impl CredentialStore {
+    /// The variables provisioned for `principal` in `<dir>/<principal>.env`: `NAME=VALUE` lines
+    /// (`#` comments, blank lines, spaces around both sides and one pair of quotes around the
+    /// value ignored). No directory or no file: none. A malformed file is an error that names
+    /// the line but never its contents, so a session never starts without the credentials its
+    /// operator meant it to have.
+    pub fn environment(&self, principal: &str) -> Result<Environment, String> {
+        let Some(dir) = &self.dir else {
+            return Ok(Vec::new());
+        };
+        if !is_plain_name(principal) {
+            return Ok(Vec::new());
+        }
+        let path = dir.join(format!("{principal}.{ENVIRONMENT_SUFFIX}"));
+        let contents = match std::fs::read_to_string(&path) {
+            Ok(contents) => Zeroizing::new(contents),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        };
+        let mut variables = Vec::new();
+        for (number, line) in contents.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let problem = |what: &str| format!("{} line {}: {what}", path.display(), number + 1);
+            let (name, value) = line
+                .split_once('=')
+                .ok_or_else(|| problem("expected NAME=VALUE"))?;
+            let name = name.trim().trim_start_matches("export ").trim();
+            if !is_variable_name(name) {
+                return Err(problem("the name is not a valid variable name"));
+            }
+            if RESERVED_VARIABLES.contains(&name) {
+                return Err(problem("this variable belongs to Bulkhead"));
+            }
+            variables.push((
+                name.to_string(),
+                Zeroizing::new(unquote(value.trim()).to_string()),
+            ));
+        }
+        Ok(variables)
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_variable_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|rest| rest.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
 }
 
 /// `[A-Za-z0-9_-]{1,64}`: no dots, slashes or anything else that could leave the directory or
@@ -135,6 +217,47 @@ mod tests {
             CredentialStore::default()
                 .resolve("bob", "paper", "main")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_principals_environment_file_is_read_for_that_principal_only() {
+        let (_dir, store) = store_with(&[
+            (
+                "alice.env",
+                "# provisioned\nACME_TOKEN = \"tok-alice\"\nexport REGION=eu-west-1\n\nEMPTY=\n",
+            ),
+            ("bob.env", "ACME_TOKEN=tok-bob\n"),
+            ("mallory.env", "ACME_TOKEN tok\n"),
+            ("eve.env", "BULKHEAD_WORKER_PROTOCOL=1\n"),
+        ]);
+        let alice = store.environment("alice").unwrap();
+        let pairs: Vec<(&str, &str)> = alice
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("ACME_TOKEN", "tok-alice"),
+                ("REGION", "eu-west-1"),
+                ("EMPTY", "")
+            ]
+        );
+        assert_eq!(store.environment("bob").unwrap()[0].1.as_str(), "tok-bob");
+        assert!(store.environment("carol").unwrap().is_empty());
+        assert!(store.environment("../alice").unwrap().is_empty());
+        let malformed = store.environment("mallory").unwrap_err();
+        assert!(
+            malformed.contains("line 1") && !malformed.contains("tok"),
+            "{malformed}"
+        );
+        assert!(store.environment("eve").is_err());
+        assert!(
+            CredentialStore::default()
+                .environment("alice")
+                .unwrap()
+                .is_empty()
         );
     }
 

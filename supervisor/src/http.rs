@@ -99,6 +99,16 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// Whether only this machine can reach it: a loopback address or a Unix socket.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Listener::Tcp(listener) => listener
+                .local_addr()
+                .is_ok_and(|addr| addr.ip().is_loopback()),
+            Listener::Unix(..) => true,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Listener::Tcp(listener) => match listener.local_addr() {
@@ -173,8 +183,43 @@ pub async fn bind(config: &HttpConfig) -> std::io::Result<Vec<Listener>> {
     Ok(listeners)
 }
 
+/// How often legacy sessions whose worker ended (expired, closed through the admin API) are
+/// forgotten, for ids nobody uses again.
+const LEGACY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+impl HttpState {
+    /// Forget legacy sessions whose default session has ended for good.
+    async fn sweep_legacy(&self) {
+        let sessions: Vec<(String, Arc<Connection>)> = self
+            .legacy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(id, session)| (id.clone(), session.connection.clone()))
+            .collect();
+        for (id, connection) in sessions {
+            if connection.default_session_ended().await {
+                self.legacy
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remove(&id);
+            }
+        }
+    }
+}
+
 /// Serve every listener until `shutdown` fires.
 pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: CancellationToken) {
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(LEGACY_SWEEP_INTERVAL);
+            loop {
+                ticker.tick().await;
+                state.sweep_legacy().await;
+            }
+        })
+    };
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -186,6 +231,7 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
         ));
     }
     while loops.join_next().await.is_some() {}
+    sweeper.abort();
 }
 
 /// Who is on the other end of a connection.

@@ -4,9 +4,11 @@
 //! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown. Module
 //! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
+//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit),
 //! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
-//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`clock`].
+//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation), [`clock`].
 
+mod capacity;
 mod catalog;
 mod clock;
 mod config;
@@ -14,20 +16,23 @@ mod credentials;
 mod http;
 mod mcp;
 mod metrics;
+mod pool;
 mod session;
 mod signals;
 mod spawn;
 mod stdio;
+mod systemd;
 mod worker;
+mod wrap;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, Command, Config, EXIT_CONFIG};
+use crate::config::{Cli, Command, Config, EXIT_CONFIG, Parsed};
 use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
 use crate::session::{Principal, Registry, WorkerTemplate};
@@ -41,12 +46,39 @@ const DEFAULT_LOG_FILTER: &str = "info";
 const FLUSH_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
-    init_logging(&log_filter);
-    let resolved = match &cli.command {
-        Command::Stdio(options) => options.resolve().map(|config| (config, None)),
-        Command::Serve(options) => options.resolve().map(|(config, http)| (config, Some(http))),
+    let (parsed, file_problems) = match config::parse_layers(std::env::args_os().collect()) {
+        Ok((parsed, problems)) => (Some(parsed), problems),
+        Err(problems) => (None, problems),
+    };
+    let log_format = match &parsed {
+        Some(Parsed::Run(Cli {
+            command: Command::Stdio(options),
+        })) => options.log_format.clone(),
+        Some(Parsed::Run(Cli {
+            command: Command::Serve(options),
+        })) => options.common.log_format.clone(),
+        _ => "text".into(),
+    };
+    init_logging(&log_filter, &log_format);
+    let resolved = match parsed {
+        Some(Parsed::Run(Cli {
+            command: Command::Stdio(options),
+        })) => options.resolve().map(|config| (config, None)),
+        Some(Parsed::Run(Cli {
+            command: Command::Serve(options),
+        })) => options.resolve().map(|(config, http)| (config, Some(http))),
+        Some(Parsed::CheckConfig(options)) => return check_config(&options, file_problems),
+        Some(Parsed::Run(Cli {
+            command: Command::CheckConfig { .. },
+        }))
+        | None => Err(Vec::new()),
+    };
+    // File problems and semantic problems are one report.
+    let resolved = match (resolved, file_problems.is_empty()) {
+        (Ok(resolved), true) => Ok(resolved),
+        (Ok(_), false) => Err(file_problems),
+        (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
     };
     let (config, http) = match resolved {
         Ok(resolved) => resolved,
@@ -57,6 +89,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Before any worker or listener exists: raise the open-file limit, warn about the rest.
+    capacity::prepare(capacity::Demand {
+        sessions: config.limits.max_sessions,
+        pool: config.pool_size,
+        connections: http.as_ref().map_or(0, |http| http.max_connections),
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,9 +107,12 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        let Some((frontend, registry)) = start(&config, log_filter) else {
+        let Some((frontend, registry)) = start(&config, log_filter, log_format) else {
             return 1;
         };
+        if let Err(code) = wrap::check_at_start(&frontend).await {
+            return code;
+        }
         match http {
             None => run_stdio(&config, frontend, registry).await,
             Some(http) => run_http(&config, http, frontend, registry).await,
@@ -82,9 +123,47 @@ fn main() -> ExitCode {
     std::process::exit(code);
 }
 
+/// `bulkhead check-config`: print the resolved configuration (secrets redacted) and exit 0, or
+/// list every problem and exit 64.
+fn check_config(options: &config::ServeOptions, file_problems: Vec<String>) -> ExitCode {
+    let resolved = match (options.resolve(), file_problems.is_empty()) {
+        (Ok(resolved), true) => Ok(resolved),
+        (Ok(_), false) => Err(file_problems),
+        (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
+    };
+    match resolved {
+        Ok((config, http)) => {
+            let summary = config::redacted_summary(&config, &http);
+            // check-config is a command-line tool, not the MCP transport: its report is its
+            // output.
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                tracing::error!("configuration: {problem}");
+            }
+            tracing::error!("{} problem(s) found", problems.len());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
-fn start(config: &Config, log_filter: String) -> Option<(Arc<Frontend>, Arc<Registry>)> {
-    let spawner = match Spawner::start(tokio::runtime::Handle::current()) {
+fn start(
+    config: &Config,
+    log_filter: String,
+    log_format: String,
+) -> Option<(Arc<Frontend>, Arc<Registry>)> {
+    let spawner = match Spawner::start_confined(
+        tokio::runtime::Handle::current(),
+        config.confinement.clone(),
+    ) {
         Ok(spawner) => spawner,
         Err(error) => {
             tracing::error!("cannot start the spawner thread: {error}");
@@ -96,13 +175,20 @@ fn start(config: &Config, log_filter: String) -> Option<(Arc<Frontend>, Arc<Regi
             command: WorkerCommand {
                 program: config.worker.clone(),
                 args: Vec::new(),
+                wrapped: None,
             },
             session_tag: String::new(),
             log_filter,
+            log_format,
             test_tools: config.test_tools,
             paper_seed: config.paper_seed,
             fixtures: config.test_fixtures,
             max_frame_bytes: config.max_frame_bytes,
+            wrapped: wrap::WrappedServer::new(
+                config.wrap.as_ref(),
+                config.worker.clone(),
+                config.credentials_dir.clone(),
+            ),
         },
         timeouts: config.timeouts,
     };
@@ -113,6 +199,7 @@ fn start(config: &Config, log_filter: String) -> Option<(Arc<Frontend>, Arc<Regi
         template,
     );
     registry.spawn_reaper();
+    registry.start_pool(config.pool_size);
     let frontend = Arc::new(Frontend {
         registry: registry.clone(),
         catalog: Default::default(),
@@ -154,13 +241,36 @@ async fn run_http(
             "AUTHENTICATION IS OFF (--no-auth): every caller on the listeners is the same principal; use only on a trusted machine"
         );
     }
-    let listeners = match http::bind(&http).await {
-        Ok(listeners) => listeners,
+    let notifier = Arc::new(systemd::Notifier::from_env());
+    let listeners = match systemd::activated_listeners() {
+        Ok(activated) if !activated.is_empty() => {
+            tracing::info!(
+                "using {} socket-activated listener(s); --http/--unix are ignored",
+                activated.len()
+            );
+            activated
+        }
+        Ok(_) => match http::bind(&http).await {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                tracing::error!("cannot bind the listeners: {error}");
+                return 1;
+            }
+        },
         Err(error) => {
-            tracing::error!("cannot bind the listeners: {error}");
+            tracing::error!("cannot use the socket-activated listeners: {error}");
             return 1;
         }
     };
+    if matches!(http.auth, http::AuthMode::None)
+        && let Some(exposed) = listeners.iter().find(|listener| !listener.is_local())
+    {
+        tracing::error!(
+            "--no-auth is refused: {} is not a loopback address",
+            exposed.describe()
+        );
+        return i32::from(EXIT_CONFIG);
+    }
     let shutdown = CancellationToken::new();
     if let Err(error) = signals::install(shutdown.clone()) {
         tracing::error!("cannot install signal handlers: {error}");
@@ -173,7 +283,12 @@ async fn run_http(
     }
     prefetch_catalog(&frontend, Some(state.clone()));
     let server = tokio::spawn(http::serve(state.clone(), listeners, shutdown.clone()));
+    notifier.notify("READY=1\nSTATUS=serving MCP");
+    if let Some(interval) = systemd::watchdog_interval() {
+        systemd::spawn_watchdog(notifier.clone(), interval);
+    }
     shutdown.cancelled().await;
+    notifier.notify("STOPPING=1\nSTATUS=draining");
     state.start_draining();
     drain_calls(DRAIN_DEADLINE).await;
     let _ = server.await;
@@ -218,12 +333,11 @@ fn prefetch_catalog(frontend: &Arc<Frontend>, http: Option<Arc<http::HttpState>>
     });
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    bulkhead_logging::init(
+        filter,
+        bulkhead_logging::Format::parse(format).unwrap_or_default(),
+    );
 }

@@ -189,23 +189,26 @@ impl Connection {
     }
 
     /// Relay a worker's request to the client under an id of our own.
-    fn relay_request(&self, worker: &WorkerHandle, mut request: Value, sink: &Sink) {
+    /// Returns the key under which the client's answer is awaited.
+    fn relay_request(&self, worker: &WorkerHandle, mut request: Value, sink: &Sink) -> String {
         let number = self
             .next_relay_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outward_id = json!(format!("bulkhead-{number}"));
         let worker_request_id = std::mem::replace(&mut request["id"], outward_id.clone());
+        let key = outward_id.to_string();
         self.relayed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(
-                outward_id.to_string(),
+                key.clone(),
                 Relayed {
                     worker: worker.clone(),
                     worker_request_id,
                 },
             );
         let _ = sink.send(request);
+        key
     }
 
     fn on_request(self: &Arc<Self>, id: Value, method: &str, params: Option<Value>, sink: &Sink) {
@@ -574,7 +577,15 @@ impl Connection {
             SESSION_INFO => self.session_info(handle, era, sink).await,
             _ => {
                 strip_bulkhead_meta(&mut params);
-                if name == BROKER_LOGIN
+                if let Some(server) = self.frontend.registry.wrapped() {
+                    // A wrapped server's tools may be renamed; it never gets credentials
+                    // resolved here (its principal's environment is its credentials).
+                    let server_name = server
+                        .renames()
+                        .to_server(&name, &mut arguments)
+                        .map_err(RpcError::invalid_params)?;
+                    params.insert("name".into(), Value::String(server_name));
+                } else if name == BROKER_LOGIN
                     && let Some(Value::String(reference)) = arguments.get(CREDENTIAL_REF)
                 {
                     let broker = arguments
@@ -656,31 +667,23 @@ impl Connection {
     ) -> Result<Value, RpcError> {
         let (session, notice) = self.resolve(handle.as_deref()).await?;
         let limits = &self.frontend.registry.limits;
-        // The worker knows the broker state; the supervisor knows the session. Merge both.
-        let worker_part = self
-            .run_request(
-                &session,
-                "tools/call",
-                json!({"name": SESSION_INFO, "arguments": {}}),
-                sink,
-            )
-            .await?;
-        let mut structured = match worker_part.get("structuredContent") {
-            Some(Value::Object(fields)) => fields.clone(),
-            _ => Map::new(),
-        };
-        let session_part = json!({
-            "session": session.handle,
-            "default": session.is_default,
-            "pid": session.worker.pid(),
-            "created_at": rfc3339(session.created_at),
-            "last_activity": rfc3339(session.last_activity()),
-            "expires_at": rfc3339(session.expires_at(limits)),
-            "in_flight": session.in_flight_count(limits),
-        });
-        if let Value::Object(fields) = session_part {
-            structured.extend(fields);
+        // The built-in worker knows the broker state; the supervisor knows the session. Merge
+        // both. A wrapped server has no such tool (its own `session_info`, if any, is renamed).
+        let mut structured = Map::new();
+        if self.frontend.registry.wrapped().is_none() {
+            let worker_part = self
+                .run_request(
+                    &session,
+                    "tools/call",
+                    json!({"name": SESSION_INFO, "arguments": {}}),
+                    sink,
+                )
+                .await?;
+            if let Some(Value::Object(fields)) = worker_part.get("structuredContent") {
+                structured = fields.clone();
+            }
         }
+        structured.extend(session.safe_fields(limits));
         let structured = Value::Object(structured);
         let text = format!(
             "Session {} (worker pid {}), created {}, expires {}.",
@@ -783,6 +786,11 @@ impl Connection {
             )
         };
         let mut call = session.worker.call(method, Some(params)).map_err(died)?;
+        // Requests relayed for this call are forgotten when it ends, answered or not.
+        let mut relayed = RelayedForCall {
+            relayed: &self.relayed,
+            keys: Vec::new(),
+        };
         let deadline = tokio::time::sleep(self.frontend.call_timeout);
         tokio::pin!(deadline);
         loop {
@@ -791,7 +799,9 @@ impl Connection {
                     CallEvent::Notification(notification) => {
                         let _ = sink.send(notification);
                     }
-                    CallEvent::Request(request) => self.relay_request(&session.worker, request, sink),
+                    CallEvent::Request(request) => {
+                        relayed.keys.push(self.relay_request(&session.worker, request, sink));
+                    }
                     CallEvent::Reply(reply) => return unwrap_reply(reply),
                     CallEvent::Died(exit) => return Err(died(exit)),
                 },
@@ -806,6 +816,28 @@ impl Connection {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// The relayed requests of one call; dropping it forgets those still unanswered, so a client that
+/// never answers leaves nothing behind.
+struct RelayedForCall<'a> {
+    relayed: &'a Mutex<HashMap<String, Relayed>>,
+    keys: Vec<String>,
+}
+
+impl Drop for RelayedForCall<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut relayed = self
+            .relayed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for key in &self.keys {
+            relayed.remove(key);
         }
     }
 }

@@ -17,7 +17,9 @@ use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::clock::rfc3339;
 use crate::metrics::METRICS;
+use crate::pool::Pool;
 use crate::spawn::Spawner;
 use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
 
@@ -74,6 +76,24 @@ impl Session {
     /// When the session ends if nothing happens: the earlier of idle expiry and maximum age.
     pub fn expires_at(&self, limits: &SessionLimits) -> SystemTime {
         (self.last_activity() + limits.idle_ttl).min(self.created_at + limits.max_age)
+    }
+
+    /// The fields anyone may see about this session — its owner through `session_info`, the
+    /// operator through the admin API: handle, times, worker pid, calls in flight. Never
+    /// anything the worker holds.
+    pub fn safe_fields(
+        &self,
+        limits: &SessionLimits,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("session".into(), self.handle.clone().into());
+        fields.insert("default".into(), self.is_default.into());
+        fields.insert("pid".into(), self.worker.pid().into());
+        fields.insert("created_at".into(), rfc3339(self.created_at).into());
+        fields.insert("last_activity".into(), rfc3339(self.last_activity()).into());
+        fields.insert("expires_at".into(), rfc3339(self.expires_at(limits)).into());
+        fields.insert("in_flight".into(), self.in_flight_count(limits).into());
+        fields
     }
 
     /// Requests in flight now.
@@ -209,6 +229,8 @@ pub struct Registry {
     spawner: Spawner,
     template: WorkerTemplate,
     state: Mutex<State>,
+    /// Pre-spawned workers, when `--pool-size` is above zero.
+    pool: std::sync::OnceLock<Arc<Pool>>,
 }
 
 impl Registry {
@@ -224,7 +246,33 @@ impl Registry {
             spawner,
             template,
             state: Mutex::new(State::default()),
+            pool: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
+    pub fn start_pool(&self, size: usize) {
+        if size > 0 && self.wrapped().is_some() {
+            // A wrapped server's process gets its principal's environment at start, so it
+            // cannot be started before its session has a principal.
+            tracing::info!("the worker pool is not used in external worker mode");
+            return;
+        }
+        if size > 0 {
+            self.pool
+                .get_or_init(|| Pool::start(size, self.spawner.clone(), self.template.clone()));
+        }
+    }
+
+    /// A pre-spawned worker for a new session of `principal`, if the pool has one.
+    fn pooled_worker(&self, _principal: &Principal, tag: &str) -> Option<WorkerHandle> {
+        // Pool workers start with the shared template only. A principal whose worker must be
+        // started with something of its own (the external worker mode's per-principal
+        // environment) must never get one: return None for such a principal here.
+        if self.wrapped().is_some() {
+            return None;
+        }
+        self.pool.get()?.take(tag)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -244,7 +292,10 @@ impl Registry {
         self.reserve(principal)?;
         let handle = mint_handle(&self.node);
         let tag = tag_of(&handle).to_string();
-        let started = self.start_worker(&tag).await;
+        let started = match self.pooled_worker(principal, &tag) {
+            Some(worker) => Ok(worker),
+            None => self.start_worker(&tag, principal).await,
+        };
         let refused = {
             let mut state = self.state();
             release(&mut state, principal);
@@ -283,13 +334,24 @@ impl Registry {
         Ok(session)
     }
 
-    async fn start_worker(&self, tag: &str) -> Result<WorkerHandle, SessionError> {
+    async fn start_worker(
+        &self,
+        tag: &str,
+        principal: &Principal,
+    ) -> Result<WorkerHandle, SessionError> {
         let mut spec = self.template.spec.clone();
         spec.session_tag = tag.to_string();
         let started = Instant::now();
-        let worker = WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await?;
+        let worker =
+            WorkerHandle::start_for(&self.spawner, spec, self.template.timeouts, Some(principal))
+                .await?;
         METRICS.spawn_latency.observe(started.elapsed());
         Ok(worker)
+    }
+
+    /// The wrapped stdio server, in external worker mode.
+    pub fn wrapped(&self) -> Option<&Arc<crate::wrap::WrappedServer>> {
+        self.template.spec.wrapped.as_ref()
     }
 
     /// Start a worker that belongs to no session (used to read the tool catalog).
@@ -455,6 +517,12 @@ impl Registry {
             state.shutting_down = true;
             state.live.values().cloned().collect()
         };
+        // Idle pool workers stop alongside the sessions' workers.
+        let pool = self
+            .pool
+            .get()
+            .cloned()
+            .map(|pool| tokio::spawn(async move { pool.shutdown().await }));
         let mut stops = tokio::task::JoinSet::new();
         for session in sessions {
             let handle = session.handle.clone();
@@ -468,6 +536,9 @@ impl Registry {
             stops.spawn(async move { session.worker.stop().await });
         }
         while stops.join_next().await.is_some() {}
+        if let Some(pool) = pool {
+            let _ = pool.await;
+        }
     }
 }
 

@@ -23,18 +23,31 @@
 //! workers at random. All spawns therefore run on one dedicated thread ([`Spawner`]) that lives
 //! as long as the supervisor process: it enters the tokio runtime (so the returned
 //! `tokio::process::Child` is reaped by tokio's SIGCHLD driver) and forks on request.
+//!
+//! A wrapped stdio server (external worker mode, [`WrappedLaunch`]) is started the same way
+//! with three differences: the program is `bulkhead-worker --exec`, the shim that confines
+//! itself and then executes the server; the socket is the child's stdin and stdout (descriptors
+//! 0 and 1) instead of descriptor 3, and stderr is a pipe the worker's actor reads; and the
+//! environment is exactly the one the caller built for the session, plus `HOME` and `TMPDIR`
+//! pointing at a private directory ([`home`]). Because wrapped servers start processes of their
+//! own, the supervisor becomes a child subreaper on the first such spawn and keeps track of
+//! every worker it started ([`tree`]), so a session's whole tree can be found and stopped.
 
 mod cgroup;
+mod home;
 mod identity;
+mod tree;
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, OnceLock};
 
+use bulkhead_protocol::exec::{ENV_EXEC_POLICY, ExecPolicy};
 use bulkhead_protocol::handshake::SandboxPolicy;
 use bulkhead_protocol::{ENV_WORKER_PROTOCOL, WORKER_PROTOCOL_VERSION, WORKER_SOCKET_FD};
 use nix::errno::Errno;
@@ -45,9 +58,11 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Pid, Uid, getppid};
 use tokio::sync::oneshot;
+use zeroize::Zeroizing;
 
 pub use cgroup::CgroupMode;
 pub use identity::UidRange;
+pub use tree::sweep;
 
 /// What to start for one worker.
 #[derive(Debug, Clone)]
@@ -56,6 +71,35 @@ pub struct WorkerCommand {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// External worker mode: how to start a wrapped stdio server through the exec shim
+    /// (`program` is then `bulkhead-worker`, `args` start with `--exec`). `None`: the built-in
+    /// worker.
+    pub wrapped: Option<WrappedLaunch>,
+}
+
+/// The parts of a wrapped server's start that differ from the built-in worker's.
+#[derive(Clone)]
+pub struct WrappedLaunch {
+    /// The server's whole environment (besides the shim's two variables, and `HOME` and
+    /// `TMPDIR` when absent here), which may hold the principal's provisioned secrets.
+    pub env: Vec<(OsString, Zeroizing<Vec<u8>>)>,
+    /// The shim's policy; the server's private home is added to its write paths.
+    pub policy: ExecPolicy,
+    /// `RLIMIT_AS` for the server instead of the worker's (JIT runtimes reserve far more
+    /// address space than they use); clamped to the supervisor's own hard limit.
+    pub max_address_space: u64,
+}
+
+impl std::fmt::Debug for WrappedLaunch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values may be secrets.
+        let names: Vec<_> = self.env.iter().map(|(name, _)| name).collect();
+        f.debug_struct("WrappedLaunch")
+            .field("env", &names)
+            .field("policy", &self.policy)
+            .field("max_address_space", &self.max_address_space)
+            .finish()
+    }
 }
 
 /// How every worker of this supervisor is confined from the outside.
@@ -80,12 +124,37 @@ pub struct Spawned {
     pub lease: WorkerLease,
 }
 
-/// Resources one worker holds: its cgroup directory and its uid. Dropping the lease removes
-/// the one and frees the other, so drop it only after the child is reaped.
+/// Resources one worker holds: its cgroup directory, its uid, its place among the live
+/// workers and (wrapped servers) its private home. Dropping the lease removes, frees and
+/// forgets them, so drop it only after the child is reaped.
 #[derive(Debug, Default)]
 pub struct WorkerLease {
-    _cgroup: Option<cgroup::WorkerCgroup>,
+    cgroup: Option<cgroup::WorkerCgroup>,
     _uid: Option<identity::UidLease>,
+    _home: Option<home::PrivateHome>,
+    _tracked: Option<tree::Tracked>,
+}
+
+impl WorkerLease {
+    /// Signal worker `pid`'s whole tree: with SIGKILL, everything in its cgroup at once
+    /// (`cgroup.kill`, which also catches processes that left its process group); then its
+    /// process group and every descendant.
+    pub fn signal_tree(&self, pid: u32, signal: Signal) {
+        if signal == Signal::SIGKILL
+            && let Some(cgroup) = &self.cgroup
+        {
+            cgroup.kill();
+        }
+        tree::signal_tree(pid, signal);
+    }
+
+    /// SIGKILL everything left in the worker's cgroup, if it has one (safe after reaping: the
+    /// cgroup is the worker's until the lease is dropped).
+    pub fn kill_cgroup(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill();
+        }
+    }
 }
 
 struct SpawnRequest {
@@ -100,11 +169,6 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    /// Start the spawning thread with the default [`Confinement`].
-    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Self> {
-        Self::start_confined(runtime, Confinement::default())
-    }
-
     /// Start the spawning thread. It runs until every `Spawner` clone is dropped, which in
     /// practice is the end of the process: workers whose parent thread exits are killed.
     ///
@@ -125,7 +189,8 @@ impl Spawner {
                 let _runtime = runtime.enter();
                 let supervisor_pid = nix::unistd::getpid();
                 for request in inbox {
-                    let result = spawn_worker(&request.command, supervisor_pid, &mut jail);
+                    let result = spawn_worker(&request.command, supervisor_pid, &mut jail)
+                        .map_err(crate::capacity::explain_spawn_error);
                     // The requester may have given up (e.g. shutdown); the child is then
                     // dropped here and killed by `kill_on_drop`.
                     let _ = request.reply.send(result);
@@ -212,7 +277,9 @@ struct ChildPlan {
     cgroup_procs: Option<CString>,
     ids: Option<(Uid, Gid)>,
     rlimits: Vec<(Resource, u64)>,
-    socket_fd: i32,
+    /// The socket to place on descriptor 3 (built-in worker; a wrapped server gets it on 0 and
+    /// 1 through `Stdio`).
+    socket_fd: Option<i32>,
     supervisor_pid: Pid,
 }
 
@@ -237,11 +304,21 @@ fn spawn_worker(
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(io::Error::from)?;
+    let ids = uid.as_ref().map(identity::UidLease::ids);
+    let mut rlimits = jail.rlimits.clone();
+    if let Some(launch) = &command.wrapped {
+        let (_, hard) = getrlimit(Resource::RLIMIT_AS).map_err(io::Error::from)?;
+        for (resource, limit) in &mut rlimits {
+            if *resource == Resource::RLIMIT_AS {
+                *limit = launch.max_address_space.min(hard);
+            }
+        }
+    }
     let plan = ChildPlan {
         cgroup_procs: cgroup.as_ref().map(cgroup::WorkerCgroup::procs_path),
-        ids: uid.as_ref().map(identity::UidLease::ids),
-        rlimits: jail.rlimits.clone(),
-        socket_fd: child_end.as_raw_fd(),
+        ids,
+        rlimits,
+        socket_fd: command.wrapped.is_none().then(|| child_end.as_raw_fd()),
         supervisor_pid,
     };
 
@@ -251,11 +328,27 @@ fn spawn_worker(
         .args(&command.args)
         .env_clear()
         .env(ENV_WORKER_PROTOCOL, WORKER_PROTOCOL_VERSION.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
         .process_group(0)
         .kill_on_drop(true);
+    let home = match &command.wrapped {
+        None => {
+            process
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit());
+            None
+        }
+        Some(launch) => {
+            tree::adopt_orphans();
+            let home = home::PrivateHome::create(ids)?;
+            configure_wrapped(&mut process, launch, &home, supervisor_pid)?;
+            process
+                .stdin(std::process::Stdio::from(child_end.try_clone()?))
+                .stdout(std::process::Stdio::from(child_end.try_clone()?))
+                .stderr(std::process::Stdio::piped());
+            Some(home)
+        }
+    };
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
     // system calls (open, write, prctl, setgroups, setresgid, setresuid, setrlimit, getppid,
     // dup2, fcntl) through nix's thin wrappers on values prepared before the fork, allocating
@@ -264,7 +357,15 @@ fn spawn_worker(
     unsafe {
         process.pre_exec(move || prepare_child(&plan));
     }
-    let child = process.spawn()?;
+    let (child, tracked) = {
+        // Recorded under the lock, so an orphan sweep never mistakes it for an escaped process.
+        let mut workers = tree::workers();
+        let child = process.spawn()?;
+        let pid = child.id().unwrap_or(0);
+        workers.insert(pid);
+        (child, tree::Tracked(pid))
+    };
+    drop(process);
     drop(child_end);
 
     let socket = std::os::unix::net::UnixStream::from(parent_end);
@@ -275,10 +376,37 @@ fn spawn_worker(
         socket,
         sandbox: jail.sandbox,
         lease: WorkerLease {
-            _cgroup: cgroup,
+            cgroup,
             _uid: uid,
+            _home: home,
+            _tracked: Some(tracked),
         },
     })
+}
+
+/// The environment of a wrapped server: the shim's policy (with the private home writable),
+/// the session's variables, and `HOME`/`TMPDIR` at the private home unless the session's
+/// variables name them.
+fn configure_wrapped(
+    process: &mut tokio::process::Command,
+    launch: &WrappedLaunch,
+    home: &home::PrivateHome,
+    supervisor_pid: Pid,
+) -> io::Result<()> {
+    let mut policy = launch.policy.clone();
+    policy.write.push(home.path().to_path_buf());
+    policy.supervisor_pid = u32::try_from(supervisor_pid.as_raw()).unwrap_or(0);
+    let policy = serde_json::to_string(&policy).map_err(io::Error::other)?;
+    process.env(ENV_EXEC_POLICY, policy);
+    for name in ["HOME", "TMPDIR"] {
+        if !launch.env.iter().any(|(key, _)| key == name) {
+            process.env(name, home.path());
+        }
+    }
+    for (name, value) in &launch.env {
+        process.env(name, std::ffi::OsStr::from_bytes(value));
+    }
+    Ok(())
 }
 
 /// Runs in the child between fork and exec. Errors travel back to `spawn` as an errno only.
@@ -310,11 +438,14 @@ fn prepare_child(plan: &ChildPlan) -> io::Result<()> {
     if getppid() != plan.supervisor_pid {
         return Err(Errno::ESRCH.into());
     }
-    if plan.socket_fd != WORKER_SOCKET_FD {
+    let Some(socket_fd) = plan.socket_fd else {
+        return Ok(());
+    };
+    if socket_fd != WORKER_SOCKET_FD {
         // SAFETY: `socket_fd` is open in this (child) process; `dup2_raw` makes descriptor 3 a
         // copy of it, closing whatever 3 was (at most a close-on-exec descriptor the exec would
         // close anyway). The returned OwnedFd is converted back to a raw fd so it is not closed.
-        let socket = unsafe { BorrowedFd::borrow_raw(plan.socket_fd) };
+        let socket = unsafe { BorrowedFd::borrow_raw(socket_fd) };
         // SAFETY: see above; descriptor 3 is handed to the exec'd worker, never closed here.
         let _handed_to_worker =
             unsafe { nix::unistd::dup2_raw(socket, WORKER_SOCKET_FD) }?.into_raw_fd();

@@ -4,13 +4,24 @@
 //! [`Connection`]. Everything written to stdout passes through one writer task, so messages
 //! never interleave, and nothing else in the process writes to stdout. The conversation ends
 //! when stdin closes or the shutdown token fires.
+//!
+//! When stdin and stdout are pipes or sockets — as hosts launch servers — they are driven
+//! non-blocking by the runtime's event loop, like the workers' sockets. tokio's own
+//! `stdin()`/`stdout()` do every read and write on its blocking thread pool instead, which
+//! costs several thread switches per message (about a third of a stdio call's latency, measured
+//! by `scripts/bench`). A terminal or a file keeps the blocking-pool path: a terminal's open
+//! file is shared with the shell, which must not be left non-blocking.
 
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bulkhead_protocol::frame::LineReader;
 use bulkhead_protocol::jsonrpc;
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,25 +46,87 @@ pub async fn serve(
     let (out, outbox) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_stdout(outbox));
     let connection = Connection::new(frontend, principal, out);
-    let mut reader = LineReader::new(tokio::io::stdin(), max_frame_bytes);
-    let end = loop {
-        tokio::select! {
-            frame = reader.next_frame() => match frame {
-                Ok(Some(frame)) => connection.on_frame(frame),
-                Ok(None) => break End::StdinClosed,
-                Err(error) => {
-                    tracing::warn!("reading stdin failed: {error}");
-                    break End::StdinClosed;
-                }
-            },
-            () = shutdown.cancelled() => break End::Shutdown,
+    let mut reader = LineReader::new(stdin(), max_frame_bytes);
+    // The reading loop runs as a task of the runtime, not on the thread that awaits `serve`
+    // (the `block_on` thread), which would otherwise be woken for every frame.
+    let reading = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                frame = reader.next_frame() => match frame {
+                    Ok(Some(frame)) => connection.on_frame(frame),
+                    Ok(None) => break End::StdinClosed,
+                    Err(error) => {
+                        tracing::warn!("reading stdin failed: {error}");
+                        break End::StdinClosed;
+                    }
+                },
+                () = shutdown.cancelled() => break End::Shutdown,
+            }
         }
-    };
+    });
+    let end = reading.await.unwrap_or(End::StdinClosed);
     (end, writer)
 }
 
+type Input = Pin<Box<dyn AsyncRead + Send>>;
+type Output = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// stdin, non-blocking when it is a pipe or a socket.
+fn stdin() -> Input {
+    if !std::io::stdin().is_terminal()
+        && let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned()
+    {
+        let file = std::fs::File::from(fd);
+        match file.metadata().map(|metadata| metadata.file_type()) {
+            Ok(kind) if kind.is_fifo() => {
+                if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(file) {
+                    return Box::pin(pipe);
+                }
+            }
+            Ok(kind) if kind.is_socket() => {
+                if let Some(socket) = async_socket(file) {
+                    return Box::pin(socket);
+                }
+            }
+            _ => {}
+        }
+    }
+    Box::pin(tokio::io::stdin())
+}
+
+/// stdout, non-blocking when it is a pipe or a socket.
+fn stdout() -> Output {
+    if !std::io::stdout().is_terminal()
+        && let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned()
+    {
+        let file = std::fs::File::from(fd);
+        match file.metadata().map(|metadata| metadata.file_type()) {
+            Ok(kind) if kind.is_fifo() => {
+                if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(file) {
+                    return Box::pin(pipe);
+                }
+            }
+            Ok(kind) if kind.is_socket() => {
+                if let Some(socket) = async_socket(file) {
+                    return Box::pin(socket);
+                }
+            }
+            _ => {}
+        }
+    }
+    Box::pin(tokio::io::stdout())
+}
+
+/// A socket on stdin or stdout (Node-based hosts pass socketpairs) as a non-blocking stream;
+/// reads and writes on a stream socket are the same whatever its family.
+fn async_socket(file: std::fs::File) -> Option<tokio::net::UnixStream> {
+    let socket = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+    socket.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(socket).ok()
+}
+
 async fn write_stdout(mut outbox: mpsc::UnboundedReceiver<Value>) {
-    let mut stdout = BufWriter::new(tokio::io::stdout());
+    let mut stdout = BufWriter::new(stdout());
     while let Some(message) = outbox.recv().await {
         if stdout
             .write_all(&jsonrpc::to_frame(&message))

@@ -13,6 +13,14 @@
 //! Stop sequence: close the socket (the worker exits on EOF) → wait `close_grace` → SIGTERM to
 //! the worker's process group → wait `term_grace` → SIGKILL → reap. A worker that dies on its
 //! own fails every call in flight with [`CallEvent::Died`]; nothing else is touched.
+//!
+//! A wrapped server (external worker mode, [`crate::wrap`]) differs in three places: start-up
+//! is the [`bridge`]'s era detection instead of the Bulkhead handshake, and every call and reply
+//! passes through the bridge; its stderr is read into a redacted tail that is logged when it
+//! crashes or fails to start; and stopping it stops its whole tree — the signals reach every
+//! descendant wherever its process group (and the cgroup, with SIGKILL), and after the server
+//! is reaped its group's remnants are killed and the supervisor's orphans swept
+//! ([`crate::spawn::sweep`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,6 +40,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::spawn::{Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
+use crate::wrap::WrappedServer;
+use crate::wrap::bridge::{self, ReplyFix, ServerEra};
+use crate::wrap::stderr::SharedTail;
 
 /// How long to keep reading a dead worker's socket for replies it wrote before exiting.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -57,6 +68,8 @@ pub struct WorkerSpec {
     pub session_tag: String,
     /// Log filter handed to the worker (its environment is cleared).
     pub log_filter: String,
+    /// Log format handed to the worker, the supervisor's own.
+    pub log_format: String,
     /// Whether the worker exposes its test-only tools.
     pub test_tools: bool,
     /// Seed of the paper market (`None`: the worker's default).
@@ -65,6 +78,8 @@ pub struct WorkerSpec {
     pub fixtures: bool,
     /// Largest frame accepted from the worker.
     pub max_frame_bytes: usize,
+    /// External worker mode: the stdio server to run instead of the built-in worker.
+    pub wrapped: Option<Arc<WrappedServer>>,
 }
 
 /// Why a worker is gone.
@@ -114,6 +129,8 @@ pub enum StartError {
     },
     #[error("worker pid {pid} failed its handshake: {reason}")]
     Handshake { pid: u32, reason: String },
+    #[error("cannot prepare the wrapped server's environment: {0}")]
+    Environment(String),
 }
 
 /// Something a call receives.
@@ -150,6 +167,8 @@ enum Command {
 
 struct Shared {
     pid: u32,
+    /// The era a wrapped server speaks; `None` for the built-in worker (no bridging).
+    era: Option<ServerEra>,
     /// The worker's `initialize` result (its capabilities and server info).
     initialize_result: Value,
     tag: String,
@@ -179,15 +198,20 @@ pub struct Call {
     events: mpsc::UnboundedReceiver<CallEvent>,
     shared: Arc<Shared>,
     finished: bool,
+    /// How the bridge fixes the reply (wrapped servers only).
+    fix: Option<ReplyFix>,
 }
 
 impl Call {
     /// The next event; after a `Reply` or `Died` the call is finished.
     pub async fn next_event(&mut self) -> CallEvent {
-        let event = match self.events.recv().await {
+        let mut event = match self.events.recv().await {
             Some(event) => event,
             None => CallEvent::Died(self.exit_now()),
         };
+        if let (CallEvent::Reply(reply), Some(fix)) = (&mut event, self.fix) {
+            bridge::inbound(fix, reply);
+        }
         if !matches!(event, CallEvent::Notification(_)) {
             self.finished = true;
         }
@@ -211,48 +235,98 @@ impl Drop for Call {
 }
 
 impl WorkerHandle {
-    /// Spawn a worker, run the handshake and MCP initialization, and start its actor.
+    /// Spawn a worker that belongs to no principal, run the handshake and MCP initialization,
+    /// and start its actor.
     pub async fn start(
         spawner: &Spawner,
         spec: WorkerSpec,
         timeouts: WorkerTimeouts,
     ) -> Result<Self, StartError> {
-        let program = spec.command.program.display().to_string();
+        Self::start_for(spawner, spec, timeouts, None).await
+    }
+
+    /// [`WorkerHandle::start`] for a session of `principal`, whose provisioned environment a
+    /// wrapped server gets.
+    pub async fn start_for(
+        spawner: &Spawner,
+        spec: WorkerSpec,
+        timeouts: WorkerTimeouts,
+        principal: Option<&str>,
+    ) -> Result<Self, StartError> {
+        let (command, redactor) = match &spec.wrapped {
+            None => (spec.command.clone(), None),
+            Some(server) => {
+                let launch = server.launch(principal).map_err(StartError::Environment)?;
+                (launch.command, Some(launch.redactor))
+            }
+        };
+        let program = command.program.display().to_string();
         let Spawned {
             mut child,
             socket,
             sandbox,
             lease,
         } = spawner
-            .spawn(spec.command.clone())
+            .spawn(command)
             .await
             .map_err(|source| StartError::Spawn { program, source })?;
         let pid = child.id().unwrap_or(0);
+        let stderr = match (child.stderr.take(), redactor) {
+            (Some(stderr), Some(redactor)) => Some(crate::wrap::stderr::collect(
+                stderr,
+                spec.session_tag.clone(),
+                pid,
+                redactor,
+            )),
+            _ => None,
+        };
         let (read_half, mut write_half) = socket.into_split();
         let mut reader = LineReader::new(read_half, spec.max_frame_bytes);
-        let handshake = tokio::time::timeout(
-            timeouts.handshake,
-            handshake(&mut reader, &mut write_half, &spec, sandbox, pid),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "not ready within {} ms",
-                timeouts.handshake.as_millis()
-            ))
-        });
-        if let Err(reason) = handshake.clone() {
-            let _ = child.start_kill();
-            let status = child.wait().await;
-            let reason = match status {
-                Ok(status) if !status.success() && status.code().is_some() => {
-                    format!("{reason}; worker exited with {status}")
+        let (limit, started) = match &spec.wrapped {
+            None => (
+                timeouts.handshake,
+                tokio::time::timeout(
+                    timeouts.handshake,
+                    handshake(&mut reader, &mut write_half, &spec, sandbox, pid),
+                )
+                .await
+                .map(|result| result.map(|initialize| (initialize, None))),
+            ),
+            Some(server) => (
+                server.start_timeout(),
+                tokio::time::timeout(
+                    server.start_timeout(),
+                    bridge::connect(&mut reader, &mut write_half, server.detected()),
+                )
+                .await
+                .map(|result| {
+                    result.map(|detected| {
+                        server.remember(&detected);
+                        (detected.initialize_result, Some(detected.era))
+                    })
+                }),
+            ),
+        };
+        let started =
+            started.unwrap_or_else(|_| Err(format!("not ready within {} ms", limit.as_millis())));
+        let (initialize_result, era) = match started {
+            Ok(started) => started,
+            Err(reason) => {
+                let wrapped = spec.wrapped.is_some();
+                let reason = abandon_start(&mut child, &lease, pid, wrapped, reason).await;
+                if let Some((tail, reader_task)) = stderr {
+                    log_stderr_tail(
+                        &spec.session_tag,
+                        pid,
+                        "failed to start",
+                        &tail,
+                        reader_task,
+                    )
+                    .await;
                 }
-                _ => reason,
-            };
-            return Err(StartError::Handshake { pid, reason });
-        }
-        let initialize_result = handshake.unwrap_or_default();
+                return Err(StartError::Handshake { pid, reason });
+            }
+        };
 
         let (commands, inbox) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
@@ -269,12 +343,15 @@ impl WorkerHandle {
             inbox,
             exit_tx,
             timeouts,
-            _lease: lease,
+            lease,
+            wrapped: spec.wrapped.is_some(),
+            stderr,
         };
         tokio::spawn(actor.run());
         Ok(Self {
             shared: Arc::new(Shared {
                 pid,
+                era,
                 initialize_result,
                 tag: spec.session_tag,
                 next_id: AtomicU64::new(1),
@@ -322,6 +399,11 @@ impl WorkerHandle {
             return Err(exit);
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let fix = self.shared.era.map(|era| {
+            let (bridged, fix) = bridge::outbound(era, method, params.take());
+            params = bridged;
+            fix
+        });
         let progress_token = params
             .as_mut()
             .and_then(|params| params.get_mut("_meta"))
@@ -346,6 +428,7 @@ impl WorkerHandle {
             events,
             shared: self.shared.clone(),
             finished: false,
+            fix,
         })
     }
 
@@ -362,6 +445,58 @@ impl WorkerHandle {
     }
 }
 
+/// Kill a worker whose start failed (a wrapped server's whole tree), reap it, and say how it
+/// ended.
+async fn abandon_start(
+    child: &mut tokio::process::Child,
+    lease: &WorkerLease,
+    pid: u32,
+    wrapped: bool,
+    reason: String,
+) -> String {
+    if wrapped {
+        lease.signal_tree(pid, Signal::SIGKILL);
+    } else {
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await;
+    if wrapped {
+        let _ = signal_group(pid, Signal::SIGKILL);
+        crate::spawn::sweep().await;
+    }
+    match status {
+        Ok(status) if !status.success() && status.code().is_some() => {
+            format!("{reason}; worker exited with {status}")
+        }
+        _ => reason,
+    }
+}
+
+/// How long, after a wrapped server ended, its stderr reader gets to collect the last lines.
+const STDERR_SETTLE: Duration = Duration::from_millis(200);
+
+/// Log what happened to a wrapped server with the redacted tail of its stderr.
+async fn log_stderr_tail(
+    tag: &str,
+    pid: u32,
+    what: &str,
+    tail: &SharedTail,
+    reader: tokio::task::JoinHandle<()>,
+) {
+    // The reader ends when every process holding the pipe is gone.
+    let _ = tokio::time::timeout(STDERR_SETTLE, reader).await;
+    let text = tail.lock().map(|tail| tail.text()).unwrap_or_default();
+    if text.is_empty() {
+        tracing::warn!(session = %tag, pid, "wrapped server {what}; it wrote nothing to stderr");
+    } else {
+        tracing::warn!(
+            session = %tag,
+            pid,
+            "wrapped server {what}; the last lines of its stderr (redacted):\n{text}"
+        );
+    }
+}
+
 async fn handshake(
     reader: &mut LineReader<OwnedReadHalf>,
     writer: &mut OwnedWriteHalf,
@@ -373,6 +508,7 @@ async fn handshake(
         protocol: WORKER_PROTOCOL_VERSION,
         session_tag: spec.session_tag.clone(),
         log_filter: spec.log_filter.clone(),
+        log_format: spec.log_format.clone(),
         test_tools: spec.test_tools,
         paper_seed: spec.paper_seed,
         sandbox,
@@ -464,7 +600,11 @@ struct Actor {
     exit_tx: watch::Sender<Option<WorkerExit>>,
     timeouts: WorkerTimeouts,
     /// The worker's cgroup and uid, released when the actor ends, after the worker is reaped.
-    _lease: WorkerLease,
+    lease: WorkerLease,
+    /// Whether this is a wrapped server (external worker mode) with a tree to look after.
+    wrapped: bool,
+    /// A wrapped server's stderr tail and its reader task; `None` for the built-in worker.
+    stderr: Option<(SharedTail, tokio::task::JoinHandle<()>)>,
 }
 
 /// How the actor's main loop ended.
@@ -479,15 +619,40 @@ impl Actor {
     async fn run(mut self) {
         let end = self.serve().await;
         let exit = self.finish(end).await;
-        if exit.is_crash() {
+        let stderr = self.stderr.take();
+        if exit.is_crash() && !self.wrapped {
             tracing::warn!(session = %self.tag, pid = self.pid, "worker {exit}");
-        } else {
+        } else if !exit.is_crash() {
             tracing::debug!(session = %self.tag, pid = self.pid, "worker {exit}");
         }
         for (_, call) in self.in_flight.drain() {
             let _ = call.events.send(CallEvent::Died(exit.clone()));
         }
+        let crashed = exit.is_crash().then(|| exit.to_string());
+        // Release the cgroup, uid and private home before anyone hears the worker is gone, so
+        // a closed session has left nothing behind by the time its close is answered.
+        drop(std::mem::take(&mut self.lease));
         let _ = self.exit_tx.send(Some(exit));
+        if let (Some(what), Some((tail, reader))) = (crashed, stderr) {
+            log_stderr_tail(&self.tag, self.pid, &what, &tail, reader).await;
+        }
+    }
+
+    /// Signal the worker: its process group, or a wrapped server's whole tree.
+    fn signal(&self, signal: Signal) {
+        if self.wrapped {
+            self.lease.signal_tree(self.pid, signal);
+        } else {
+            let _ = signal_group(self.pid, signal);
+        }
+    }
+
+    /// After a wrapped server is reaped: kill what is left of its process group and cgroup, and
+    /// sweep the orphans that left both.
+    async fn clear_tree(&self) {
+        let _ = signal_group(self.pid, Signal::SIGKILL);
+        self.lease.kill_cgroup();
+        crate::spawn::sweep().await;
     }
 
     async fn serve(&mut self) -> LoopEnd {
@@ -612,6 +777,11 @@ impl Actor {
             }
             return;
         }
+        // The catalog is fixed for the supervisor's lifetime; a wrapped server's own list
+        // changes would only confuse clients.
+        if self.wrapped && method.ends_with("/list_changed") {
+            return;
+        }
         let newest = self.in_flight.keys().max().copied();
         match newest.and_then(|call| self.in_flight.get(&call)) {
             Some(call) => {
@@ -636,11 +806,14 @@ impl Actor {
         let status = match end {
             LoopEnd::Exited(status) => status,
             LoopEnd::Kill(_) => {
-                let _ = signal_group(self.pid, Signal::SIGKILL);
+                self.signal(Signal::SIGKILL);
                 self.reap().await
             }
             LoopEnd::StopRequested | LoopEnd::SocketClosed => self.stop_sequence().await,
         };
+        if self.wrapped {
+            self.clear_tree().await;
+        }
         WorkerExit {
             cause,
             status: describe_status(status),
@@ -653,14 +826,14 @@ impl Actor {
         {
             return status;
         }
-        let _ = signal_group(self.pid, Signal::SIGTERM);
+        self.signal(Signal::SIGTERM);
         if let Ok(Ok(status)) =
             tokio::time::timeout(self.timeouts.term_grace, self.child.wait()).await
         {
             return status;
         }
         tracing::warn!(session = %self.tag, pid = self.pid, "worker ignored SIGTERM; killing it");
-        let _ = signal_group(self.pid, Signal::SIGKILL);
+        self.signal(Signal::SIGKILL);
         self.reap().await
     }
 

@@ -58,9 +58,12 @@ impl TestServer {
                 log.push('\n');
             }
         });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("bulkhead serve did not start: {}", log.lock().unwrap()));
+        let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(20)) else {
+            // Never leave an orphan server behind a failed start.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bulkhead serve did not start: {}", log.lock().unwrap());
+        };
         let server = Self {
             child,
             addr: addr.parse().expect("listen address"),

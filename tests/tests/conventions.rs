@@ -23,7 +23,7 @@ fn workspace() -> PathBuf {
 #[test]
 fn every_module_opens_with_a_doc_sentence() {
     let mut files = Vec::new();
-    for krate in ["protocol", "supervisor", "worker", "tests"] {
+    for krate in ["protocol", "supervisor", "worker", "tests", "bench"] {
         rust_files(&workspace().join(krate).join("src"), &mut files);
     }
     assert!(files.len() > 20, "found only {} files", files.len());

@@ -83,7 +83,7 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
             return Err(Failure::Handshake(reason));
         }
     };
-    init_logging(&hello.log_filter);
+    init_logging(&hello.log_filter, &hello.log_format);
     if !sandbox.removed_variables.is_empty() {
         tracing::warn!(
             session = %hello.session_tag,
@@ -165,7 +165,7 @@ async fn read_hello(
 }
 
 /// Logs go to stderr (inherited from the supervisor), tagged by the session span.
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: &str) {
     let directives: Vec<&str> = filter
         .split(',')
         .map(str::trim)
@@ -174,9 +174,8 @@ fn init_logging(filter: &str) {
         .collect();
     let filter = tracing_subscriber::EnvFilter::try_new(directives.join(","))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{RMCP_LOG_CAP}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    bulkhead_logging::init(
+        filter,
+        bulkhead_logging::Format::parse(format).unwrap_or_default(),
+    );
 }

@@ -5,9 +5,11 @@
 //! [`EXIT_NOT_SUPERVISED`]), enters its [`sandbox`] while still single-threaded and before
 //! reading anything, runs the versioned handshake from `bulkhead_protocol::handshake`, and
 //! then serves MCP with rmcp on a current-thread runtime over that socket until the supervisor
-//! closes it. It never touches stdout; logs go to stderr.
+//! closes it. It never touches stdout; logs go to stderr. With `--exec` it is instead the exec
+//! shim of external worker mode ([`exec`]): it confines itself and becomes a wrapped server.
 
 mod broker;
+mod exec;
 mod fixtures;
 mod handshake;
 mod probes;
@@ -21,6 +23,14 @@ use bulkhead_protocol::{
 };
 
 fn main() -> ExitCode {
+    // External worker mode: confine this process and become the wrapped server (see `exec`).
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|first| first == bulkhead_protocol::exec::EXEC_FLAG)
+    {
+        return exec::run(args.collect());
+    }
     if let Err(reason) = check_launched_by_supervisor() {
         eprintln!(
             "bulkhead-worker: {reason}\n\

@@ -20,10 +20,12 @@
 //! A kernel without Landlock or seccomp filters is a *degradation*, reported in the handshake's
 //! `ready` so the supervisor logs it; any other failure is fatal: the worker refuses to serve.
 
+mod exec_policy;
 mod filesystem;
 mod process;
 mod seccomp;
 
+use bulkhead_protocol::exec::ExecPolicy;
 use bulkhead_protocol::handshake::SandboxPolicy;
 
 /// What entering the sandbox found worth saying.
@@ -67,6 +69,32 @@ pub fn enter() -> Result<Report, SandboxError> {
     }
     if let Some(degraded) =
         seccomp::install().map_err(|error| SandboxError::new("seccomp", error))?
+    {
+        report.degraded.push(degraded);
+    }
+    Ok(report)
+}
+
+/// Enter the part of the sandbox that survives `execve`, for a wrapped server the exec shim is
+/// about to become (see [`exec_policy`]): descriptors above stderr closed, `PR_SET_NO_NEW_PRIVS`,
+/// every capability dropped, Landlock and seccomp by `policy`. Non-dumpability and the
+/// environment allow-list do not survive `execve` (the kernel makes a process dumpable again
+/// when it executes an ordinary program), so they are not attempted here; the supervisor
+/// builds the environment, and Landlock keeps other sessions away from `/proc/<pid>`.
+pub fn enter_for_exec(policy: &ExecPolicy) -> Result<Report, SandboxError> {
+    let mut report = Report::default();
+    process::close_descriptors_from(3)
+        .map_err(|error| SandboxError::new("closing inherited descriptors", error))?;
+    process::forbid_privileges().map_err(|error| SandboxError::new("prctl", error))?;
+    process::drop_capabilities()
+        .map_err(|error| SandboxError::new("dropping capabilities", error))?;
+    if let Some(degraded) =
+        exec_policy::restrict(policy).map_err(|error| SandboxError::new("landlock", error))?
+    {
+        report.degraded.push(degraded);
+    }
+    if let Some(degraded) =
+        exec_policy::install_seccomp(policy).map_err(|error| SandboxError::new("seccomp", error))?
     {
         report.degraded.push(degraded);
     }

@@ -76,6 +76,14 @@ impl Tokens {
         }
     }
 
+    /// The principals that have tokens (for `check-config`; never the tokens).
+    pub fn principals(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|(principal, _)| principal.to_string())
+            .collect()
+    }
+
     /// The principal of a presented bearer token, if any.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let presented: Sha256Digest = Sha256::digest(token.as_bytes()).into();

@@ -15,7 +15,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Body, HttpState, auth, json_response, plain};
-use crate::clock::rfc3339;
 use crate::metrics::METRICS;
 use crate::session::{Ended, Session};
 
@@ -90,16 +89,8 @@ pub async fn admin(state: &Arc<HttpState>, request: Request<Incoming>) -> Respon
 }
 
 fn describe(state: &HttpState, session: &Session) -> Value {
-    let limits = &state.frontend.registry.limits;
-    json!({
-        "session": session.handle,
-        "tag": session.tag,
-        "principal": &*session.principal,
-        "default": session.is_default,
-        "pid": session.worker.pid(),
-        "created_at": rfc3339(session.created_at),
-        "last_activity": rfc3339(session.last_activity()),
-        "expires_at": rfc3339(session.expires_at(limits)),
-        "in_flight": session.in_flight_count(limits),
-    })
+    let mut fields = session.safe_fields(&state.frontend.registry.limits);
+    fields.insert("tag".into(), session.tag.clone().into());
+    fields.insert("principal".into(), session.principal.to_string().into());
+    Value::Object(fields)
 }

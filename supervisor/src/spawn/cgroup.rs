@@ -197,6 +197,12 @@ impl WorkerCgroup {
     pub(super) fn procs_path(&self) -> CString {
         self.procs.clone()
     }
+
+    /// SIGKILL every process in the cgroup at once, wherever its process group or session
+    /// (`cgroup.kill`, Linux 5.14). Returns whether the kernel took the request.
+    pub(super) fn kill(&self) -> bool {
+        std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok()
+    }
 }
 
 impl Drop for WorkerCgroup {

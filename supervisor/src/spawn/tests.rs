@@ -13,6 +13,7 @@ fn sleeper() -> WorkerCommand {
     WorkerCommand {
         program: "/bin/sleep".into(),
         args: vec!["30".into()],
+        wrapped: None,
     }
 }
 
@@ -190,4 +191,61 @@ fn a_worker_joins_its_own_cgroup_which_is_removed_after_reaping() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[test]
+fn a_wrapped_launch_gets_the_socket_on_stdio_its_environment_only_and_a_private_home() {
+    use tokio::io::AsyncReadExt;
+    let runtime = runtime();
+    let spawner =
+        Spawner::start_confined(runtime.handle().clone(), Confinement::default()).unwrap();
+    runtime.block_on(async {
+        let script = "exec 3>&1; readlink /proc/self/fd/0 /proc/self/fd/3 >&2; env >&2; test -d \"$HOME\" && echo home-exists >&2";
+        let command = WorkerCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            wrapped: Some(WrappedLaunch {
+                env: vec![
+                    ("PATH".into(), Zeroizing::new(b"/usr/bin:/bin".to_vec())),
+                    ("ACME_TOKEN".into(), Zeroizing::new(b"secret".to_vec())),
+                ],
+                policy: ExecPolicy::default(),
+                max_address_space: 3 << 30,
+            }),
+        };
+        assert!(!format!("{command:?}").contains("secret"), "Debug shows names only");
+        let mut spawned = spawner.spawn(command).await.unwrap();
+        let pid = spawned.child.id().unwrap();
+        assert_eq!(limit(pid, "Max address space"), (3u64 << 30).to_string());
+        let mut output = String::new();
+        let mut stderr = spawned.child.stderr.take().expect("stderr is a pipe");
+        stderr.read_to_string(&mut output).await.unwrap();
+        spawned.child.wait().await.unwrap();
+        let lines: Vec<&str> = output.lines().collect();
+        assert!(lines[0].starts_with("socket:[") && lines[0] == lines[1], "{output}");
+        let mut names: Vec<&str> = lines[2..]
+            .iter()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| *name != "PWD" && *name != "SHLVL" && *name != "_")
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["ACME_TOKEN", "BULKHEAD_EXEC_POLICY", "BULKHEAD_WORKER_PROTOCOL", "HOME", "PATH", "TMPDIR"],
+            "{output}"
+        );
+        assert!(output.contains("home-exists"), "{output}");
+        let home = lines
+            .iter()
+            .find_map(|line| line.strip_prefix("HOME="))
+            .unwrap()
+            .to_string();
+        let policy = lines
+            .iter()
+            .find_map(|line| line.strip_prefix("BULKHEAD_EXEC_POLICY="))
+            .unwrap();
+        assert!(policy.contains(&home), "the private home is writable: {policy}");
+        drop(spawned);
+        assert!(!std::path::Path::new(&home).exists(), "the home goes with the lease");
+    });
 }

@@ -23,7 +23,7 @@ use landlock::{
 /// The newest Landlock ABI whose features the worker uses: file access rights through ioctl
 /// on devices (5), TCP bind (4), and scoping of signals and abstract sockets (6). ABI 7 only
 /// adds audit flags.
-const TARGET_ABI: ABI = ABI::V6;
+pub(super) const TARGET_ABI: ABI = ABI::V6;
 
 /// Paths the worker may read (missing ones are skipped: that only narrows the set).
 const READABLE: [&str; 2] = ["/dev/urandom", "/proc/self"];
@@ -48,7 +48,10 @@ pub(super) fn restrict() -> io::Result<Option<String>> {
     Ok(describe_shortfall(status.ruleset, status.landlock))
 }
 
-fn describe_shortfall(ruleset: RulesetStatus, landlock: LandlockStatus) -> Option<String> {
+pub(super) fn describe_shortfall(
+    ruleset: RulesetStatus,
+    landlock: LandlockStatus,
+) -> Option<String> {
     const CONSEQUENCE: &str = "workers can open any file their uid may, including other \
                                processes' /proc entries that dumpability does not protect";
     match (ruleset, landlock) {
@@ -86,7 +89,7 @@ fn missing_features(abi: ABI) -> &'static str {
 
 /// `landlock_restrict_self` binds only the calling thread (the crate's all-threads flag needs
 /// ABI 8), so it must run before the worker starts any other.
-fn ensure_single_threaded() -> io::Result<()> {
+pub(super) fn ensure_single_threaded() -> io::Result<()> {
     let threads = std::fs::read_dir("/proc/self/task")?.count();
     if threads == 1 {
         Ok(())

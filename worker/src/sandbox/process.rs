@@ -63,10 +63,14 @@ pub(super) fn redirect_stdio() -> io::Result<()> {
 /// Close every descriptor above the socket. The supervisor marks everything else
 /// close-on-exec; this catches a launcher that did not.
 pub(super) fn close_inherited_descriptors() -> io::Result<()> {
-    let first = u32::try_from(WORKER_SOCKET_FD + 1).unwrap_or(4);
-    // SAFETY: close_range only closes descriptors. Nothing in this process owns one above the
-    // socket yet (the sandbox runs first in `main`, and std keeps none open after start-up),
-    // so no Rust object is left holding a closed descriptor.
+    close_descriptors_from(u32::try_from(WORKER_SOCKET_FD + 1).unwrap_or(4))
+}
+
+/// Close every descriptor numbered `first` or above.
+pub(super) fn close_descriptors_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors. Nothing in this process owns one numbered
+    // `first` or above yet (the sandbox and the exec shim run first in `main`, and std keeps
+    // none open after start-up), so no Rust object is left holding a closed descriptor.
     let result = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
     if result == 0 {
         return Ok(());
@@ -79,7 +83,7 @@ pub(super) fn close_inherited_descriptors() -> io::Result<()> {
     // the iterator ends), then close.
     let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > WORKER_SOCKET_FD)
+        .filter(|&fd| u32::try_from(fd).is_ok_and(|fd| fd >= first))
         .collect();
     for fd in open {
         // SAFETY: as above; EBADF for the listing's own, already closed, descriptor is fine.

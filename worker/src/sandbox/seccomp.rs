@@ -164,7 +164,7 @@ pub(super) fn install() -> io::Result<Option<String>> {
     Ok(None)
 }
 
-fn compile(
+pub(super) fn compile(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     on_match: SeccompAction,
     arch: TargetArch,
@@ -260,7 +260,7 @@ fn deny_list(own_pid: u64) -> BTreeMap<i64, Vec<SeccompRule>> {
 /// A filter that kills any x32-numbered call (the architecture check passes for them, since
 /// x32 reports AUDIT_ARCH_X86_64).
 #[cfg(target_arch = "x86_64")]
-fn x32_killer() -> BpfProgram {
+pub(super) fn x32_killer() -> BpfProgram {
     use seccompiler::sock_filter;
     const LOAD_WORD_ABSOLUTE: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JUMP_IF_AT_LEAST: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K

@@ -1,0 +1,271 @@
+//! Pre-spawned workers, so a new session skips the spawn and the handshake.
+//!
+//! The pool keeps up to `size` idle workers, started ahead of need from the same template as
+//! every session's worker and fully ready (hello answered, MCP initialized). They hold no
+//! credentials and belong to no principal: credentials only ever reach a worker inside a
+//! session's tool calls, and the principal lives in the registry, not in the worker. When a
+//! session opens, [`Pool::take`] hands out the oldest idle worker and the registry binds it to
+//! the session; the worker is never returned — when its session ends it is stopped like any
+//! other, so nothing of one session can reach the next.
+//!
+//! **Tags.** A worker's hello carries the tag it puts on its own log lines, and a pool
+//! worker's session is unknown when it starts, so it is tagged `pool-<n>`. The binding is
+//! logged once by the supervisor (`bound pre-spawned worker pool-7 (pid …) to session 3f9a…`),
+//! which is how a `pool-<n>` line in the worker's log is traced to its session. Supervisor-side
+//! log lines about the session use the session's tag as usual.
+//!
+//! **Refill and death.** One task refills the pool after every take, one worker at a time
+//! through the supervisor's one spawner (so refilling never competes with itself), and backs
+//! off when spawning fails (a system limit, a missing binary) instead of spinning. It starts
+//! [`REFILL_DELAY`] after a take rather than at once, so the spawn does not compete with the
+//! new session's first calls. A watcher per
+//! idle worker removes it the moment it dies and wakes the refill task; `take` also skips any
+//! worker already known to have exited, so a dead worker is never handed out. Pool workers are
+//! not sessions: they do not count against `--max-sessions`, and they cost what an idle
+//! session costs.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::session::WorkerTemplate;
+use crate::spawn::Spawner;
+use crate::worker::{CallEvent, WorkerHandle};
+
+/// How long the refill waits after a take before spawning: a spawn forks the supervisor
+/// (stalling its other threads while the page tables are copied) and costs the new process a
+/// few milliseconds of CPU, which would otherwise land on the new session's first calls.
+const REFILL_DELAY: Duration = Duration::from_millis(10);
+/// First wait after a failed pre-spawn; doubled on each further failure.
+const REFILL_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between pre-spawn attempts while spawning keeps failing: retries stay cheap,
+/// and the pool recovers within half a minute of the cause going away.
+const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// An idle pre-spawned worker.
+struct Idle {
+    worker: WorkerHandle,
+    name: String,
+    /// The task that removes the worker from the pool if it dies while idle.
+    watcher: AbortHandle,
+}
+
+/// The pool of one supervisor.
+pub struct Pool {
+    size: usize,
+    spawner: Spawner,
+    template: WorkerTemplate,
+    idle: Mutex<VecDeque<Idle>>,
+    /// Wakes the refill task: a worker was taken or died.
+    wake: Notify,
+    closed: CancellationToken,
+    next_number: AtomicU64,
+    refill: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Start a pool of `size` workers; it fills in the background.
+    pub fn start(size: usize, spawner: Spawner, template: WorkerTemplate) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            size,
+            spawner,
+            template,
+            idle: Mutex::new(VecDeque::with_capacity(size)),
+            wake: Notify::new(),
+            closed: CancellationToken::new(),
+            next_number: AtomicU64::new(1),
+            refill: Mutex::new(None),
+        });
+        let task = tokio::spawn(pool.clone().refill());
+        *pool.refill_slot() = Some(task);
+        tracing::info!(size, "pre-spawning a pool of workers");
+        pool
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // Plain data behind the lock: recover it after a panic rather than stop serving.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn refill_slot(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.refill
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Idle workers ready now.
+    pub fn idle_count(&self) -> usize {
+        self.idle().len()
+    }
+
+    /// Hand out the oldest live idle worker for session `session_tag`, if there is one, and
+    /// start refilling. The caller owns the worker from now on and must never give it back.
+    pub fn take(&self, session_tag: &str) -> Option<WorkerHandle> {
+        if self.closed.is_cancelled() {
+            return None;
+        }
+        let taken = {
+            let mut idle = self.idle();
+            loop {
+                let Some(candidate) = idle.pop_front() else {
+                    break None;
+                };
+                candidate.watcher.abort();
+                // Known dead (its watcher may not have run yet): drop it, try the next.
+                if candidate.worker.exit().is_none() {
+                    break Some(candidate);
+                }
+            }
+        };
+        self.wake.notify_one();
+        let taken = taken?;
+        tracing::info!(
+            session = %session_tag,
+            pid = taken.worker.pid(),
+            "bound pre-spawned worker {} to the session",
+            taken.name
+        );
+        Some(taken.worker)
+    }
+
+    /// Stop refilling and stop every idle worker; later takes get nothing.
+    pub async fn shutdown(&self) {
+        self.closed.cancel();
+        let refill = self.refill_slot().take();
+        if let Some(refill) = refill {
+            let _ = refill.await;
+        }
+        let idle: Vec<Idle> = self.idle().drain(..).collect();
+        let mut stops = tokio::task::JoinSet::new();
+        for entry in idle {
+            entry.watcher.abort();
+            stops.spawn(async move { entry.worker.stop().await });
+        }
+        while stops.join_next().await.is_some() {}
+    }
+
+    /// Keep the pool full until it is closed.
+    async fn refill(self: Arc<Self>) {
+        let mut backoff = REFILL_BACKOFF_MIN;
+        loop {
+            if self.idle_count() >= self.size {
+                while self.idle_count() >= self.size {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = self.closed.cancelled() => return,
+                    }
+                }
+                // Let the session that took a worker run its first calls undisturbed; then
+                // refill every missing worker back to back.
+                tokio::select! {
+                    () = tokio::time::sleep(REFILL_DELAY) => {}
+                    () = self.closed.cancelled() => return,
+                }
+            }
+            let number = self.next_number.fetch_add(1, Ordering::Relaxed);
+            let name = format!("pool-{number}");
+            let mut spec = self.template.spec.clone();
+            spec.session_tag = name.clone();
+            // Dropping a half-started worker (at shutdown) kills it: its child is kill-on-drop.
+            let started = tokio::select! {
+                started = WorkerHandle::start(&self.spawner, spec, self.template.timeouts) => started,
+                () = self.closed.cancelled() => return,
+            };
+            let started = match started {
+                Ok(worker) => self.prime(worker).await,
+                Err(error) => Err(error.to_string()),
+            };
+            match started {
+                Ok(worker) => {
+                    backoff = REFILL_BACKOFF_MIN;
+                    if self.closed.is_cancelled() {
+                        worker.stop().await;
+                        return;
+                    }
+                    self.add(worker, name);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot pre-spawn a pool worker: {error}; retrying in {} ms",
+                        backoff.as_millis()
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.closed.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(REFILL_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Run one `tools/list` in a fresh worker, so the code paths of a request (rmcp's
+    /// dispatch, the tool router, serialization) are paged in and warm before a session's
+    /// first call; it touches no session state. A worker that cannot answer is stopped.
+    async fn prime(&self, worker: WorkerHandle) -> Result<WorkerHandle, String> {
+        let answered = match worker.call("tools/list", None) {
+            Ok(mut call) => {
+                let reply = async {
+                    loop {
+                        match call.next_event().await {
+                            CallEvent::Reply(reply) => return reply.get("result").is_some(),
+                            CallEvent::Died(_) => return false,
+                            CallEvent::Notification(_) | CallEvent::Request(_) => {}
+                        }
+                    }
+                };
+                tokio::time::timeout(self.template.timeouts.handshake, reply)
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        if answered {
+            Ok(worker)
+        } else {
+            let exit = worker.stop().await;
+            Err(format!(
+                "the new worker did not answer tools/list (it {exit})"
+            ))
+        }
+    }
+
+    /// Put a ready worker in the pool, watched until it is taken.
+    fn add(self: &Arc<Self>, worker: WorkerHandle, name: String) {
+        let pool = Arc::downgrade(self);
+        let watched = worker.clone();
+        let watcher_name = name.clone();
+        let watcher = tokio::spawn(async move {
+            let exit = watched.exited().await;
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            let removed = {
+                let mut idle = pool.idle();
+                let before = idle.len();
+                idle.retain(|entry| entry.name != watcher_name);
+                idle.len() != before
+            };
+            if removed {
+                tracing::warn!(
+                    pid = watched.pid(),
+                    "pre-spawned worker {watcher_name} {exit} while idle; replacing it"
+                );
+                pool.wake.notify_one();
+            }
+        })
+        .abort_handle();
+        self.idle().push_back(Idle {
+            worker,
+            name,
+            watcher,
+        });
+    }
+}
