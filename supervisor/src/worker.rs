@@ -719,24 +719,27 @@ impl Actor {
     }
 
     fn on_worker_line(&mut self, line: &[u8]) {
-        let message = match jsonrpc::parse_message(line) {
-            Ok(message) => message,
+        // Parse once: a reply travels on as this very value.
+        let value: Value = match serde_json::from_slice(line) {
+            Ok(value) => value,
             Err(error) => {
                 tracing::warn!(session = %self.tag, "worker sent an unparsable frame: {error}");
                 return;
             }
         };
-        match message {
-            Message::Response { id, .. } | Message::Error { id, .. } => {
-                let Some(id) = id.as_u64() else { return };
-                self.abandoned.remove(&id);
-                if let Some(call) = self.in_flight.remove(&id) {
-                    let reply = serde_json::from_slice(line).unwrap_or(Value::Null);
-                    let _ = call.events.send(CallEvent::Reply(reply));
-                }
+        if value.get("method").is_none() {
+            let Some(id) = value.get("id").and_then(Value::as_u64) else {
+                return;
+            };
+            self.abandoned.remove(&id);
+            if let Some(call) = self.in_flight.remove(&id) {
+                let _ = call.events.send(CallEvent::Reply(value));
             }
-            Message::Notification { method, params } => self.on_notification(method, params),
-            Message::Request { id, method, .. } => {
+            return;
+        }
+        match jsonrpc::classify(value) {
+            Ok(Message::Notification { method, params }) => self.on_notification(method, params),
+            Ok(Message::Request { id, method, params }) => {
                 // The wire does not say which call a server-to-client request belongs to;
                 // rmcp issues them from a tool handler, so the newest call in flight is the
                 // one whose client can answer. With none in flight, refuse at once so the
@@ -744,7 +747,7 @@ impl Actor {
                 let newest = self.in_flight.keys().max().copied();
                 match newest.and_then(|call| self.in_flight.get(&call)) {
                     Some(call) => {
-                        let request = serde_json::from_slice(line).unwrap_or(Value::Null);
+                        let request = jsonrpc::request(&id, &method, params);
                         let _ = call.events.send(CallEvent::Request(request));
                     }
                     None => {
@@ -757,6 +760,10 @@ impl Actor {
                         self.write(jsonrpc::to_frame(&refusal));
                     }
                 }
+            }
+            Ok(Message::Response { .. } | Message::Error { .. }) => {}
+            Err(error) => {
+                tracing::warn!(session = %self.tag, "worker sent an invalid message: {error}");
             }
         }
     }

@@ -52,4 +52,14 @@ impl hyper::body::Body for Body {
     fn is_end_stream(&self) -> bool {
         matches!(self, Body::Full(None))
     }
+
+    /// Exact for a buffered body, so hyper sends `Content-Length` instead of chunks.
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Full(bytes) => hyper::body::SizeHint::with_exact(
+                bytes.as_ref().map_or(0, |bytes| bytes.len() as u64),
+            ),
+            Body::Stream(_) => hyper::body::SizeHint::default(),
+        }
+    }
 }
