@@ -28,82 +28,7 @@ use seccompiler::{
 };
 
 use super::filesystem::{TARGET_ABI, describe_shortfall, ensure_single_threaded};
-use super::seccomp::compile;
-
-/// System calls refused whatever their arguments.
-const ALWAYS_REFUSED: &[libc::c_long] = &[
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_process_madvise,
-    libc::SYS_process_mrelease,
-    libc::SYS_pidfd_getfd,
-    libc::SYS_kcmp,
-    libc::SYS_migrate_pages,
-    libc::SYS_move_pages,
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_mount_setattr,
-    libc::SYS_move_mount,
-    libc::SYS_open_tree,
-    libc::SYS_fsopen,
-    libc::SYS_fsconfig,
-    libc::SYS_fsmount,
-    libc::SYS_fspick,
-    libc::SYS_pivot_root,
-    libc::SYS_chroot,
-    libc::SYS_open_by_handle_at,
-    libc::SYS_name_to_handle_at,
-    libc::SYS_fanotify_init,
-    libc::SYS_quotactl,
-    libc::SYS_quotactl_fd,
-    libc::SYS_unshare,
-    libc::SYS_setns,
-    libc::SYS_bpf,
-    libc::SYS_perf_event_open,
-    libc::SYS_kexec_load,
-    libc::SYS_kexec_file_load,
-    libc::SYS_init_module,
-    libc::SYS_finit_module,
-    libc::SYS_delete_module,
-    libc::SYS_reboot,
-    libc::SYS_swapon,
-    libc::SYS_swapoff,
-    libc::SYS_acct,
-    libc::SYS_settimeofday,
-    libc::SYS_clock_settime,
-    libc::SYS_clock_adjtime,
-    libc::SYS_adjtimex,
-    libc::SYS_sethostname,
-    libc::SYS_setdomainname,
-    libc::SYS_syslog,
-    libc::SYS_vhangup,
-    libc::SYS_personality,
-    libc::SYS_lookup_dcookie,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_userfaultfd,
-    libc::SYS_io_uring_setup,
-    libc::SYS_io_uring_enter,
-    libc::SYS_io_uring_register,
-    libc::SYS_setuid,
-    libc::SYS_setgid,
-    libc::SYS_setreuid,
-    libc::SYS_setregid,
-    libc::SYS_setresuid,
-    libc::SYS_setresgid,
-    libc::SYS_setgroups,
-    libc::SYS_setfsuid,
-    libc::SYS_setfsgid,
-    libc::SYS_capset,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_iopl,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_ioperm,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_uselib,
-];
+use super::seccomp::{BEYOND_THE_PROCESS, compile};
 
 /// `clone` flags that create namespaces.
 const NAMESPACE_FLAGS: [libc::c_int; 8] = [
@@ -183,7 +108,7 @@ pub(super) fn install_seccomp(policy: &ExecPolicy) -> io::Result<Option<String>>
 }
 
 fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALWAYS_REFUSED
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BEYOND_THE_PROCESS
         .iter()
         .map(|&number| (number, Vec::new()))
         .collect();
@@ -261,8 +186,8 @@ mod tests {
     fn the_refusals_compile_for_this_architecture() {
         let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
         let program = compile(refusals(1234), SeccompAction::Errno(1), arch).unwrap();
-        assert!(program.len() > ALWAYS_REFUSED.len());
-        assert!(!ALWAYS_REFUSED.contains(&libc::SYS_execve));
-        assert!(!ALWAYS_REFUSED.contains(&libc::SYS_clone));
+        assert!(program.len() > BEYOND_THE_PROCESS.len());
+        assert!(!BEYOND_THE_PROCESS.contains(&libc::SYS_execve));
+        assert!(!BEYOND_THE_PROCESS.contains(&libc::SYS_clone));
     }
 }

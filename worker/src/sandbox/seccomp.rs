@@ -25,24 +25,20 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-/// System calls that kill the process whatever their arguments.
-const ALWAYS_FATAL: &[libc::c_long] = &[
+/// System calls that reach beyond a process into the kernel's administration, other processes'
+/// memory, namespaces or identity, refused to every worker whatever their arguments: they kill
+/// the built-in worker, and the wrapped servers' filter (`exec_policy`) refuses them with EPERM.
+pub(super) const BEYOND_THE_PROCESS: &[libc::c_long] = &[
     // Other processes' memory and descriptors.
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
     libc::SYS_process_madvise,
     libc::SYS_process_mrelease,
-    libc::SYS_pidfd_open,
     libc::SYS_pidfd_getfd,
-    libc::SYS_pidfd_send_signal,
     libc::SYS_kcmp,
-    libc::SYS_tkill,
     libc::SYS_migrate_pages,
     libc::SYS_move_pages,
-    // New processes and programs: a worker is one process for its whole life.
-    libc::SYS_execve,
-    libc::SYS_execveat,
     // Mounts and the file-system root.
     libc::SYS_mount,
     libc::SYS_umount2,
@@ -106,15 +102,25 @@ const ALWAYS_FATAL: &[libc::c_long] = &[
     libc::SYS_setfsgid,
     libc::SYS_capset,
     #[cfg(target_arch = "x86_64")]
-    libc::SYS_fork,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_vfork,
-    #[cfg(target_arch = "x86_64")]
     libc::SYS_iopl,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_ioperm,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_uselib,
+];
+
+/// What the built-in worker is also denied, unlike a wrapped server: it never starts a process
+/// or program, nor signals one (the deny-list allows signals to its own pid by argument).
+const WORKER_ONLY: &[libc::c_long] = &[
+    libc::SYS_pidfd_open,
+    libc::SYS_pidfd_send_signal,
+    libc::SYS_tkill,
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_fork,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_vfork,
 ];
 
 /// `__X32_SYSCALL_BIT`: x32 system calls are x86_64 numbers with this bit set.
@@ -178,8 +184,9 @@ pub(super) fn compile(
 /// arguments. A rule matches when all its conditions hold; a call is fatal when any of its
 /// rules matches (an empty list: always).
 fn deny_list(own_pid: u64) -> BTreeMap<i64, Vec<SeccompRule>> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALWAYS_FATAL
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BEYOND_THE_PROCESS
         .iter()
+        .chain(WORKER_ONLY)
         .map(|&number| (number, Vec::new()))
         .collect();
     let rule = |conditions: Vec<SeccompCondition>| {
@@ -283,7 +290,7 @@ mod tests {
     fn the_deny_list_compiles_for_this_architecture() {
         let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
         let program = compile(deny_list(1234), SeccompAction::KillProcess, arch).unwrap();
-        assert!(program.len() > ALWAYS_FATAL.len());
+        assert!(program.len() > BEYOND_THE_PROCESS.len() + WORKER_ONLY.len());
         assert!(
             program.len() < usize::from(u16::MAX),
             "fits one BPF program"
