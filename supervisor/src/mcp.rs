@@ -325,6 +325,12 @@ impl Connection {
         let _ = self.out.send(message);
     }
 
+    /// Requests of this connection still being answered (tool calls, forwarded methods,
+    /// subscriptions).
+    pub fn requests_in_flight(&self) -> usize {
+        self.pending_lock().len()
+    }
+
     fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.pending
             .lock()

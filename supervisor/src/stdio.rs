@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 use crate::mcp::{Connection, Frontend};
 use crate::session::Principal;
 
+/// How long requests that arrived before stdin closed may still run: short, because closing
+/// stdin must end every process within two seconds and the stop sequence needs the rest.
+const STDIN_CLOSED_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why the stdio conversation ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -50,7 +54,7 @@ pub async fn serve(
     // The reading loop runs as a task of the runtime, not on the thread that awaits `serve`
     // (the `block_on` thread), which would otherwise be woken for every frame.
     let reading = tokio::spawn(async move {
-        loop {
+        let end = loop {
             tokio::select! {
                 frame = reader.next_frame() => match frame {
                     Ok(Some(frame)) => connection.on_frame(frame),
@@ -62,7 +66,16 @@ pub async fn serve(
                 },
                 () = shutdown.cancelled() => break End::Shutdown,
             }
+        };
+        if end == End::StdinClosed {
+            // A host may write its last requests and close stdin at once: answer what already
+            // arrived, briefly, before every session is stopped.
+            let started = tokio::time::Instant::now();
+            while connection.requests_in_flight() > 0 && started.elapsed() < STDIN_CLOSED_DRAIN {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
         }
+        end
     });
     let end = reading.await.unwrap_or(End::StdinClosed);
     (end, writer)

@@ -640,3 +640,22 @@ fn stdout_carries_only_protocol_and_logs_carry_short_tags_not_handles() {
         assert_eq!(message["jsonrpc"], "2.0");
     }
 }
+
+#[test]
+fn a_request_sent_just_before_stdin_closes_is_still_answered() {
+    let mut bulkhead = TestSupervisor::new().start_legacy();
+    let id = bulkhead.send_request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "last words"}}),
+    );
+    bulkhead.close_stdin();
+    let reply = bulkhead.response(&json!(id));
+    assert_eq!(
+        reply["result"]["structuredContent"]["text"], "last words",
+        "{reply}"
+    );
+    let status = bulkhead
+        .wait_exit(Duration::from_secs(2))
+        .expect("still exits within 2 s");
+    assert!(status.success());
+}
