@@ -169,6 +169,22 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Open a session with a 2026-07-28 `session_open` and return its handle.
+    pub fn open_session(&self, token: Option<&str>) -> String {
+        let opened = self.modern(
+            token,
+            0,
+            "tools/call",
+            json!({"name": "session_open", "arguments": {}}),
+        );
+        opened.json()["result"]["structuredContent"]["session"]
+            .as_str()
+            .unwrap_or_else(|| panic!("session_open failed: {}", opened.text()))
+            .to_string()
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -139,16 +139,7 @@ fn protocol_2026_07_28_over_http_discover_list_call_and_header_rules() {
     );
     assert_eq!(structured_of(&slow), json!({"text": "slow"}));
 
-    let opened = server.modern(
-        None,
-        4,
-        "tools/call",
-        json!({"name": "session_open", "arguments": {}}),
-    );
-    let handle = structured_of(&opened)["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let handle = server.open_session(None);
     let routed = server.modern(
         None,
         5,
@@ -302,16 +293,7 @@ fn principals_cannot_see_or_use_each_others_sessions() {
     let wrong = server.modern(Some("not-a-real-token-at-all"), 1, "tools/list", json!({}));
     assert_eq!(wrong.status, 401);
 
-    let opened = server.modern(
-        Some(ALICE),
-        2,
-        "tools/call",
-        json!({"name": "session_open", "arguments": {}}),
-    );
-    let handle = structured_of(&opened)["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let handle = server.open_session(Some(ALICE));
     let mine = server.modern(
         Some(ALICE),
         3,
@@ -470,16 +452,7 @@ fn the_session_cap_is_503_with_retry_after() {
 #[test]
 fn closing_the_response_stream_cancels_the_call_in_the_worker() {
     let server = TestServer::start(&["--no-auth", "--sse-keepalive", "0.2"]);
-    let opened = server.modern(
-        None,
-        1,
-        "tools/call",
-        json!({"name": "session_open", "arguments": {}}),
-    );
-    let handle = structured_of(&opened)["session"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let handle = server.open_session(None);
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "slow", "delay_ms": 60000, "session": handle}, "_meta": modern_meta()}}).to_string();
     let mut stream = TcpStream::connect(server.addr).unwrap();
     let request = format!(

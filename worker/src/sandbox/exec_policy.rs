@@ -88,23 +88,7 @@ pub(super) fn install_seccomp(policy: &ExecPolicy) -> io::Result<Option<String>>
     ];
     #[cfg(target_arch = "x86_64")]
     programs.push(super::seccomp::x32_killer());
-    for (index, program) in programs.iter().enumerate() {
-        if let Err(error) = seccompiler::apply_filter_all_threads(program) {
-            let error = match error {
-                seccompiler::Error::Seccomp(error) | seccompiler::Error::Prctl(error) => error,
-                other => return Err(io::Error::other(other)),
-            };
-            if error.raw_os_error() == Some(libc::EINVAL) && index == 0 {
-                return Ok(Some(
-                    "seccomp unavailable: this kernel has no seccomp filters (EINVAL); wrapped \
-                     servers may make any system call"
-                        .into(),
-                ));
-            }
-            return Err(error);
-        }
-    }
-    Ok(None)
+    super::seccomp::apply(&programs, "wrapped servers")
 }
 
 fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {

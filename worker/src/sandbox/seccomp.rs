@@ -150,6 +150,13 @@ pub(super) fn install() -> io::Result<Option<String>> {
     ];
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_killer());
+    apply(&programs, "workers")
+}
+
+/// Install `programs` in order on every thread. A kernel without seccomp filters (EINVAL on
+/// the first) is reported as a degradation naming `who` may now make any system call; any other
+/// failure is an error.
+pub(super) fn apply(programs: &[BpfProgram], who: &str) -> io::Result<Option<String>> {
     for (index, program) in programs.iter().enumerate() {
         if let Err(error) = seccompiler::apply_filter_all_threads(program) {
             let error = match error {
@@ -158,11 +165,10 @@ pub(super) fn install() -> io::Result<Option<String>> {
             };
             // EINVAL on the first filter: a kernel without CONFIG_SECCOMP_FILTER.
             if error.raw_os_error() == Some(libc::EINVAL) && index == 0 {
-                return Ok(Some(
-                    "seccomp unavailable: this kernel has no seccomp filters (EINVAL); workers \
+                return Ok(Some(format!(
+                    "seccomp unavailable: this kernel has no seccomp filters (EINVAL); {who} \
                      may make any system call"
-                        .into(),
-                ));
+                )));
             }
             return Err(error);
         }
