@@ -114,12 +114,18 @@ impl Activated {
             .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: runs in the child between fork and exec and only calls dup2, which is
-        // async-signal-safe; `fd` stays open in the parent until after the spawn.
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        // SAFETY: runs in the child between fork and exec and only calls dup2 and fcntl, which
+        // are async-signal-safe; `fd` stays open in the parent until after the spawn.
         unsafe {
             command.pre_exec(move || {
-                if nix::libc::dup2(fd, 3) < 0 {
+                if fd == 3 {
+                    // dup2(3, 3) is a no-op that leaves close-on-exec set: clear it by hand, or
+                    // the service starts without its listening socket.
+                    if nix::libc::fcntl(3, nix::libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if nix::libc::dup2(fd, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -137,10 +143,10 @@ impl Activated {
 
     fn next_notification(&self) -> String {
         let mut buffer = [0u8; 1024];
-        let n = self
-            .notifications
-            .recv(&mut buffer)
-            .expect("a notification");
+        let n = self.notifications.recv(&mut buffer).unwrap_or_else(|error| {
+            let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+            panic!("no notification ({error}); the service's stderr:\n{stderr}")
+        });
         String::from_utf8_lossy(&buffer[..n]).into_owned()
     }
 
