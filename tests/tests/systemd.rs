@@ -143,10 +143,14 @@ impl Activated {
 
     fn next_notification(&self) -> String {
         let mut buffer = [0u8; 1024];
-        let n = self.notifications.recv(&mut buffer).unwrap_or_else(|error| {
-            let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
-            panic!("no notification ({error}); the service's stderr:\n{stderr}")
-        });
+        let n = self
+            .notifications
+            .recv(&mut buffer)
+            .unwrap_or_else(|error| {
+                let stderr =
+                    std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+                panic!("no notification ({error}); the service's stderr:\n{stderr}")
+            });
         String::from_utf8_lossy(&buffer[..n]).into_owned()
     }
 

@@ -23,12 +23,12 @@ use landlock::{
     Access, AccessFs, AccessNet, BitFlags, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
     path_beneath_rules,
 };
-use seccompiler::{
-    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule, TargetArch,
-};
+use seccompiler::{SeccompAction, SeccompCmpOp, SeccompRule, TargetArch};
 
 use super::filesystem::{TARGET_ABI, describe_shortfall, ensure_single_threaded};
-use super::seccomp::{BEYOND_THE_PROCESS, compile};
+use super::seccomp::{
+    BEYOND_THE_PROCESS, always, compile, int_arg, masked_arg, rule, terminal_injection,
+};
 
 /// `clone` flags that create namespaces.
 const NAMESPACE_FLAGS: [libc::c_int; 8] = [
@@ -92,26 +92,10 @@ pub(super) fn install_seccomp(policy: &ExecPolicy) -> io::Result<Option<String>>
 }
 
 fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BEYOND_THE_PROCESS
-        .iter()
-        .map(|&number| (number, Vec::new()))
-        .collect();
-    let rule = |conditions: Vec<SeccompCondition>| {
-        SeccompRule::new(conditions).expect("a rule with conditions is valid")
-    };
-    let dword = |index: u8, op: SeccompCmpOp, value: u64| {
-        SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
-            .expect("argument index within 0-5")
-    };
+    let mut rules = always(BEYOND_THE_PROCESS.iter());
     let has_flag = |flag: libc::c_int| {
         let flag = u64::from(flag as u32);
-        SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(flag),
-            flag,
-        )
-        .expect("argument index within 0-5")
+        masked_arg(0, flag, flag)
     };
     rules.insert(
         libc::SYS_clone,
@@ -125,12 +109,12 @@ fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
     // SAFETY: getpgid with a plain pid argument has no memory effects.
     let supervisor_group = unsafe { libc::getpgid(supervisor_pid as libc::pid_t) };
     let mut kill_rules = vec![
-        rule(vec![dword(0, SeccompCmpOp::Eq, supervisor)]),
-        rule(vec![dword(0, SeccompCmpOp::Eq, u64::from(u32::MAX))]),
+        rule(vec![int_arg(0, SeccompCmpOp::Eq, supervisor)]),
+        rule(vec![int_arg(0, SeccompCmpOp::Eq, u64::from(u32::MAX))]),
     ];
     if supervisor_group > 1 {
         let negated = (-supervisor_group) as u32;
-        kill_rules.push(rule(vec![dword(0, SeccompCmpOp::Eq, u64::from(negated))]));
+        kill_rules.push(rule(vec![int_arg(0, SeccompCmpOp::Eq, u64::from(negated))]));
     }
     rules.insert(libc::SYS_kill, kill_rules);
     for number in [
@@ -141,19 +125,13 @@ fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
     ] {
         rules.insert(
             number,
-            vec![rule(vec![dword(0, SeccompCmpOp::Eq, supervisor)])],
+            vec![rule(vec![int_arg(0, SeccompCmpOp::Eq, supervisor)])],
         );
     }
-    rules.insert(
-        libc::SYS_ioctl,
-        [libc::TIOCSTI, libc::TIOCLINUX]
-            .into_iter()
-            .map(|request| rule(vec![dword(1, SeccompCmpOp::Eq, u64::from(request as u32))]))
-            .collect(),
-    );
+    rules.insert(libc::SYS_ioctl, terminal_injection());
     rules.insert(
         libc::SYS_prctl,
-        vec![rule(vec![dword(
+        vec![rule(vec![int_arg(
             0,
             SeccompCmpOp::Eq,
             libc::PR_SET_PTRACER as u32 as u64,

@@ -190,31 +190,16 @@ pub(super) fn compile(
 /// arguments. A rule matches when all its conditions hold; a call is fatal when any of its
 /// rules matches (an empty list: always).
 fn deny_list(own_pid: u64) -> BTreeMap<i64, Vec<SeccompRule>> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BEYOND_THE_PROCESS
-        .iter()
-        .chain(WORKER_ONLY)
-        .map(|&number| (number, Vec::new()))
-        .collect();
-    let rule = |conditions: Vec<SeccompCondition>| {
-        SeccompRule::new(conditions).expect("a rule with conditions is valid")
-    };
-    let int_arg = |index: u8, op: SeccompCmpOp, value: u64| {
-        SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
-            .expect("argument index within 0-5")
-    };
+    let mut rules = always(BEYOND_THE_PROCESS.iter().chain(WORKER_ONLY));
     let not_self = |index: u8| int_arg(index, SeccompCmpOp::Ne, own_pid);
     let not_zero = |index: u8| int_arg(index, SeccompCmpOp::Ne, 0);
 
     // New processes: a clone that does not create a thread (fork, vfork, posix_spawn).
     let clone_thread = u64::try_from(libc::CLONE_THREAD).unwrap_or(0);
-    let process_clone = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(clone_thread),
-        0,
-    )
-    .expect("argument index within 0-5");
-    rules.insert(libc::SYS_clone, vec![rule(vec![process_clone])]);
+    rules.insert(
+        libc::SYS_clone,
+        vec![rule(vec![masked_arg(0, clone_thread, 0)])],
+    );
 
     // Signals to anyone but itself (abort() signals its own pid): the supervisor and other
     // workers may share its uid.
@@ -245,20 +230,7 @@ fn deny_list(own_pid: u64) -> BTreeMap<i64, Vec<SeccompRule>> {
             rule(vec![not_zero(1), not_self(1)]),
         ],
     );
-    // Typing into the terminal stderr may be attached to.
-    rules.insert(
-        libc::SYS_ioctl,
-        [libc::TIOCSTI, libc::TIOCLINUX]
-            .into_iter()
-            .map(|request| {
-                rule(vec![int_arg(
-                    1,
-                    SeccompCmpOp::Eq,
-                    u64::from(request as u32),
-                )])
-            })
-            .collect(),
-    );
+    rules.insert(libc::SYS_ioctl, terminal_injection());
     // Becoming dumpable again, or naming a ptracer.
     rules.insert(
         libc::SYS_prctl,
@@ -268,6 +240,49 @@ fn deny_list(own_pid: u64) -> BTreeMap<i64, Vec<SeccompRule>> {
             .collect(),
     );
     rules
+}
+
+/// Every call of `numbers` matches, whatever its arguments.
+pub(super) fn always<'a>(
+    numbers: impl Iterator<Item = &'a i64>,
+) -> BTreeMap<i64, Vec<SeccompRule>> {
+    numbers.map(|&number| (number, Vec::new())).collect()
+}
+
+/// A rule that matches when all of `conditions` hold.
+pub(super) fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
+    SeccompRule::new(conditions).expect("a rule with conditions is valid")
+}
+
+/// A condition on the 32-bit integer argument `index` (pids, options, ioctl requests).
+pub(super) fn int_arg(index: u8, op: SeccompCmpOp, value: u64) -> SeccompCondition {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
+        .expect("argument index within 0-5")
+}
+
+/// A condition on the 64-bit argument `index` (flags): `argument & mask == value`.
+pub(super) fn masked_arg(index: u8, mask: u64, value: u64) -> SeccompCondition {
+    SeccompCondition::new(
+        index,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(mask),
+        value,
+    )
+    .expect("argument index within 0-5")
+}
+
+/// `ioctl` requests that type into the terminal stderr may be attached to.
+pub(super) fn terminal_injection() -> Vec<SeccompRule> {
+    [libc::TIOCSTI, libc::TIOCLINUX]
+        .into_iter()
+        .map(|request| {
+            rule(vec![int_arg(
+                1,
+                SeccompCmpOp::Eq,
+                u64::from(request as u32),
+            )])
+        })
+        .collect()
 }
 
 /// A filter that kills any x32-numbered call (the architecture check passes for them, since
