@@ -6,10 +6,11 @@
 //! ([`jsonrpc`]), and defines the versioned handshake that runs on a worker's private socket
 //! before any MCP traffic ([`handshake`]), the exec shim's contract for wrapped stdio servers
 //! ([`exec`]), the session handle format ([`handle`]) and the error codes clients see
-//! ([`codes`]). Everything else (spawning, routing, tools) lives in the
+//! ([`codes`]), and the timestamp format of session metadata ([`clock`]). Everything else (spawning, routing, tools) lives in the
 //! `supervisor` and `worker` crates.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod codes;
 pub mod exec;
 pub mod frame;

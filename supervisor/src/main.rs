@@ -6,11 +6,10 @@
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
 //! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit),
 //! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
-//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation), [`clock`].
+//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation).
 
 mod capacity;
 mod catalog;
-mod clock;
 mod config;
 mod credentials;
 mod http;

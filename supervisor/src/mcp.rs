@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{
     Catalog, CatalogData, SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN,
 };
-use crate::clock::rfc3339;
 use crate::credentials::CredentialStore;
 use crate::metrics::{CallOutcome, METRICS};
 use crate::session::{Principal, Registry, Session, SessionError};
 use crate::worker::{CallEvent, WorkerHandle};
+use bulkhead_protocol::clock::rfc3339;
 use std::sync::atomic::Ordering;
 
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";

@@ -17,11 +17,11 @@ use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::clock::rfc3339;
 use crate::metrics::METRICS;
 use crate::pool::Pool;
 use crate::spawn::Spawner;
 use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
+use bulkhead_protocol::clock::rfc3339;
 
 /// How many ended handles are remembered for precise errors; older ones read as unknown.
 const ENDED_MEMORY: usize = 10_000;

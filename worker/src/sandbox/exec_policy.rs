@@ -23,11 +23,11 @@ use landlock::{
     Access, AccessFs, AccessNet, BitFlags, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
     path_beneath_rules,
 };
-use seccompiler::{SeccompAction, SeccompCmpOp, SeccompRule, TargetArch};
+use seccompiler::{SeccompAction, SeccompCmpOp, SeccompRule};
 
 use super::filesystem::{TARGET_ABI, describe_shortfall, ensure_single_threaded};
 use super::seccomp::{
-    BEYOND_THE_PROCESS, always, compile, int_arg, masked_arg, rule, terminal_injection,
+    BEYOND_THE_PROCESS, always, install_filters, int_arg, masked_arg, rule, terminal_injection,
 };
 
 /// `clone` flags that create namespaces.
@@ -70,25 +70,11 @@ pub(super) fn restrict(policy: &ExecPolicy) -> io::Result<Option<String>> {
 
 /// Seccomp for a wrapped server. Returns a sentence when this kernel has no seccomp filters.
 pub(super) fn install_seccomp(policy: &ExecPolicy) -> io::Result<Option<String>> {
-    let Ok(arch) = TargetArch::try_from(std::env::consts::ARCH) else {
-        return Ok(Some(format!(
-            "seccomp unavailable: no filter is built for the {} architecture; wrapped servers \
-             may make any system call",
-            std::env::consts::ARCH
-        )));
-    };
-    let refused = SeccompAction::Errno(libc::EPERM as u32);
-    let mut programs = vec![
-        compile(refusals(policy.supervisor_pid), refused, arch)?,
-        compile(
-            BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-            SeccompAction::Errno(libc::ENOSYS as u32),
-            arch,
-        )?,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    programs.push(super::seccomp::x32_killer());
-    super::seccomp::apply(&programs, "wrapped servers")
+    install_filters(
+        || refusals(policy.supervisor_pid),
+        SeccompAction::Errno(libc::EPERM as u32),
+        "wrapped servers",
+    )
 }
 
 fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
@@ -142,6 +128,9 @@ fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
 
 #[cfg(test)]
 mod tests {
+    use seccompiler::TargetArch;
+
+    use super::super::seccomp::compile;
     use super::*;
 
     #[test]

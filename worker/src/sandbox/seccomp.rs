@@ -129,19 +129,29 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// Install the filters. Returns a sentence when this kernel has no seccomp filters at all.
 pub(super) fn install() -> io::Result<Option<String>> {
-    let arch = match TargetArch::try_from(std::env::consts::ARCH) {
-        Ok(arch) => arch,
-        Err(_) => {
-            return Ok(Some(format!(
-                "seccomp unavailable: no filter is built for the {} architecture; workers may \
-                 make any system call",
-                std::env::consts::ARCH
-            )));
-        }
-    };
     let own_pid = u64::from(std::process::id());
+    install_filters(|| deny_list(own_pid), SeccompAction::KillProcess, "workers")
+}
+
+/// Compile and install the filters a process gets: `rules()` answered with `action`, `clone3`
+/// answered with ENOSYS (its flags live in memory a filter cannot read, so callers fall back
+/// to `clone`, whose flags it can), and on x86_64 a filter that kills x32 calls. Returns a
+/// sentence naming `who` when seccomp is unavailable (no filter for this architecture, or a
+/// kernel without filters).
+pub(super) fn install_filters(
+    rules: impl FnOnce() -> BTreeMap<i64, Vec<SeccompRule>>,
+    action: SeccompAction,
+    who: &str,
+) -> io::Result<Option<String>> {
+    let Ok(arch) = TargetArch::try_from(std::env::consts::ARCH) else {
+        return Ok(Some(format!(
+            "seccomp unavailable: no filter is built for the {} architecture; {who} may make \
+             any system call",
+            std::env::consts::ARCH
+        )));
+    };
     let mut programs = vec![
-        compile(deny_list(own_pid), SeccompAction::KillProcess, arch)?,
+        compile(rules(), action, arch)?,
         compile(
             BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
             SeccompAction::Errno(libc::ENOSYS as u32),
@@ -150,13 +160,13 @@ pub(super) fn install() -> io::Result<Option<String>> {
     ];
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_killer());
-    apply(&programs, "workers")
+    apply(&programs, who)
 }
 
 /// Install `programs` in order on every thread. A kernel without seccomp filters (EINVAL on
 /// the first) is reported as a degradation naming `who` may now make any system call; any other
 /// failure is an error.
-pub(super) fn apply(programs: &[BpfProgram], who: &str) -> io::Result<Option<String>> {
+fn apply(programs: &[BpfProgram], who: &str) -> io::Result<Option<String>> {
     for (index, program) in programs.iter().enumerate() {
         if let Err(error) = seccompiler::apply_filter_all_threads(program) {
             let error = match error {
@@ -288,7 +298,7 @@ pub(super) fn terminal_injection() -> Vec<SeccompRule> {
 /// A filter that kills any x32-numbered call (the architecture check passes for them, since
 /// x32 reports AUDIT_ARCH_X86_64).
 #[cfg(target_arch = "x86_64")]
-pub(super) fn x32_killer() -> BpfProgram {
+fn x32_killer() -> BpfProgram {
     use seccompiler::sock_filter;
     const LOAD_WORD_ABSOLUTE: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JUMP_IF_AT_LEAST: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K

@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps for `session_info`, without pulling in a date library.
+//! RFC 3339 timestamps (`session_info`'s `created_at`, `last_activity`, `expires_at`), without
+//! pulling in a date library.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
