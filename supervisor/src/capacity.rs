@@ -1,8 +1,10 @@
 //! What the system lets the supervisor run, and a clear sentence when a system limit stops it.
 //!
-//! Every session is a process, and each one holds [`DESCRIPTORS_PER_SESSION`] descriptors in
-//! the supervisor: its end of the socketpair, and the pidfd tokio reaps it with. So 10,000
-//! sessions need over 20,000 open files in the supervisor, 10,000 tasks under every task limit
+//! Every session is a process, and each one holds [`DESCRIPTORS_PER_SESSION`] descriptor in
+//! the supervisor: its end of the socketpair (exits are collected by one reaper thread, with no
+//! descriptor per worker); a wrapped server holds its stderr pipe too
+//! ([`DESCRIPTORS_PER_WRAPPED_SESSION`]). So 10,000 sessions need over 10,000 open files in the
+//! supervisor, 10,000 tasks under every task limit
 //! that counts them (`RLIMIT_NPROC` of the uid, the cgroup's `pids.max` — systemd's
 //! `TasksMax=` —, `kernel.threads-max`, `kernel.pid_max`), and about a megabyte of memory each.
 //!
@@ -22,8 +24,10 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-/// Descriptors one session holds in the supervisor: the socketpair end and the pidfd.
-pub const DESCRIPTORS_PER_SESSION: u64 = 2;
+/// Descriptors one session of the built-in worker holds in the supervisor: the socketpair end.
+pub const DESCRIPTORS_PER_SESSION: u64 = 1;
+/// Descriptors one session of a wrapped server holds: the socketpair end and its stderr pipe.
+pub const DESCRIPTORS_PER_WRAPPED_SESSION: u64 = 2;
 /// Descriptors the supervisor needs besides sessions and connections: stdio, the runtime's
 /// epoll and wake-ups, listeners, the spawner's transient exec-status pipe, files read at start.
 const RESERVED_DESCRIPTORS: u64 = 256;
@@ -47,6 +51,8 @@ pub struct Demand {
     pub pool: usize,
     /// HTTP connections at once (`--max-connections`; 0 for stdio).
     pub connections: usize,
+    /// External worker mode (`--wrap`): each session also holds its server's stderr pipe.
+    pub wrapped: bool,
 }
 
 impl Demand {
@@ -55,8 +61,18 @@ impl Demand {
         (self.sessions + self.pool + 1) as u64
     }
 
+    fn descriptors_per_session(&self) -> u64 {
+        if self.wrapped {
+            DESCRIPTORS_PER_WRAPPED_SESSION
+        } else {
+            DESCRIPTORS_PER_SESSION
+        }
+    }
+
     fn descriptors(&self) -> u64 {
-        self.workers() * DESCRIPTORS_PER_SESSION + self.connections as u64 + RESERVED_DESCRIPTORS
+        self.workers() * self.descriptors_per_session()
+            + self.connections as u64
+            + RESERVED_DESCRIPTORS
     }
 }
 
@@ -87,10 +103,10 @@ fn raise_open_files(demand: Demand) {
         limit = hard;
     }
     if limit < wanted {
-        let fits = limit.saturating_sub(RESERVED_DESCRIPTORS + demand.connections as u64)
-            / DESCRIPTORS_PER_SESSION;
+        let each = demand.descriptors_per_session();
+        let fits = limit.saturating_sub(RESERVED_DESCRIPTORS + demand.connections as u64) / each;
         tracing::warn!(
-            "the open-file limit ({limit}) holds about {fits} sessions, fewer than the {} configured (--max-sessions {} and --pool-size {}); each session holds {DESCRIPTORS_PER_SESSION} descriptors in the supervisor: raise LimitNOFILE= in the unit or `ulimit -n` (the hard limit) to at least {wanted}",
+            "the open-file limit ({limit}) holds about {fits} sessions, fewer than the {} configured (--max-sessions {} and --pool-size {}); each session holds {each} descriptor(s) in the supervisor: raise LimitNOFILE= in the unit or `ulimit -n` (the hard limit) to at least {wanted}",
             demand.sessions + demand.pool,
             demand.sessions,
             demand.pool
@@ -190,7 +206,7 @@ pub fn explain_spawn_error(error: io::Error) -> io::Error {
         Errno::EMFILE => {
             let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
             format!(
-                "the supervisor's open-file limit ({limit}, RLIMIT_NOFILE) is exhausted; each session holds {DESCRIPTORS_PER_SESSION} descriptors: raise LimitNOFILE= or `ulimit -n`, or lower --max-sessions"
+                "the supervisor's open-file limit ({limit}, RLIMIT_NOFILE) is exhausted; each session holds {DESCRIPTORS_PER_SESSION} descriptor ({DESCRIPTORS_PER_WRAPPED_SESSION} for a wrapped server): raise LimitNOFILE= or `ulimit -n`, or lower --max-sessions"
             )
         }
         Errno::ENFILE => "the system-wide open-file table (fs.file-max) is full: raise it with sysctl, or lower --max-sessions".to_string(),
@@ -267,13 +283,16 @@ mod tests {
     }
 
     #[test]
-    fn demand_counts_two_descriptors_per_worker() {
-        let demand = Demand {
+    fn demand_counts_descriptors_per_worker() {
+        let mut demand = Demand {
             sessions: 10_000,
             pool: 8,
             connections: 1024,
+            wrapped: false,
         };
         assert_eq!(demand.workers(), 10_009);
+        assert_eq!(demand.descriptors(), 10_009 + 1024 + RESERVED_DESCRIPTORS);
+        demand.wrapped = true;
         assert_eq!(
             demand.descriptors(),
             10_009 * 2 + 1024 + RESERVED_DESCRIPTORS

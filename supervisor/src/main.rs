@@ -93,6 +93,7 @@ fn main() -> ExitCode {
         sessions: config.limits.max_sessions,
         pool: config.pool_size,
         connections: http.as_ref().map_or(0, |http| http.max_connections),
+        wrapped: config.wrap.is_some(),
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -21,8 +21,9 @@
 //! The parent-death signal fires when the *thread* that forked the child exits, not the
 //! process. Tokio's blocking-pool threads come and go, so spawning from one of them would kill
 //! workers at random. All spawns therefore run on one dedicated thread ([`Spawner`]) that lives
-//! as long as the supervisor process: it enters the tokio runtime (so the returned
-//! `tokio::process::Child` is reaped by tokio's SIGCHLD driver) and forks on request.
+//! as long as the supervisor process: it enters the tokio runtime (to register the sockets it
+//! returns) and forks on request. Exited workers are reaped by one thread for all of them
+//! ([`reaper`]), so a worker costs the supervisor one descriptor, its socket.
 //!
 //! A wrapped stdio server (external worker mode, [`WrappedLaunch`]) is started the same way
 //! with three differences: the program is `bulkhead-worker --exec`, the shim that confines
@@ -36,6 +37,7 @@
 mod cgroup;
 mod home;
 mod identity;
+mod reaper;
 mod tree;
 
 use std::collections::HashSet;
@@ -43,6 +45,7 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -62,6 +65,7 @@ use zeroize::Zeroizing;
 
 pub use cgroup::CgroupMode;
 pub use identity::UidRange;
+pub use reaper::Child;
 pub use tree::sweep;
 
 /// What to start for one worker.
@@ -118,7 +122,9 @@ pub struct Confinement {
 /// while it lives.
 #[derive(Debug)]
 pub struct Spawned {
-    pub child: tokio::process::Child,
+    pub child: Child,
+    /// A wrapped server's stderr pipe; `None` for the built-in worker.
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
     pub socket: tokio::net::UnixStream,
     pub sandbox: SandboxPolicy,
     pub lease: WorkerLease,
@@ -192,7 +198,7 @@ impl Spawner {
                     let result = spawn_worker(&request.command, supervisor_pid, &mut jail)
                         .map_err(crate::capacity::explain_spawn_error);
                     // The requester may have given up (e.g. shutdown); the child is then
-                    // dropped here and killed by `kill_on_drop`.
+                    // dropped here, which kills it.
                     let _ = request.reply.send(result);
                 }
             })?;
@@ -323,13 +329,12 @@ fn spawn_worker(
     };
 
     #[allow(clippy::disallowed_methods, reason = "this is the one spawn function")]
-    let mut process = tokio::process::Command::new(&command.program);
+    let mut process = std::process::Command::new(&command.program);
     process
         .args(&command.args)
         .env_clear()
         .env(ENV_WORKER_PROTOCOL, WORKER_PROTOCOL_VERSION.to_string())
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     let home = match &command.wrapped {
         None => {
             process
@@ -357,22 +362,29 @@ fn spawn_worker(
     unsafe {
         process.pre_exec(move || prepare_child(&plan));
     }
-    let (child, tracked) = {
-        // Recorded under the lock, so an orphan sweep never mistakes it for an escaped process.
+    let (child, stderr, tracked) = {
+        // Recorded under both locks, so an orphan sweep never mistakes it for an escaped
+        // process and the reaper never mistakes its exit for an orphan's.
         let mut workers = tree::workers();
-        let child = process.spawn()?;
-        let pid = child.id().unwrap_or(0);
+        let recording = reaper::recording()?;
+        let mut std_child = process.spawn()?;
+        let pid = std_child.id();
+        let child = recording.record(pid);
         workers.insert(pid);
-        (child, tree::Tracked(pid))
+        (child, std_child.stderr.take(), tree::Tracked(pid))
     };
     drop(process);
     drop(child_end);
+    let stderr = stderr
+        .map(|pipe| tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.into()))
+        .transpose()?;
 
     let socket = std::os::unix::net::UnixStream::from(parent_end);
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UnixStream::from_std(socket)?;
     Ok(Spawned {
         child,
+        stderr,
         socket,
         sandbox: jail.sandbox,
         lease: WorkerLease {
@@ -388,7 +400,7 @@ fn spawn_worker(
 /// the session's variables, and `HOME`/`TMPDIR` at the private home unless the session's
 /// variables name them.
 fn configure_wrapped(
-    process: &mut tokio::process::Command,
+    process: &mut std::process::Command,
     launch: &WrappedLaunch,
     home: &home::PrivateHome,
     supervisor_pid: Pid,

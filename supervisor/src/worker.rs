@@ -39,7 +39,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::spawn::{Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
+use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
 use crate::wrap::WrappedServer;
 use crate::wrap::bridge::{self, ReplyFix, ServerEra};
 use crate::wrap::stderr::SharedTail;
@@ -263,6 +263,7 @@ impl WorkerHandle {
         let program = command.program.display().to_string();
         let Spawned {
             mut child,
+            stderr,
             socket,
             sandbox,
             lease,
@@ -270,8 +271,8 @@ impl WorkerHandle {
             .spawn(command)
             .await
             .map_err(|source| StartError::Spawn { program, source })?;
-        let pid = child.id().unwrap_or(0);
-        let stderr = match (child.stderr.take(), redactor) {
+        let pid = child.id();
+        let stderr = match (stderr, redactor) {
             (Some(stderr), Some(redactor)) => Some(crate::wrap::stderr::collect(
                 stderr,
                 spec.session_tag.clone(),
@@ -448,7 +449,7 @@ impl WorkerHandle {
 /// Kill a worker whose start failed (a wrapped server's whole tree), reap it, and say how it
 /// ended.
 async fn abandon_start(
-    child: &mut tokio::process::Child,
+    child: &mut Child,
     lease: &WorkerLease,
     pid: u32,
     wrapped: bool,
@@ -457,7 +458,7 @@ async fn abandon_start(
     if wrapped {
         lease.signal_tree(pid, Signal::SIGKILL);
     } else {
-        let _ = child.start_kill();
+        child.start_kill();
     }
     let status = child.wait().await;
     if wrapped {
@@ -590,7 +591,7 @@ struct InFlight {
 struct Actor {
     tag: String,
     pid: u32,
-    child: tokio::process::Child,
+    child: Child,
     reader: LineReader<OwnedReadHalf>,
     writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
     in_flight: HashMap<u64, InFlight>,

@@ -61,7 +61,8 @@ fn is_root() -> bool {
 }
 
 async fn stop(mut spawned: Spawned) {
-    spawned.child.kill().await.unwrap();
+    spawned.child.start_kill();
+    spawned.child.wait().await.unwrap();
     drop(spawned);
 }
 
@@ -73,7 +74,7 @@ fn a_worker_starts_under_the_policy_limits_and_no_core() {
             .unwrap();
     runtime.block_on(async {
         let spawned = spawner.spawn(sleeper()).await.unwrap();
-        let pid = spawned.child.id().unwrap();
+        let pid = spawned.child.id();
         assert_eq!(limit(pid, "Max address space"), (512u64 << 20).to_string());
         assert_eq!(limit(pid, "Max cpu time"), "77");
         assert_eq!(limit(pid, "Max open files"), "99");
@@ -101,7 +102,7 @@ fn each_worker_gets_its_own_uid_from_the_range_and_gives_it_back() {
     runtime.block_on(async {
         let first = spawner.spawn(sleeper()).await.unwrap();
         let second = spawner.spawn(sleeper()).await.unwrap();
-        let (pid_a, pid_b) = (first.child.id().unwrap(), second.child.id().unwrap());
+        let (pid_a, pid_b) = (first.child.id(), second.child.id());
         assert_eq!(status(pid_a, "Uid"), "61000 61000 61000 61000");
         assert_eq!(status(pid_a, "Gid"), "61000 61000 61000 61000");
         assert_eq!(status(pid_a, "Groups"), "", "supplementary groups dropped");
@@ -123,10 +124,7 @@ fn each_worker_gets_its_own_uid_from_the_range_and_gives_it_back() {
 
         stop(first).await;
         let third = spawner.spawn(sleeper()).await.unwrap();
-        assert_eq!(
-            status(third.child.id().unwrap(), "Uid"),
-            "61000 61000 61000 61000"
-        );
+        assert_eq!(status(third.child.id(), "Uid"), "61000 61000 61000 61000");
         stop(second).await;
         stop(third).await;
     });
@@ -167,7 +165,7 @@ fn a_worker_joins_its_own_cgroup_which_is_removed_after_reaping() {
         let spawner = spawner.unwrap();
         runtime.block_on(async {
             let spawned = spawner.spawn(sleeper()).await.unwrap();
-            let pid = spawned.child.id().unwrap();
+            let pid = spawned.child.id();
             let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
             let expected = format!(
                 "0::/{}/worker-0",
@@ -215,10 +213,10 @@ fn a_wrapped_launch_gets_the_socket_on_stdio_its_environment_only_and_a_private_
         };
         assert!(!format!("{command:?}").contains("secret"), "Debug shows names only");
         let mut spawned = spawner.spawn(command).await.unwrap();
-        let pid = spawned.child.id().unwrap();
+        let pid = spawned.child.id();
         assert_eq!(limit(pid, "Max address space"), (3u64 << 30).to_string());
         let mut output = String::new();
-        let mut stderr = spawned.child.stderr.take().expect("stderr is a pipe");
+        let mut stderr = spawned.stderr.take().expect("stderr is a pipe");
         stderr.read_to_string(&mut output).await.unwrap();
         spawned.child.wait().await.unwrap();
         let lines: Vec<&str> = output.lines().collect();
@@ -247,5 +245,71 @@ fn a_wrapped_launch_gets_the_socket_on_stdio_its_environment_only_and_a_private_
         assert!(policy.contains(&home), "the private home is writable: {policy}");
         drop(spawned);
         assert!(!std::path::Path::new(&home).exists(), "the home goes with the lease");
+    });
+}
+
+/// Whether `pid` is still in the process table (running or a zombie waiting to be reaped).
+fn in_process_table(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn workers_are_reaped_with_their_status_without_a_descriptor_each() {
+    let runtime = runtime();
+    let spawner =
+        Spawner::start_confined(runtime.handle().clone(), confinement(None, CgroupMode::Off))
+            .unwrap();
+    runtime.block_on(async {
+        // Several at once, some exiting before the spawner has even returned them: each status
+        // still reaches its own child.
+        let mut children = Vec::new();
+        for code in [0, 3, 7, 0, 42] {
+            let command = WorkerCommand {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), format!("exit {code}").into()],
+                wrapped: None,
+            };
+            children.push((code, spawner.spawn(command).await.unwrap()));
+        }
+        let mut sleepers = Vec::new();
+        for _ in 0..3 {
+            sleepers.push(spawner.spawn(sleeper()).await.unwrap());
+        }
+        // Nothing per child for exit notification: no pidfd among the descriptors.
+        let pidfds = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains("pidfd"))
+            .count();
+        assert_eq!(
+            pidfds, 0,
+            "workers are waited for without a descriptor each"
+        );
+        for (code, mut spawned) in children {
+            let status = spawned.child.wait().await.unwrap();
+            assert_eq!(status.code(), Some(code));
+            assert!(
+                !in_process_table(spawned.child.id()),
+                "reaped, not a zombie"
+            );
+        }
+        // A killed one reports the signal; a dropped one is killed and reaped all the same.
+        let mut killed = sleepers.pop().unwrap();
+        killed.child.start_kill();
+        let status = killed.child.wait().await.unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        let dropped: Vec<u32> = sleepers.iter().map(|spawned| spawned.child.id()).collect();
+        drop(sleepers);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while dropped.iter().any(|&pid| in_process_table(pid)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dropped workers killed and reaped"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     });
 }

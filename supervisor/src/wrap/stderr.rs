@@ -157,7 +157,7 @@ pub type SharedTail = Arc<Mutex<Tail>>;
 /// Read `stderr` until it closes (every process of the tree has exited), logging each line at
 /// `debug` under the session's tag and keeping the tail. Returns the tail and the reader task.
 pub fn collect(
-    mut stderr: tokio::process::ChildStderr,
+    mut stderr: tokio::net::unix::pipe::Receiver,
     tag: String,
     pid: u32,
     redactor: Redactor,

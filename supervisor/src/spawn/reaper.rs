@@ -1,0 +1,200 @@
+//! Waiting for workers without a descriptor per worker.
+//!
+//! `tokio::process::Child` waits through a pidfd, one open descriptor per child on top of the
+//! worker's socket: at 10,000 sessions that is 10,000 descriptors of the supervisor's
+//! `RLIMIT_NOFILE` spent on nothing but exit notification. Here one thread waits for every
+//! child instead: it blocks in `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited
+//! child without reaping it, then reaps exactly that pid under the lock of the table of live
+//! children and hands its status to the worker's [`Child`] through a `watch` channel. A child
+//! that is not in the table (an orphan adopted as child subreaper, see [`super::tree`]) is
+//! reaped and forgotten.
+//!
+//! **Pid reuse.** A pid is freed only when it is reaped, and reaping happens only under the
+//! table's lock, after the entry is removed. [`Child::start_kill`] signals under the same lock
+//! and only while the entry is present, so it can never reach a process that reused the pid.
+//! The spawner also holds the lock across the fork, so a child that dies before it is recorded
+//! is still delivered to its `Child`.
+//!
+//! Waiting for *any* child is sound because the supervisor starts processes only in
+//! [`super`] (clippy's `disallowed-methods` enforces it): every child is a worker, a wrapped
+//! server, or an orphan from one of their trees.
+//!
+//! The thread does not depend on any tokio runtime (the channels it sends on work from any
+//! thread), so it serves every runtime of the process, the unit tests' included.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Condvar, Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::watch;
+
+/// How long the reaper sleeps when the supervisor has no child at all before it looks again
+/// (an orphan may be reparented to it in the meantime without any spawn to wake it).
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Live children: pid → where its exit status goes.
+struct Table {
+    children: BTreeMap<u32, watch::Sender<Option<ExitStatus>>>,
+}
+
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    children: BTreeMap::new(),
+});
+/// Signalled when a child is recorded, to wake a reaper that found no child to wait for.
+static RECORDED: Condvar = Condvar::new();
+
+fn table() -> MutexGuard<'static, Table> {
+    TABLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The lock the spawner holds across a fork, so that the child is recorded before the reaper
+/// can see it exit.
+pub(super) struct Recording(MutexGuard<'static, Table>);
+
+/// Take the table's lock for one spawn (starting the reaper thread on first use).
+pub(super) fn recording() -> io::Result<Recording> {
+    start_thread()?;
+    Ok(Recording(table()))
+}
+
+impl Recording {
+    /// Record the child just forked, and release the lock.
+    pub(super) fn record(mut self, pid: u32) -> Child {
+        let (sender, exit) = watch::channel(None);
+        self.0.children.insert(pid, sender);
+        drop(self);
+        RECORDED.notify_one();
+        Child {
+            pid,
+            exit,
+            status: None,
+        }
+    }
+}
+
+fn start_thread() -> io::Result<()> {
+    static STARTED: Once = Once::new();
+    let mut result = Ok(());
+    STARTED.call_once(|| {
+        result = std::thread::Builder::new()
+            .name("bulkhead-reaper".into())
+            .spawn(reap_forever)
+            .map(drop);
+    });
+    result
+}
+
+fn reap_forever() {
+    loop {
+        match next_exited() {
+            Ok(pid) => reap(pid),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::ECHILD) => {
+                // No child at all: sleep until one is recorded. (Recorded children that are
+                // not children any more cannot happen, but must not make this spin.)
+                let guard = table();
+                let nap = if guard.children.is_empty() {
+                    IDLE_RECHECK
+                } else {
+                    Duration::from_millis(10)
+                };
+                let _ = RECORDED.wait_timeout(guard, nap);
+            }
+            Err(error) => {
+                tracing::error!("waiting for worker processes: {error}");
+                std::thread::sleep(IDLE_RECHECK);
+            }
+        }
+    }
+}
+
+/// Block until some child has exited; return its pid without reaping it.
+fn next_exited() -> Result<u32, nix::errno::Errno> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
+    let result = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    if result != 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: waitid succeeded with WEXITED, so `info` describes a child and si_pid is set.
+    let pid = unsafe { info.si_pid() };
+    u32::try_from(pid).map_err(|_| nix::errno::Errno::EINVAL)
+}
+
+/// Reap `pid` (it has exited) and deliver its status to its `Child`, if it is one of ours.
+fn reap(pid: u32) {
+    let mut guard = table();
+    let mut raw = 0;
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: `raw` is a valid int to write the status to; WNOHANG never blocks with the lock
+    // held (the child has exited, so it is reaped at once).
+    let reaped = unsafe { libc::waitpid(pid_t, &mut raw, libc::WNOHANG) };
+    if reaped != pid_t {
+        // Someone else reaped it first (the orphan sweep), or it is not ready: look again.
+        return;
+    }
+    if let Some(sender) = guard.children.remove(&pid) {
+        // Nobody may be listening any more (a child dropped before it exited): fine.
+        let _ = sender.send(Some(ExitStatus::from_raw(raw)));
+    }
+}
+
+/// A worker process: its pid and, once reaped, its exit status. Dropping it before the process
+/// has exited kills the process (it is then reaped like any other child).
+#[derive(Debug)]
+pub struct Child {
+    pid: u32,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait until the process has exited and been reaped. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let status = self
+            .exit
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| io::Error::other("the reaper forgot this worker"))?
+            .unwrap_or_else(|| ExitStatus::from_raw(0));
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// SIGKILL the process unless it has already been reaped (never another process that
+    /// reused its pid).
+    pub fn start_kill(&self) {
+        let guard = table();
+        if guard.children.contains_key(&self.pid)
+            && let Ok(pid) = i32::try_from(self.pid)
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.exit.borrow().is_none() {
+            self.start_kill();
+        }
+    }
+}
