@@ -24,8 +24,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bulkhead_protocol::frame::{Frame, LineReader};
@@ -175,6 +175,11 @@ struct Shared {
     next_id: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
     exit: watch::Receiver<Option<WorkerExit>>,
+    /// The process's exit status the moment the reaper collects it, before the actor has
+    /// finished with the worker: from then on the worker is dead to callers.
+    reaped: watch::Receiver<Option<std::process::ExitStatus>>,
+    /// Why the actor is ending the worker, once it has decided.
+    planned: Arc<Mutex<Option<ExitCause>>>,
 }
 
 /// Cloneable handle to one worker process.
@@ -331,6 +336,8 @@ impl WorkerHandle {
 
         let (commands, inbox) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
+        let reaped = child.status_watch();
+        let planned = Arc::new(Mutex::new(None));
         let (frames, outbox) = mpsc::unbounded_channel();
         tokio::spawn(write_frames(write_half, outbox));
         let actor = Actor {
@@ -343,6 +350,7 @@ impl WorkerHandle {
             abandoned: HashMap::new(),
             inbox,
             exit_tx,
+            planned: planned.clone(),
             timeouts,
             lease,
             wrapped: spec.wrapped.is_some(),
@@ -358,6 +366,8 @@ impl WorkerHandle {
                 next_id: AtomicU64::new(1),
                 commands,
                 exit,
+                reaped,
+                planned,
             }),
         })
     }
@@ -372,9 +382,25 @@ impl WorkerHandle {
         &self.shared.initialize_result
     }
 
-    /// How the worker ended, if it has.
+    /// How the worker ended, if it has: the actor's final word, or, between the reaper
+    /// collecting the process and the actor finishing with it, the status with the cause the
+    /// actor had decided on (an unplanned death is a crash).
     pub fn exit(&self) -> Option<WorkerExit> {
-        self.shared.exit.borrow().clone()
+        if let Some(exit) = self.shared.exit.borrow().clone() {
+            return Some(exit);
+        }
+        let status = (*self.shared.reaped.borrow())?;
+        let cause = self
+            .shared
+            .planned
+            .lock()
+            .ok()
+            .and_then(|planned| planned.clone())
+            .unwrap_or(ExitCause::Crashed);
+        Some(WorkerExit {
+            cause,
+            status: describe_status(status),
+        })
     }
 
     /// Wait until the worker is gone (reaped).
@@ -599,6 +625,8 @@ struct Actor {
     abandoned: HashMap<u64, Instant>,
     inbox: mpsc::UnboundedReceiver<Command>,
     exit_tx: watch::Sender<Option<WorkerExit>>,
+    /// Shared with the handles: the cause, set as soon as the main loop ends.
+    planned: Arc<Mutex<Option<ExitCause>>>,
     timeouts: WorkerTimeouts,
     /// The worker's cgroup and uid, released when the actor ends, after the worker is reaped.
     lease: WorkerLease,
@@ -809,6 +837,9 @@ impl Actor {
             LoopEnd::SocketClosed | LoopEnd::Exited(_) => ExitCause::Crashed,
             LoopEnd::Kill(reason) => ExitCause::Killed(reason),
         };
+        if let Ok(mut planned) = self.planned.lock() {
+            *planned = Some(cause.clone());
+        }
         // Closing our end of the socket is the first, polite step of every stop.
         self.writer = None;
         let status = match end {

@@ -4,8 +4,11 @@
 //! worker's socket: at 10,000 sessions that is 10,000 descriptors of the supervisor's
 //! `RLIMIT_NOFILE` spent on nothing but exit notification. Here one thread waits for every
 //! child instead: it blocks in `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited
-//! child without reaping it, then reaps exactly that pid under the lock of the table of live
-//! children and hands its status to the worker's [`Child`] through a `watch` channel. A child
+//! child without reaping it, hands its status to the worker's [`Child`] through a `watch`
+//! channel, and then reaps exactly that pid, both under the lock of the table of live children.
+//! Publishing first keeps an ordering the rest of the supervisor relies on: once a worker's pid
+//! is gone, its status is known (a call that arrives then is refused as lost, never handed to a
+//! dead worker). A child
 //! that is not in the table (an orphan adopted as child subreaper, see [`super::tree`]) is
 //! reaped and forgotten.
 //!
@@ -94,7 +97,7 @@ fn start_thread() -> io::Result<()> {
 fn reap_forever() {
     loop {
         match next_exited() {
-            Ok(pid) => reap(pid),
+            Ok((pid, status)) => reap(pid, status),
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::ECHILD) => {
                 // No child at all: sleep until one is recorded. (Recorded children that are
@@ -115,8 +118,8 @@ fn reap_forever() {
     }
 }
 
-/// Block until some child has exited; return its pid without reaping it.
-fn next_exited() -> Result<u32, nix::errno::Errno> {
+/// Block until some child has exited; return its pid and exit status without reaping it.
+fn next_exited() -> Result<(u32, ExitStatus), nix::errno::Errno> {
     // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill in.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
@@ -124,29 +127,37 @@ fn next_exited() -> Result<u32, nix::errno::Errno> {
     if result != 0 {
         return Err(nix::errno::Errno::last());
     }
-    // SAFETY: waitid succeeded with WEXITED, so `info` describes a child and si_pid is set.
-    let pid = unsafe { info.si_pid() };
-    u32::try_from(pid).map_err(|_| nix::errno::Errno::EINVAL)
+    // SAFETY: waitid succeeded with WEXITED, so `info` describes a child: si_pid and si_status
+    // are set.
+    let (pid, value) = unsafe { (info.si_pid(), info.si_status()) };
+    // The wait status word the kernel would give waitpid: the exit code in the second byte, or
+    // the signal number, with 0x80 when it dumped core.
+    let raw = match info.si_code {
+        libc::CLD_EXITED => (value & 0xff) << 8,
+        libc::CLD_DUMPED => value | 0x80,
+        _ => value,
+    };
+    let pid = u32::try_from(pid).map_err(|_| nix::errno::Errno::EINVAL)?;
+    Ok((pid, ExitStatus::from_raw(raw)))
 }
 
-/// Reap `pid` (it has exited) and deliver its status to its `Child`, if it is one of ours.
-fn reap(pid: u32) {
+/// Deliver `pid`'s status to its `Child`, if it is one of ours, then reap it. The status is
+/// published before the pid is released, so anyone who sees the process gone from `/proc`
+/// finds its status already there.
+fn reap(pid: u32, status: ExitStatus) {
     let mut guard = table();
-    let mut raw = 0;
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return;
     };
-    // SAFETY: `raw` is a valid int to write the status to; WNOHANG never blocks with the lock
-    // held (the child has exited, so it is reaped at once).
-    let reaped = unsafe { libc::waitpid(pid_t, &mut raw, libc::WNOHANG) };
-    if reaped != pid_t {
-        // Someone else reaped it first (the orphan sweep), or it is not ready: look again.
-        return;
-    }
     if let Some(sender) = guard.children.remove(&pid) {
         // Nobody may be listening any more (a child dropped before it exited): fine.
-        let _ = sender.send(Some(ExitStatus::from_raw(raw)));
+        let _ = sender.send(Some(status));
     }
+    let mut raw = 0;
+    // SAFETY: `raw` is a valid int to write the status to; WNOHANG never blocks with the lock
+    // held (the child has exited, so it is reaped at once). Failure means someone else (the
+    // orphan sweep) reaped it first, which changes nothing.
+    let _ = unsafe { libc::waitpid(pid_t, &mut raw, libc::WNOHANG) };
 }
 
 /// A worker process: its pid and, once reaped, its exit status. Dropping it before the process
@@ -162,6 +173,12 @@ impl Child {
     /// The process id.
     pub fn id(&self) -> u32 {
         self.pid
+    }
+
+    /// The exit status as soon as the reaper has it, for observers that must not wait for the
+    /// owner of this `Child` to notice.
+    pub fn status_watch(&self) -> watch::Receiver<Option<ExitStatus>> {
+        self.exit.clone()
     }
 
     /// Wait until the process has exited and been reaped. Cancel-safe.
