@@ -199,36 +199,65 @@ pub fn draw_scale(
 
 type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn draw_scale_latency(panel: &Panel<'_>, scale: &Scale, text: bool) -> DrawResult {
-    let most_sessions = scale
-        .checkpoints
-        .iter()
-        .map(|c| c.sessions)
-        .max()
-        .unwrap_or(10) as f64;
-    let most_micros = scale
-        .checkpoints
-        .iter()
-        .map(|c| c.call.p99)
-        .fold(100.0, f64::max);
+/// The x range of a scale panel: every checkpoint's session count, with room on both sides
+/// (log scale).
+fn sessions_range(scale: &Scale) -> (f64, f64) {
+    let counts = scale.checkpoints.iter().map(|c| c.sessions);
+    let least = counts.clone().min().unwrap_or(1) as f64;
+    let most = counts.max().unwrap_or(10) as f64;
+    (least / 1.5, most * 1.5)
+}
+
+/// A panel's chart builder, titled and with label areas when the charts carry text.
+fn panel_builder<'a, 'b>(
+    panel: &'a Panel<'b>,
+    text: bool,
+    caption: &str,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
     let mut builder = ChartBuilder::on(panel);
     builder.margin(15);
     if text {
         builder
-            .caption("echo over HTTP vs sessions open", (FONT, 20))
+            .caption(caption, (FONT, 20))
             .x_label_area_size(45)
-            .y_label_area_size(60);
+            .y_label_area_size(y_label_area);
     }
-    let least_sessions = scale
+    builder
+}
+
+/// A horizontal target line across `x_range` at `y`, in the legend as `label`.
+fn target_line<X, Y>(
+    chart: &mut Chart<'_, X, Y>,
+    (from, to): (f64, f64),
+    y: f64,
+    label: &str,
+) -> DrawResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(from, y), (to, y)],
+            TARGET.stroke_width(2),
+        )))?
+        .label(label)
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], TARGET.stroke_width(2)));
+    Ok(())
+}
+
+fn draw_scale_latency(panel: &Panel<'_>, scale: &Scale, text: bool) -> DrawResult {
+    let range = sessions_range(scale);
+    let limit = scale.checkpoints.first().map(|first| first.call.p99 * 2.0);
+    // The y axis holds the target line too.
+    let most_micros = scale
         .checkpoints
         .iter()
-        .map(|c| c.sessions)
-        .min()
-        .unwrap_or(1) as f64;
-    let mut chart = builder.build_cartesian_2d(
-        (least_sessions / 1.5..most_sessions * 1.5).log_scale(),
-        0f64..most_micros * 1.2,
-    )?;
+        .map(|c| c.call.p99)
+        .fold(limit.unwrap_or(100.0).max(100.0), f64::max);
+    let mut chart = panel_builder(panel, text, "echo over HTTP vs sessions open", 60)
+        .build_cartesian_2d((range.0..range.1).log_scale(), 0f64..most_micros * 1.2)?;
     configure(&mut chart, text, "sessions open (log)", "µs", 0)?;
     let p50: Vec<(f64, f64)> = scale
         .checkpoints
@@ -242,20 +271,14 @@ fn draw_scale_latency(panel: &Panel<'_>, scale: &Scale, text: bool) -> DrawResul
         .collect();
     line(&mut chart, p50, P50, text, "p50")?;
     line(&mut chart, p99, P99, text, "p99")?;
-    if let Some(first) = scale.checkpoints.first() {
-        let limit = first.call.p99 * 2.0;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(least_sessions / 1.5, limit), (most_sessions * 1.5, limit)],
-                TARGET.stroke_width(2),
-            )))?
-            .label("2× p99 at the first checkpoint")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], TARGET.stroke_width(2)));
+    if let Some(limit) = limit {
+        target_line(&mut chart, range, limit, "2× p99 at the first checkpoint")?;
     }
     legend(&mut chart, text)
 }
 
 fn draw_scale_memory(panel: &Panel<'_>, scale: &Scale, text: bool) -> DrawResult {
+    let range = sessions_range(scale);
     let points: Vec<(f64, f64)> = scale
         .checkpoints
         .iter()
@@ -266,40 +289,12 @@ fn draw_scale_memory(panel: &Panel<'_>, scale: &Scale, text: bool) -> DrawResult
             ))
         })
         .collect();
-    let most_sessions = scale
-        .checkpoints
-        .iter()
-        .map(|c| c.sessions)
-        .max()
-        .unwrap_or(10) as f64;
     let most_mb = points.iter().map(|(_, mb)| *mb).fold(1.2, f64::max);
-    let mut builder = ChartBuilder::on(panel);
-    builder.margin(15);
-    if text {
-        builder
-            .caption("worker PSS per session", (FONT, 20))
-            .x_label_area_size(45)
-            .y_label_area_size(60);
-    }
-    let least_sessions = scale
-        .checkpoints
-        .iter()
-        .map(|c| c.sessions)
-        .min()
-        .unwrap_or(1) as f64;
-    let mut chart = builder.build_cartesian_2d(
-        (least_sessions / 1.5..most_sessions * 1.5).log_scale(),
-        0f64..most_mb * 1.2,
-    )?;
+    let mut chart = panel_builder(panel, text, "worker PSS per session", 60)
+        .build_cartesian_2d((range.0..range.1).log_scale(), 0f64..most_mb * 1.2)?;
     configure(&mut chart, text, "sessions open (log)", "MB", 1)?;
     line(&mut chart, points, P50, text, "PSS per session")?;
-    chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(least_sessions / 1.5, 1.0), (most_sessions * 1.5, 1.0)],
-            TARGET.stroke_width(2),
-        )))?
-        .label("target 1 MB")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], TARGET.stroke_width(2)));
+    target_line(&mut chart, range, 1.0, "target 1 MB")?;
     legend(&mut chart, text)
 }
 
@@ -309,15 +304,7 @@ fn draw_throughput(panel: &Panel<'_>, rows: &[Throughput], text: bool) -> DrawRe
         .iter()
         .map(|row| row.calls_per_second)
         .fold(1.0, f64::max);
-    let mut builder = ChartBuilder::on(panel);
-    builder.margin(15);
-    if text {
-        builder
-            .caption("HTTP throughput", (FONT, 20))
-            .x_label_area_size(45)
-            .y_label_area_size(70);
-    }
-    let mut chart = builder.build_cartesian_2d(
+    let mut chart = panel_builder(panel, text, "HTTP throughput", 70).build_cartesian_2d(
         (0.8f64..most_sessions * 4.0).log_scale(),
         0f64..most_rate * 1.2,
     )?;

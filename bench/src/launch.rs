@@ -10,7 +10,7 @@
 //! it does behind the supervisor.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -84,11 +84,7 @@ impl StdioSupervisor {
             return Err(io::Error::other("the supervisor's pipes are missing"));
         };
         let mut client = LineClient::new(stdout, stdin);
-        let init = client.request("initialize", initialize_params())?;
-        if init.get("result").is_none() {
-            return Err(io::Error::other(format!("initialize failed: {init}")));
-        }
-        client.notify("notifications/initialized")?;
+        initialize(&mut client, "supervisor")?;
         Ok(Self { child, client })
     }
 
@@ -193,6 +189,15 @@ fn wait_or_kill(child: &mut Child) -> io::Result<()> {
     ))
 }
 
+/// The 2025-11-25 `initialize` handshake over a line client: request, check, `initialized`.
+fn initialize<R: Read, W: Write>(client: &mut LineClient<R, W>, who: &str) -> io::Result<()> {
+    let init = client.request("initialize", initialize_params())?;
+    if init.get("result").is_none() {
+        return Err(io::Error::other(format!("{who} initialize failed: {init}")));
+    }
+    client.notify("notifications/initialized")
+}
+
 fn initialize_params() -> Value {
     json!({
         "protocolVersion": NEWEST_INITIALIZE_VERSION,
@@ -235,13 +240,7 @@ impl DirectWorker {
                 )));
             }
         }
-        let init = client.request("initialize", initialize_params())?;
-        if init.get("result").is_none() {
-            return Err(io::Error::other(format!(
-                "worker initialize failed: {init}"
-            )));
-        }
-        client.notify("notifications/initialized")?;
+        initialize(&mut client, "worker")?;
         Ok(Self { child, client })
     }
 

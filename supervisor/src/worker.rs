@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bulkhead_protocol::frame::{Frame, LineReader};
@@ -179,7 +179,7 @@ struct Shared {
     /// finished with the worker: from then on the worker is dead to callers.
     reaped: watch::Receiver<Option<std::process::ExitStatus>>,
     /// Why the actor is ending the worker, once it has decided.
-    planned: Arc<Mutex<Option<ExitCause>>>,
+    planned: Arc<OnceLock<ExitCause>>,
 }
 
 /// Cloneable handle to one worker process.
@@ -337,7 +337,7 @@ impl WorkerHandle {
         let (commands, inbox) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
         let reaped = child.status_watch();
-        let planned = Arc::new(Mutex::new(None));
+        let planned = Arc::new(OnceLock::new());
         let (frames, outbox) = mpsc::unbounded_channel();
         tokio::spawn(write_frames(write_half, outbox));
         let actor = Actor {
@@ -393,9 +393,8 @@ impl WorkerHandle {
         let cause = self
             .shared
             .planned
-            .lock()
-            .ok()
-            .and_then(|planned| planned.clone())
+            .get()
+            .cloned()
             .unwrap_or(ExitCause::Crashed);
         Some(WorkerExit {
             cause,
@@ -626,7 +625,7 @@ struct Actor {
     inbox: mpsc::UnboundedReceiver<Command>,
     exit_tx: watch::Sender<Option<WorkerExit>>,
     /// Shared with the handles: the cause, set as soon as the main loop ends.
-    planned: Arc<Mutex<Option<ExitCause>>>,
+    planned: Arc<OnceLock<ExitCause>>,
     timeouts: WorkerTimeouts,
     /// The worker's cgroup and uid, released when the actor ends, after the worker is reaped.
     lease: WorkerLease,
@@ -837,9 +836,7 @@ impl Actor {
             LoopEnd::SocketClosed | LoopEnd::Exited(_) => ExitCause::Crashed,
             LoopEnd::Kill(reason) => ExitCause::Killed(reason),
         };
-        if let Ok(mut planned) = self.planned.lock() {
-            *planned = Some(cause.clone());
-        }
+        let _ = self.planned.set(cause.clone());
         // Closing our end of the socket is the first, polite step of every stop.
         self.writer = None;
         let status = match end {

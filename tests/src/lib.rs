@@ -308,6 +308,34 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// One field of `/proc/<pid>/status` (`NoNewPrivs`, `Uid`, `CapEff`, ...), whitespace-normalised.
+/// Panics when the process or the field is missing.
+pub fn proc_status(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The soft value of one `/proc/<pid>/limits` row, e.g. `Max open files`. Panics when the
+/// process or the row is missing.
+pub fn proc_limit(pid: u32, row: &str) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with(row))
+        .unwrap_or_else(|| panic!("no {row} in {limits}"));
+    line[row.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn is_running(pid: u32) -> bool {
     matches!(process_state(pid), Some(state) if state != 'Z' && state != 'X')

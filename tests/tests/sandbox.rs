@@ -19,34 +19,8 @@ fn start() -> Running {
         .start_legacy()
 }
 
-/// One field of `/proc/<pid>/status`, whitespace-normalised.
-fn status(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The soft value of one `/proc/<pid>/limits` row, e.g. `Max open files`.
-fn limit(pid: u32, row: &str) -> String {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|line| line.starts_with(row))
-        .unwrap_or_else(|| panic!("no {row} in {limits}"));
-    line[row.len()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn running_as_root() -> bool {
-    status(std::process::id(), "Uid").starts_with("0 ")
+    proc_status(std::process::id(), "Uid").starts_with("0 ")
 }
 
 fn text(result: &Value) -> String {
@@ -87,25 +61,37 @@ fn every_worker_has_no_new_privs_a_seccomp_filter_no_capabilities_and_its_limits
         .unwrap() as u32;
     let policy = SandboxPolicy::default();
     for pid in [explicit, default] {
-        assert_eq!(status(pid, "NoNewPrivs"), "1", "worker {pid}");
-        assert_eq!(status(pid, "Seccomp"), "2", "worker {pid}: filter mode");
+        assert_eq!(proc_status(pid, "NoNewPrivs"), "1", "worker {pid}");
+        assert_eq!(
+            proc_status(pid, "Seccomp"),
+            "2",
+            "worker {pid}: filter mode"
+        );
         for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
-            assert_eq!(status(pid, set), "0000000000000000", "worker {pid} {set}");
+            assert_eq!(
+                proc_status(pid, set),
+                "0000000000000000",
+                "worker {pid} {set}"
+            );
         }
         if running_as_root() {
-            assert_eq!(status(pid, "CapBnd"), "0000000000000000", "worker {pid}");
+            assert_eq!(
+                proc_status(pid, "CapBnd"),
+                "0000000000000000",
+                "worker {pid}"
+            );
         }
-        assert_eq!(limit(pid, "Max core file size"), "0", "worker {pid}");
+        assert_eq!(proc_limit(pid, "Max core file size"), "0", "worker {pid}");
         assert_eq!(
-            limit(pid, "Max address space"),
+            proc_limit(pid, "Max address space"),
             policy.max_memory_bytes.to_string()
         );
         assert_eq!(
-            limit(pid, "Max cpu time"),
+            proc_limit(pid, "Max cpu time"),
             policy.max_cpu_seconds.to_string()
         );
         assert_eq!(
-            limit(pid, "Max open files"),
+            proc_limit(pid, "Max open files"),
             policy.max_open_files.to_string()
         );
     }
@@ -228,7 +214,7 @@ fn a_forbidden_system_call_kills_only_its_own_worker() {
         );
         assert_answers(&mut bulkhead, &bystander);
     }
-    assert_eq!(status(bystander_pid, "TracerPid"), "0");
+    assert_eq!(proc_status(bystander_pid, "TracerPid"), "0");
     assert!(is_running(bulkhead.pid()), "the supervisor is untouched");
 }
 
@@ -249,7 +235,7 @@ fn a_memory_hog_is_stopped_by_the_memory_limit_and_others_keep_answering() {
     let mut bulkhead = start();
     let (bystander, _) = bulkhead.open_session();
     let (hog, pid) = bulkhead.open_session();
-    let address_space = limit(pid, "Max address space");
+    let address_space = proc_limit(pid, "Max address space");
     let limit_mb = address_space
         .parse::<u64>()
         .unwrap_or_else(|_| panic!("the worker's address space is not limited: {address_space}"))
@@ -326,7 +312,7 @@ fn one_worker_cannot_read_anothers_environ_or_memory_nor_trace_it() {
         "attempt_forbidden_syscall",
         json!({"syscall": "ptrace_attach", "target_pid": victim_pid, "session": attacker}),
     );
-    assert_eq!(status(victim_pid, "TracerPid"), "0");
+    assert_eq!(proc_status(victim_pid, "TracerPid"), "0");
     assert_answers(&mut bulkhead, &victim);
 }
 

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::{Condvar, Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -83,15 +83,18 @@ impl Recording {
 }
 
 fn start_thread() -> io::Result<()> {
-    static STARTED: Once = Once::new();
-    let mut result = Ok(());
-    STARTED.call_once(|| {
-        result = std::thread::Builder::new()
+    // A failed start is retried by the next spawn rather than remembered as done.
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = STARTED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !*started {
+        std::thread::Builder::new()
             .name("bulkhead-reaper".into())
-            .spawn(reap_forever)
-            .map(drop);
-    });
-    result
+            .spawn(reap_forever)?;
+        *started = true;
+    }
+    Ok(())
 }
 
 fn reap_forever() {
@@ -186,12 +189,14 @@ impl Child {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let status = self
+        let Some(status) = *self
             .exit
             .wait_for(Option::is_some)
             .await
             .map_err(|_| io::Error::other("the reaper forgot this worker"))?
-            .unwrap_or_else(|| ExitStatus::from_raw(0));
+        else {
+            unreachable!("wait_for(Option::is_some) yields Some");
+        };
         self.status = Some(status);
         Ok(status)
     }

@@ -1,5 +1,7 @@
 //! The spawner with real processes: a child's limits, uid and cgroup as `/proc` shows them.
 
+use bulkhead_tests::{proc_limit, proc_status, process_state};
+
 use super::*;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -31,31 +33,6 @@ fn confinement(uid_range: Option<UidRange>, cgroup: CgroupMode) -> Confinement {
     }
 }
 
-/// The value column of one `/proc/<pid>/limits` row, e.g. `Max open files`.
-fn limit(pid: u32, row: &str) -> String {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|line| line.starts_with(row))
-        .unwrap_or_else(|| panic!("no {row} in {limits}"));
-    line[row.len()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-fn status(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -75,13 +52,16 @@ fn a_worker_starts_under_the_policy_limits_and_no_core() {
     runtime.block_on(async {
         let spawned = spawner.spawn(sleeper()).await.unwrap();
         let pid = spawned.child.id();
-        assert_eq!(limit(pid, "Max address space"), (512u64 << 20).to_string());
-        assert_eq!(limit(pid, "Max cpu time"), "77");
-        assert_eq!(limit(pid, "Max open files"), "99");
-        assert_eq!(limit(pid, "Max core file size"), "0");
+        assert_eq!(
+            proc_limit(pid, "Max address space"),
+            (512u64 << 20).to_string()
+        );
+        assert_eq!(proc_limit(pid, "Max cpu time"), "77");
+        assert_eq!(proc_limit(pid, "Max open files"), "99");
+        assert_eq!(proc_limit(pid, "Max core file size"), "0");
         assert_eq!(spawned.sandbox.max_open_files, 99, "the hello repeats them");
         // Without a uid of its own, RLIMIT_NPROC would count the supervisor's uid: left alone.
-        assert_ne!(limit(pid, "Max processes"), "7");
+        assert_ne!(proc_limit(pid, "Max processes"), "7");
         stop(spawned).await;
     });
 }
@@ -103,17 +83,21 @@ fn each_worker_gets_its_own_uid_from_the_range_and_gives_it_back() {
         let first = spawner.spawn(sleeper()).await.unwrap();
         let second = spawner.spawn(sleeper()).await.unwrap();
         let (pid_a, pid_b) = (first.child.id(), second.child.id());
-        assert_eq!(status(pid_a, "Uid"), "61000 61000 61000 61000");
-        assert_eq!(status(pid_a, "Gid"), "61000 61000 61000 61000");
-        assert_eq!(status(pid_a, "Groups"), "", "supplementary groups dropped");
-        assert_eq!(status(pid_b, "Uid"), "61001 61001 61001 61001");
+        assert_eq!(proc_status(pid_a, "Uid"), "61000 61000 61000 61000");
+        assert_eq!(proc_status(pid_a, "Gid"), "61000 61000 61000 61000");
         assert_eq!(
-            limit(pid_a, "Max processes"),
+            proc_status(pid_a, "Groups"),
+            "",
+            "supplementary groups dropped"
+        );
+        assert_eq!(proc_status(pid_b, "Uid"), "61001 61001 61001 61001");
+        assert_eq!(
+            proc_limit(pid_a, "Max processes"),
             "7",
             "RLIMIT_NPROC with a uid of its own"
         );
         for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
-            assert_eq!(status(pid_a, set), "0000000000000000", "{set}");
+            assert_eq!(proc_status(pid_a, set), "0000000000000000", "{set}");
         }
 
         let exhausted = spawner.spawn(sleeper()).await.unwrap_err().to_string();
@@ -124,7 +108,10 @@ fn each_worker_gets_its_own_uid_from_the_range_and_gives_it_back() {
 
         stop(first).await;
         let third = spawner.spawn(sleeper()).await.unwrap();
-        assert_eq!(status(third.child.id(), "Uid"), "61000 61000 61000 61000");
+        assert_eq!(
+            proc_status(third.child.id(), "Uid"),
+            "61000 61000 61000 61000"
+        );
         stop(second).await;
         stop(third).await;
     });
@@ -214,7 +201,7 @@ fn a_wrapped_launch_gets_the_socket_on_stdio_its_environment_only_and_a_private_
         assert!(!format!("{command:?}").contains("secret"), "Debug shows names only");
         let mut spawned = spawner.spawn(command).await.unwrap();
         let pid = spawned.child.id();
-        assert_eq!(limit(pid, "Max address space"), (3u64 << 30).to_string());
+        assert_eq!(proc_limit(pid, "Max address space"), (3u64 << 30).to_string());
         let mut output = String::new();
         let mut stderr = spawned.stderr.take().expect("stderr is a pipe");
         stderr.read_to_string(&mut output).await.unwrap();
@@ -246,11 +233,6 @@ fn a_wrapped_launch_gets_the_socket_on_stdio_its_environment_only_and_a_private_
         drop(spawned);
         assert!(!std::path::Path::new(&home).exists(), "the home goes with the lease");
     });
-}
-
-/// Whether `pid` is still in the process table (running or a zombie waiting to be reaped).
-fn in_process_table(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[test]
@@ -289,7 +271,7 @@ fn workers_are_reaped_with_their_status_without_a_descriptor_each() {
             let status = spawned.child.wait().await.unwrap();
             assert_eq!(status.code(), Some(code));
             assert!(
-                !in_process_table(spawned.child.id()),
+                process_state(spawned.child.id()).is_none(),
                 "reaped, not a zombie"
             );
         }
@@ -304,7 +286,7 @@ fn workers_are_reaped_with_their_status_without_a_descriptor_each() {
         let dropped: Vec<u32> = sleepers.iter().map(|spawned| spawned.child.id()).collect();
         drop(sleepers);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while dropped.iter().any(|&pid| in_process_table(pid)) {
+        while dropped.iter().any(|&pid| process_state(pid).is_some()) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "dropped workers killed and reaped"

@@ -71,7 +71,7 @@ pub(super) fn restrict(policy: &ExecPolicy) -> io::Result<Option<String>> {
 /// Seccomp for a wrapped server. Returns a sentence when this kernel has no seccomp filters.
 pub(super) fn install_seccomp(policy: &ExecPolicy) -> io::Result<Option<String>> {
     install_filters(
-        || refusals(policy.supervisor_pid),
+        refusals(policy.supervisor_pid),
         SeccompAction::Errno(libc::EPERM as u32),
         "wrapped servers",
     )

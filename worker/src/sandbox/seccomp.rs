@@ -130,16 +130,16 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// Install the filters. Returns a sentence when this kernel has no seccomp filters at all.
 pub(super) fn install() -> io::Result<Option<String>> {
     let own_pid = u64::from(std::process::id());
-    install_filters(|| deny_list(own_pid), SeccompAction::KillProcess, "workers")
+    install_filters(deny_list(own_pid), SeccompAction::KillProcess, "workers")
 }
 
-/// Compile and install the filters a process gets: `rules()` answered with `action`, `clone3`
+/// Compile and install the filters a process gets: `rules` answered with `action`, `clone3`
 /// answered with ENOSYS (its flags live in memory a filter cannot read, so callers fall back
 /// to `clone`, whose flags it can), and on x86_64 a filter that kills x32 calls. Returns a
 /// sentence naming `who` when seccomp is unavailable (no filter for this architecture, or a
 /// kernel without filters).
 pub(super) fn install_filters(
-    rules: impl FnOnce() -> BTreeMap<i64, Vec<SeccompRule>>,
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
     action: SeccompAction,
     who: &str,
 ) -> io::Result<Option<String>> {
@@ -151,7 +151,7 @@ pub(super) fn install_filters(
         )));
     };
     let mut programs = vec![
-        compile(rules(), action, arch)?,
+        compile(rules, action, arch)?,
         compile(
             BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
             SeccompAction::Errno(libc::ENOSYS as u32),
