@@ -54,6 +54,11 @@ pub enum ForbiddenSyscall {
     IoUringSetup,
     /// `ioctl(0, TIOCSTI)`.
     Tiocsti,
+    /// `setsid()`: leaving its session and process group, where the supervisor's group
+    /// signals would no longer reach it.
+    Setsid,
+    /// `setpgid(0, 0)` (glibc's `setpgrp()`): a process group of its own.
+    Setpgid,
     /// `clone3` with no arguments: answered with ENOSYS, not fatal.
     Clone3,
 }
@@ -176,6 +181,10 @@ pub fn attempt_forbidden_syscall(args: &ForbiddenSyscallArgs) -> String {
             // SAFETY: see above; descriptor 0 is /dev/null, so nothing could be typed anywhere.
             unsafe { libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSTI, &byte) }
         }
+        // SAFETY: see above.
+        ForbiddenSyscall::Setsid => unsafe { libc::syscall(libc::SYS_setsid) },
+        // SAFETY: see above.
+        ForbiddenSyscall::Setpgid => unsafe { libc::syscall(libc::SYS_setpgid, 0, 0) },
         // SAFETY: see above.
         ForbiddenSyscall::Clone3 => unsafe {
             libc::syscall(libc::SYS_clone3, std::ptr::null::<libc::c_void>(), 0)

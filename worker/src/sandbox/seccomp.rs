@@ -5,9 +5,9 @@
 //! every libc, tokio or kernel update (rseq, clone3, statx, futex_waitv...). An allow-list that
 //! misses one kills sessions at random in production, which is crash semantics for users. The
 //! calls listed here are the ones that reach beyond the process — other processes (ptrace,
-//! process_vm_*, signals to other pids, new processes), the kernel's administration (mount,
-//! modules, kexec, reboot, swap, clock, keyrings, bpf, perf), namespaces, identity changes — or
-//! that have a history of kernel exploits with no use in a worker (userfaultfd, io_uring). A
+//! process_vm_*, signals to other pids, new processes, leaving its process group), the kernel's
+//! administration (mount, modules, kexec, reboot, swap, clock, keyrings, bpf, perf),
+//! namespaces, identity changes — or that have a history of kernel exploits with no use in a worker (userfaultfd, io_uring). A
 //! worker never legitimately makes any of them, so a hit is an attack or a bug, and the process
 //! dies with SIGSYS; the supervisor reports the session as crashed.
 //!
@@ -110,8 +110,12 @@ pub(super) const BEYOND_THE_PROCESS: &[libc::c_long] = &[
 ];
 
 /// What the built-in worker is also denied, unlike a wrapped server: it never starts a process
-/// or program, nor signals one (the deny-list allows signals to its own pid by argument).
+/// or program, nor signals one (the deny-list allows signals to its own pid by argument), nor
+/// leaves the process group the supervisor signals it through (`setsid`; `setpgid`, which is
+/// also glibc's `setpgrp()`: x86_64 and aarch64 have no `setpgrp` system call).
 const WORKER_ONLY: &[libc::c_long] = &[
+    libc::SYS_setsid,
+    libc::SYS_setpgid,
     libc::SYS_pidfd_open,
     libc::SYS_pidfd_send_signal,
     libc::SYS_tkill,
