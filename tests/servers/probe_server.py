@@ -14,10 +14,12 @@ It speaks the protocol by hand, with no SDK, so each era can be enforced strictl
 """
 
 import argparse
+import fcntl
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -53,6 +55,12 @@ def tools(args):
         tool("write", "Try to create a file ($VARIABLES expanded); report the error.", {"path": {"type": "string"}}, ["path"]),
         tool("connect", "Try to open a TCP connection to 127.0.0.1:`port`; report the error.", {"port": {"type": "integer"}}, ["port"]),
         tool("signal", "Try to send SIGTERM to `pid`; report the error.", {"pid": {"type": "integer"}}, ["pid"]),
+        tool(
+            "signal_owner",
+            "Try each way to make `pid` the receiver of a socket's I/O signals; report each error.",
+            {"pid": {"type": "integer"}},
+            ["pid"],
+        ),
     ]
     search = {"query": {"type": "string"}}
     if args.session_arg:
@@ -116,7 +124,39 @@ def call(name, arguments, era):
             return text_result({"error": None})
         except OSError as error:
             return text_result({"error": error.strerror or str(error)})
+    if name == "signal_owner":
+        return text_result(signal_owner(int(arguments["pid"])))
     return text_result({"name": name, "arguments": arguments})
+
+
+# fcntl and ioctl requests that choose who gets a descriptor's SIGIO/SIGURG (Linux numbers).
+F_SETOWN, F_SETSIG, F_SETOWN_EX, F_OWNER_PID = 8, 10, 15, 1
+FIOSETOWN, SIOCSPGRP, FIOASYNC = 0x8901, 0x8902, 0x5452
+
+
+def signal_owner(pid):
+    """Each attempt on a fresh socket (closed at once, so no signal is ever delivered)."""
+    attempts = {
+        "fcntl_setown": lambda fd: fcntl.fcntl(fd, F_SETOWN, pid),
+        "fcntl_setown_ex": lambda fd: fcntl.fcntl(fd, F_SETOWN_EX, struct.pack("ii", F_OWNER_PID, pid)),
+        "fcntl_setsig": lambda fd: fcntl.fcntl(fd, F_SETSIG, signal.SIGTERM),
+        "fcntl_async": lambda fd: fcntl.fcntl(fd, fcntl.F_SETFL, os.O_ASYNC),
+        "ioctl_fiosetown": lambda fd: fcntl.ioctl(fd, FIOSETOWN, struct.pack("i", pid)),
+        "ioctl_siocspgrp": lambda fd: fcntl.ioctl(fd, SIOCSPGRP, struct.pack("i", pid)),
+        "ioctl_fioasync": lambda fd: fcntl.ioctl(fd, FIOASYNC, struct.pack("i", 1)),
+    }
+    outcome = {}
+    for name, attempt in attempts.items():
+        one, other = socket.socketpair()
+        try:
+            attempt(one.fileno())
+            outcome[name] = None
+        except OSError as error:
+            outcome[name] = error.strerror or str(error)
+        finally:
+            one.close()
+            other.close()
+    return outcome
 
 
 def main():

@@ -603,6 +603,25 @@ fn a_wrapped_server_runs_confined() {
 }
 
 #[test]
+fn a_wrapped_server_cannot_route_io_signals_to_another_process() {
+    // F_SETOWN and friends let the kernel signal another process for the server, without
+    // `kill`; seccomp refuses every way to choose that receiver (or to turn on O_ASYNC).
+    let mut running = TestSupervisor::new().args(probe(&[])).start_legacy();
+    let outcome =
+        structured(&running.call_ok("signal_owner", json!({"pid": running.pid()}))).clone();
+    let attempts = outcome.as_object().expect("one entry per attempt");
+    assert_eq!(attempts.len(), 7, "{outcome}");
+    for (attempt, error) in attempts {
+        assert_eq!(error, "Operation not permitted", "{attempt}: {outcome}");
+    }
+    assert!(is_running(running.pid()));
+    assert_eq!(
+        structured(&running.call_ok("whoami", json!({})))["era"],
+        "legacy"
+    );
+}
+
+#[test]
 fn outgoing_tcp_follows_the_network_policy() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
