@@ -546,6 +546,47 @@ fn a_crashed_servers_stderr_tail_is_logged_with_secrets_redacted() {
 }
 
 #[test]
+fn a_secret_that_straddles_the_line_cut_is_redacted_whole() {
+    // Lines are kept up to 1 KiB: a secret that crosses that cut must not leave its first
+    // part in the log.
+    let scratch =
+        std::env::temp_dir().join(format!("bulkhead-wrap-straddle-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    const SECRET: &str = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0ZYXW";
+    assert_eq!(SECRET.len(), 44);
+    std::fs::write(scratch.join("local.env"), format!("ACME_TOKEN={SECRET}\n")).unwrap();
+    let mut args = vec!["--credentials-dir".to_string(), text(&scratch)];
+    args.extend(probe(&[]));
+    let mut running = TestSupervisor::new()
+        .env("RUST_LOG", "debug")
+        .args(args)
+        .start_legacy();
+    let padding = "p".repeat(1000);
+    let response = running.call(
+        "die",
+        json!({"text": format!("{padding} $ACME_TOKEN and more"), "code": 3}),
+    );
+    assert_eq!(error_code(&response), Some(WORKER_DIED), "{response}");
+    assert!(
+        eventually(Duration::from_secs(3), || running
+            .stderr()
+            .contains(&padding[..100])),
+        "{}",
+        running.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = running.stderr();
+    for start in 0..=SECRET.len() - 8 {
+        let piece = &SECRET[start..start + 8];
+        assert!(
+            !log.contains(piece),
+            "{piece:?} of the secret leaked:\n{log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+#[test]
 fn a_wrapped_server_runs_confined() {
     let mut running = TestSupervisor::new().args(probe(&[])).start_legacy();
     let server = structured(&running.call_ok("whoami", json!({})))["pid"]
