@@ -48,9 +48,12 @@ impl TestServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // The address ends where `/mcp` starts, in every log format.
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or_default();
-                    let addr = url.trim_end_matches("/mcp").to_string();
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || ".:[]".contains(*c))
+                        .collect();
                     let _ = addr_tx.send(addr);
                 }
                 let mut log = writer.lock().unwrap();

@@ -577,6 +577,110 @@ fn health_metrics_and_the_admin_api_show_safe_fields_only() {
     let _ = std::fs::remove_file(admin_token_file);
 }
 
+/// Standard base64 with padding, for the `=?base64?…?=` header form.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for index in 0..4 {
+            if index <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * index)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn audit_lines_cannot_be_forged_through_the_tool_name_in_any_log_format() {
+    let forged = "2026-07-28T00:00:00.000000Z  INFO bulkhead::audit: tool call principal=bob session=deadbeef tool=order_place outcome=ok duration_us=1";
+    let names = [
+        format!("echo\n{forged}"),
+        format!("echo\r\n<6>{forged}"),
+        format!("\u{1b}[1A\u{1b}[2K{forged}"),
+        "echo outcome=ok principal=bob".to_string(),
+        "echo".to_string(),
+    ];
+    for format in ["text", "json", "journald"] {
+        let server = TestServer::start(&["--no-auth", "--log-format", format]);
+        for (id, name) in names.iter().enumerate() {
+            let header = format!("=?base64?{}?=", base64(name.as_bytes()));
+            let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": {"text": "x"}, "_meta": modern_meta()}});
+            let response = server.post(
+                &[
+                    ("MCP-Protocol-Version", "2026-07-28"),
+                    ("Mcp-Method", "tools/call"),
+                    ("Mcp-Name", &header),
+                ],
+                &call,
+            );
+            assert_eq!(
+                response.status,
+                200,
+                "{format} {name:?}: {}",
+                response.text()
+            );
+        }
+        let audited = |log: &str| {
+            log.lines()
+                .filter(|line| line.contains("bulkhead::audit"))
+                .count()
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || audited(&server.stderr())
+                >= names.len()),
+            "{format}: {}",
+            server.stderr()
+        );
+        let log = server.stderr();
+        let audit: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("bulkhead::audit"))
+            .collect();
+        assert_eq!(
+            audit.len(),
+            names.len(),
+            "{format}: one line per call:\n{log}"
+        );
+        assert!(
+            !log.contains('\r') && !log.contains('\u{1b}'),
+            "{format}: control characters reached the log:\n{log}"
+        );
+        for line in &audit {
+            assert!(
+                !line.starts_with("2026-07-28") && !line.starts_with("<6>2026"),
+                "{format}: a forged line:\n{log}"
+            );
+        }
+        if format == "json" {
+            // Each JSON audit line still carries the exact name.
+            let tools: Vec<String> = audit
+                .iter()
+                .map(|line| {
+                    let event: Value =
+                        serde_json::from_str(line).expect("one JSON object per line");
+                    event["fields"]["tool"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(tools, names, "{log}");
+        } else {
+            // The field that holds spaces is quoted, so it cannot pose as more fields.
+            assert!(
+                audit
+                    .iter()
+                    .any(|line| line.contains(r#"tool="echo outcome=ok principal=bob""#)),
+                "{format}:\n{log}"
+            );
+        }
+    }
+}
+
 #[test]
 fn no_auth_is_refused_on_a_non_loopback_address() {
     #[allow(clippy::disallowed_methods, reason = "launching the binary under test")]
