@@ -586,6 +586,120 @@ fn a_secret_that_straddles_the_line_cut_is_redacted_whole() {
     let _ = std::fs::remove_dir_all(scratch);
 }
 
+/// Plant `plant(path)` at `<temp>/bulkhead-<pid>` for the next pids, start a wrapped
+/// supervisor with that temp directory, and return it with its pid's planted path, retrying
+/// while other processes took every planted pid first.
+fn start_after_planting(temp: &Path, plant: &dyn Fn(&Path)) -> (Running, PathBuf) {
+    const PLANTED: u32 = 400;
+    for _ in 0..5 {
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for pid in last + 1..=last + PLANTED {
+            plant(&temp.join(format!("bulkhead-{pid}")));
+        }
+        let running = TestSupervisor::new()
+            .env("TMPDIR", &text(temp))
+            .args(probe(&[]))
+            .start_legacy();
+        let planted = temp.join(format!("bulkhead-{}", running.pid()));
+        if running.pid() <= last + PLANTED {
+            return (running, planted);
+        }
+    }
+    panic!("other processes took every planted pid five times");
+}
+
+#[test]
+fn a_planted_symlink_or_foreign_directory_at_the_predictable_temp_name_has_no_effect() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let temp = std::env::temp_dir().join(format!("bulkhead-wrap-planted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    std::fs::create_dir_all(&temp).unwrap();
+    let attacker = temp.join("attacker");
+    std::fs::create_dir(&attacker).unwrap();
+    std::fs::set_permissions(&attacker, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let symlink = |path: &Path| {
+        let _ = std::os::unix::fs::symlink(&attacker, path);
+    };
+    let nobody = 65534;
+    let foreign = |path: &Path| {
+        if std::fs::create_dir(path).is_ok() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+            if running_as_root() {
+                std::os::unix::fs::chown(path, Some(nobody), Some(nobody)).unwrap();
+            }
+        }
+    };
+    for (plant, what) in [
+        (&symlink as &dyn Fn(&Path), "a symlink"),
+        (&foreign as &dyn Fn(&Path), "another user's directory"),
+    ] {
+        let (mut running, planted) = start_after_planting(&temp, plant);
+        let home = structured(&running.call_ok("env", json!({})))["variables"]["HOME"]
+            .as_str()
+            .expect("HOME")
+            .to_string();
+        let home = Path::new(&home);
+        assert!(
+            !home.starts_with(&planted) && !home.starts_with(&attacker),
+            "{what} at {} decided where the home went: {}",
+            planted.display(),
+            home.display()
+        );
+        // Every component below the temp directory is a real directory of the supervisor's.
+        let mut path = home.to_path_buf();
+        while path != temp {
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            assert!(metadata.is_dir(), "{} is not a directory", path.display());
+            assert_eq!(metadata.uid(), own_uid(), "{}", path.display());
+            path.pop();
+        }
+        assert_eq!(
+            std::fs::metadata(home).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(std::fs::read_dir(&attacker).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::metadata(&attacker).unwrap().permissions().mode() & 0o777,
+            0o777,
+            "the attacker's directory was changed"
+        );
+        if let Ok(metadata) = std::fs::symlink_metadata(&planted)
+            && metadata.is_dir()
+        {
+            assert_eq!(
+                metadata.permissions().mode() & 0o777,
+                0o777,
+                "{what} was changed"
+            );
+            assert_eq!(
+                std::fs::read_dir(&planted).unwrap().count(),
+                0,
+                "{what} was used"
+            );
+        }
+        drop(running);
+        for entry in std::fs::read_dir(&temp).unwrap().flatten() {
+            if entry.path() != attacker {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&temp);
+}
+
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+fn running_as_root() -> bool {
+    own_uid() == 0
+}
+
 #[test]
 fn a_wrapped_server_runs_confined() {
     let mut running = TestSupervisor::new().args(probe(&[])).start_legacy();
