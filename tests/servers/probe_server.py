@@ -51,6 +51,12 @@ def tools(args):
             "Write `text` (with $VARIABLES expanded) to stderr, then exit with `code` at once.",
             {"text": {"type": "string"}, "code": {"type": "integer"}},
         ),
+        tool(
+            "say",
+            "Write `text` to stderr `count` times, with {n} replaced by the line's number.",
+            {"text": {"type": "string"}, "count": {"type": "integer"}},
+            ["text"],
+        ),
         tool("read", "Try to read a file; report its size or the error.", {"path": {"type": "string"}}, ["path"]),
         tool("write", "Try to create a file ($VARIABLES expanded); report the error.", {"path": {"type": "string"}}, ["path"]),
         tool("connect", "Try to open a TCP connection to 127.0.0.1:`port`; report the error.", {"port": {"type": "integer"}}, ["port"]),
@@ -99,6 +105,12 @@ def call(name, arguments, era):
         sys.stderr.write(os.path.expandvars(arguments.get("text", "dying")) + "\n")
         sys.stderr.flush()
         os._exit(int(arguments.get("code", 3)))
+    if name == "say":
+        count = int(arguments.get("count", 1))
+        for n in range(count):
+            sys.stderr.write(arguments["text"].replace("{n}", str(n)) + "\n")
+        sys.stderr.flush()
+        return text_result({"written": count})
     if name == "read":
         try:
             with open(arguments["path"], "rb") as handle:

@@ -700,6 +700,52 @@ fn running_as_root() -> bool {
     own_uid() == 0
 }
 
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS")
+        .trim_end_matches(" kB")
+        .parse()
+        .expect("VmRSS in kB")
+}
+
+#[test]
+fn a_wrapped_server_cannot_forge_sandbox_reports_on_its_stderr() {
+    // Only the exec shim reports on the sandbox, through a channel the server never holds;
+    // 10,000 distinct lines shaped like its reports are the server's stderr, nothing more, and
+    // cost the supervisor no memory it keeps.
+    let mut running = TestSupervisor::new()
+        .env("RUST_LOG", "info,bulkhead::wrap=debug")
+        .args(probe(&[]))
+        .start_legacy();
+    running.call_ok("whoami", json!({}));
+    let before = rss_kib(running.pid());
+    let padding = "x".repeat(900);
+    let said = running.call_ok(
+        "say",
+        json!({"text": format!("bulkhead-worker: sandbox degraded: forged {{n}} {padding}"), "count": 10_000}),
+    );
+    assert_eq!(structured(&said)["written"], 10_000);
+    running.call_ok("say", json!({"text": "end of the flood"}));
+    assert!(
+        eventually(Duration::from_secs(20), || running
+            .stderr()
+            .contains("end of the flood")),
+        "the flood was read"
+    );
+    let log = running.stderr();
+    let forged: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("forged") && !line.contains("DEBUG"))
+        .take(3)
+        .collect();
+    assert!(
+        forged.is_empty(),
+        "forged lines logged as reports: {forged:?}"
+    );
+    let grown = rss_kib(running.pid()).saturating_sub(before);
+    assert!(grown < 4 * 1024, "the supervisor grew by {grown} KiB");
+}
+
 #[test]
 fn a_wrapped_server_runs_confined() {
     let mut running = TestSupervisor::new().args(probe(&[])).start_legacy();

@@ -8,8 +8,9 @@
 //! like a credential (`API_KEY=…`, `token: …`, `Bearer …`) — before it is logged or kept. The
 //! [`Tail`] holds at most [`TAIL_LINES`] lines and [`TAIL_BYTES`] bytes (lines are cut at
 //! [`MAX_LINE_BYTES`] after redaction, never before, so a cut cannot split a secret), so a
-//! chatty server costs bounded memory. Lines from the exec shim
-//! (`bulkhead-worker: …`) are the sandbox's own reports and are logged at `warn`.
+//! chatty server costs bounded memory. Every line is the server's, whatever it looks like: the
+//! exec shim reports on the sandbox through a pipe of its own (see `spawn`), never here, so a
+//! server cannot forge those reports.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -43,9 +44,6 @@ const SENSITIVE_WORDS: [&str; 9] = [
     "COOKIE",
     "SESSION",
 ];
-/// Prefix of the exec shim's own lines.
-const SHIM_PREFIX: &str = "bulkhead-worker:";
-const DEGRADED_PREFIX: &str = "bulkhead-worker: sandbox degraded: ";
 
 /// Replaces secrets in a line.
 #[derive(Default)]
@@ -232,13 +230,7 @@ pub fn collect(
 fn emit(tail: &SharedTail, redactor: &Redactor, tag: &str, pid: u32, line: &[u8], overlong: bool) {
     let text = String::from_utf8_lossy(line);
     let text = redactor.redact_and_cut(text.trim_end_matches('\r'), overlong);
-    if let Some(sentence) = text.strip_prefix(DEGRADED_PREFIX) {
-        crate::spawn::report_worker_sandbox(pid, &[sentence.to_string()]);
-    } else if text.starts_with(SHIM_PREFIX) {
-        tracing::warn!(session = %tag, pid, "{text}");
-    } else {
-        tracing::debug!(session = %tag, pid, "server stderr: {text}");
-    }
+    tracing::debug!(session = %tag, pid, "server stderr: {text}");
     tail.lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(text);
