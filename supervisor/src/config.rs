@@ -69,6 +69,11 @@ pub const TOKENS_CREDENTIAL: &str = "tokens";
 /// Name of the admin token in `$CREDENTIALS_DIRECTORY`, used when `--admin-token-file` is not
 /// given.
 pub const ADMIN_TOKEN_CREDENTIAL: &str = "admin-token";
+/// Name of the metrics token in `$CREDENTIALS_DIRECTORY`, used when `--metrics-token-file` is
+/// not given.
+pub const METRICS_TOKEN_CREDENTIAL: &str = "metrics-token";
+/// Shortest admin or metrics token: a guessable one would protect nothing.
+const MIN_TOKEN_LEN: usize = 16;
 
 /// A file systemd passed in `$CREDENTIALS_DIRECTORY`, if it exists.
 fn credential_file(name: &str) -> Option<PathBuf> {
@@ -164,9 +169,41 @@ pub struct ServeOptions {
     /// File holding the admin API's bearer token; without it the admin API is disabled.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the bearer token `/metrics` requires. Without it, `/metrics` is served
+    /// only on loopback and Unix-socket listeners (a local Prometheus scrapes without setup;
+    /// a public listener shows nothing to strangers).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Seconds between SSE keep-alive comments.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SSE_KEEPALIVE_SECS)]
     pub sse_keepalive: f64,
+}
+
+/// The SHA-256 digest of the token in `path` (trimmed); every problem goes to `problems`.
+fn read_token_file(
+    what: &str,
+    path: &std::path::Path,
+    problems: &mut Vec<String>,
+) -> Option<[u8; 32]> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if token.trim().len() >= MIN_TOKEN_LEN => {
+            Some(crate::http::auth::digest(token.trim()))
+        }
+        Ok(_) => {
+            problems.push(format!(
+                "{what} token in {} must be at least {MIN_TOKEN_LEN} characters",
+                path.display()
+            ));
+            None
+        }
+        Err(error) => {
+            problems.push(format!(
+                "cannot read {what} token file {}: {error}",
+                path.display()
+            ));
+            None
+        }
+    }
 }
 
 impl ServeOptions {
@@ -226,31 +263,16 @@ impl ServeOptions {
         if self.unix_peer_uid && self.unix.is_none() {
             problems.push("--unix-peer-uid needs --unix".into());
         }
-        let admin_token_file = self
+        let admin_token = self
             .admin_token_file
             .clone()
-            .or_else(|| credential_file(ADMIN_TOKEN_CREDENTIAL));
-        let admin_token = admin_token_file
-            .as_ref()
-            .and_then(|path| match std::fs::read_to_string(path) {
-                Ok(token) if token.trim().len() >= 16 => {
-                    Some(crate::http::auth::digest(token.trim()))
-                }
-                Ok(_) => {
-                    problems.push(format!(
-                        "admin token in {} must be at least 16 characters",
-                        path.display()
-                    ));
-                    None
-                }
-                Err(error) => {
-                    problems.push(format!(
-                        "cannot read admin token file {}: {error}",
-                        path.display()
-                    ));
-                    None
-                }
-            });
+            .or_else(|| credential_file(ADMIN_TOKEN_CREDENTIAL))
+            .and_then(|path| read_token_file("admin", &path, &mut problems));
+        let metrics_token = self
+            .metrics_token_file
+            .clone()
+            .or_else(|| credential_file(METRICS_TOKEN_CREDENTIAL))
+            .and_then(|path| read_token_file("metrics", &path, &mut problems));
         if self.max_body_bytes < 1024 {
             problems.push("--max-body-bytes must be at least 1024".into());
         }
@@ -290,6 +312,7 @@ impl ServeOptions {
             rate_per_second: self.rate_limit,
             rate_burst: self.rate_burst,
             admin_token,
+            metrics_token,
             sse_keepalive,
         })
     }

@@ -4,9 +4,10 @@
 //! The accept loop bounds connections with a semaphore and serves each with hyper's HTTP/1.1
 //! server, whose header-read timeout closes slow-header (slowloris) connections. Every request
 //! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
-//! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only), `Origin`
-//! allow-list, bearer token → principal ([`auth`]), per-principal rate limit, then the body is
-//! read up to the size limit. rmcp's own HTTP service is not used: it answers 2026-07-28
+//! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only) and `Origin`
+//! allow-list on every endpoint; for `/mcp` then bearer token → principal ([`auth`]) and the
+//! per-principal rate limit, then the body is read up to the size limit; `/metrics` and the
+//! admin API check their own tokens. rmcp's own HTTP service is not used: it answers 2026-07-28
 //! requests without consulting a session manager, so it could not route them to per-session
 //! workers.
 
@@ -71,6 +72,8 @@ pub struct HttpConfig {
     pub rate_burst: f64,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token: Option<[u8; 32]>,
+    /// SHA-256 of the token `/metrics` requires; `None`: served on local listeners only.
+    pub metrics_token: Option<[u8; 32]>,
     pub sse_keepalive: Duration,
 }
 
@@ -237,8 +240,23 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy)]
 enum Peer {
-    Tcp,
-    Unix { uid: Option<u32> },
+    /// Through a TCP listener; `local` when that listener is bound to loopback.
+    Tcp {
+        local: bool,
+    },
+    Unix {
+        uid: Option<u32>,
+    },
+}
+
+impl Peer {
+    /// Whether the connection came through a listener only this machine can reach.
+    fn through_local_listener(self) -> bool {
+        match self {
+            Peer::Tcp { local } => local,
+            Peer::Unix { .. } => true,
+        }
+    }
 }
 
 async fn accept_loop(
@@ -286,7 +304,12 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
         Listener::Tcp(listener) => {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok((Stream::Tcp(stream), Peer::Tcp))
+            // The listener's address, not the connection's: a listener bound to a public (or
+            // unspecified) address is public, whoever connects.
+            let local = listener
+                .local_addr()
+                .is_ok_and(|addr| addr.ip().is_loopback());
+            Ok((Stream::Tcp(stream), Peer::Tcp { local }))
         }
         Listener::Unix(listener, _) => {
             let (stream, _) = listener.accept().await?;
@@ -325,15 +348,20 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
 }
 
 async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) -> Response<Body> {
+    // Every endpoint, not only /mcp: a browser tricked by DNS rebinding must not read the
+    // metrics or reach the admin API either.
+    if let Err(response) = check_host_and_origin(&state, peer, &request) {
+        return response;
+    }
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
-        (_, "/mcp") => match check_front_door(&state, peer, &request) {
+        (_, "/mcp") => match check_principal(&state, peer, &request) {
             Ok(principal) => endpoint::handle(state, principal, request).await,
             Err(response) => response,
         },
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
-        (&Method::GET, "/metrics") => ops::metrics(&state),
+        (&Method::GET, "/metrics") => ops::metrics(&state, peer.through_local_listener(), &request),
         (_, path) if path == "/admin/sessions" || path.starts_with("/admin/sessions/") => {
             ops::admin(&state, request).await
         }
@@ -341,15 +369,17 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
     }
 }
 
-/// Host, Origin, authentication and rate limit, in that order. Returns the principal.
+/// The `Host` allow-list (TCP only) and the `Origin` allow-list, for every endpoint.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn check_front_door(
+fn check_host_and_origin(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
+) -> Result<(), Response<Body>> {
     let headers = request.headers();
-    if matches!(peer, Peer::Tcp) && !host_allowed(&state.config, headers.get(hyper::header::HOST)) {
+    if matches!(peer, Peer::Tcp { .. })
+        && !host_allowed(&state.config, headers.get(hyper::header::HOST))
+    {
         METRICS.reject(Rejection::Host);
         return Err(rpc_error_response(
             StatusCode::FORBIDDEN,
@@ -367,6 +397,16 @@ fn check_front_door(
             "forbidden: this Origin is not allowed",
         ));
     }
+    Ok(())
+}
+
+/// Authentication and rate limit, in that order. Returns the principal.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+fn check_principal(
+    state: &HttpState,
+    peer: Peer,
+    request: &Request<Incoming>,
+) -> Result<Principal, Response<Body>> {
     let principal = authenticate(state, peer, request)?;
     if let Some(retry_after) = state.rate.check(&principal) {
         METRICS.reject(Rejection::RateLimited);
@@ -396,7 +436,7 @@ fn authenticate(
         .and_then(auth::bearer);
     let peer_uid = match peer {
         Peer::Unix { uid } => uid,
-        Peer::Tcp => None,
+        Peer::Tcp { .. } => None,
     };
     let principal = match &state.config.auth {
         AuthMode::None => Some(Principal::from(auth::ANONYMOUS)),

@@ -26,6 +26,16 @@ impl TestServer {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_full("127.0.0.1:0", args, env)
+    }
+
+    /// Start `bulkhead serve --http <http> <args>` (e.g. `0.0.0.0:0`, which the harness reaches
+    /// through the unspecified address; allow that Host with `--allow-host 0.0.0.0`).
+    pub fn start_on(http: &str, args: &[&str]) -> Self {
+        Self::start_full(http, args, &[])
+    }
+
+    fn start_full(http: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "the harness launches the binary under test"
@@ -33,7 +43,7 @@ impl TestServer {
         let mut command = std::process::Command::new(binary("bulkhead"));
         command
             .arg("serve")
-            .args(["--http", "127.0.0.1:0"])
+            .args(["--http", http])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())

@@ -682,6 +682,99 @@ fn audit_lines_cannot_be_forged_through_the_tool_name_in_any_log_format() {
 }
 
 #[test]
+fn operations_endpoints_apply_the_host_and_origin_rules_of_mcp() {
+    let admin_token_file = std::env::temp_dir().join(format!("bulkhead-admin-{}", rand_suffix()));
+    std::fs::write(&admin_token_file, "admin-token-abcdefghijkl\n").unwrap();
+    let server = TestServer::start(&[
+        "--no-auth",
+        "--admin-token-file",
+        admin_token_file.to_str().unwrap(),
+    ]);
+    let admin = ("Authorization", "Bearer admin-token-abcdefghijkl");
+    for path in ["/healthz", "/readyz", "/metrics", "/admin/sessions"] {
+        let fine = server.request("GET", path, &[admin], b"");
+        assert_eq!(fine.status, 200, "{path}: {}", fine.text());
+        let evil_origin = server.request(
+            "GET",
+            path,
+            &[admin, ("Origin", "https://evil.example")],
+            b"",
+        );
+        assert_eq!(evil_origin.status, 403, "{path} with a foreign Origin");
+        let rebinding = server.raw(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: attacker.example:{}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+                server.addr.port(),
+                admin.1
+            )
+            .as_bytes(),
+        );
+        assert_eq!(rebinding.status, 403, "{path} with a foreign Host");
+    }
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("bulkhead_rejections_total{reason=\"host\"} 4")
+            && metrics.contains("bulkhead_rejections_total{reason=\"origin\"} 4"),
+        "{metrics}"
+    );
+    let _ = std::fs::remove_file(admin_token_file);
+}
+
+#[test]
+fn metrics_need_their_token_when_one_is_configured() {
+    let token_file = std::env::temp_dir().join(format!("bulkhead-metrics-{}", rand_suffix()));
+    std::fs::write(&token_file, "metrics-token-0123456789\n").unwrap();
+    let server = TestServer::start(&[
+        "--no-auth",
+        "--metrics-token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    let anonymous = server.get("/metrics");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert!(anonymous.header("www-authenticate").is_some());
+    let wrong = server.request(
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer nope-nope-nope-nope")],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+    let scraped = server.request(
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer metrics-token-0123456789")],
+        b"",
+    );
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.text().contains("bulkhead_sessions_open"));
+    assert_eq!(server.get("/healthz").status, 200, "probes need no token");
+    let _ = std::fs::remove_file(token_file);
+}
+
+#[test]
+fn metrics_are_not_served_on_a_public_listener_without_a_token() {
+    let tokens = tokens_file();
+    let server = TestServer::start_on(
+        "0.0.0.0:0",
+        &[
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--allow-host",
+            "0.0.0.0",
+        ],
+    );
+    let refused = server.get("/metrics");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("--metrics-token-file"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+    let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
 fn no_auth_is_refused_on_a_non_loopback_address() {
     #[allow(clippy::disallowed_methods, reason = "launching the binary under test")]
     let output = std::process::Command::new(binary("bulkhead"))

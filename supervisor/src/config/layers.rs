@@ -62,6 +62,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("http.rate_limit", "rate-limit"),
     ("http.rate_burst", "rate-burst"),
     ("http.admin_token_file", "admin-token-file"),
+    ("http.metrics_token_file", "metrics-token-file"),
     ("http.sse_keepalive_secs", "sse-keepalive"),
 ];
 
@@ -345,6 +346,7 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "rate_limit": http.rate_per_second,
             "rate_burst": http.rate_burst,
             "admin_token": http.admin_token.map(|_| "[redacted]"),
+            "metrics_token": http.metrics_token.map(|_| "[redacted]"),
             "sse_keepalive_secs": http.sse_keepalive.as_secs_f64(),
         },
     })
