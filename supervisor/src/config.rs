@@ -117,6 +117,15 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = DEFAULT_MAX_FRAME_BYTES;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
 /// Open HTTP connections at once; each costs a task and a buffer, so this bounds memory.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Time a client gets to send a request's whole body once its headers are in: room for the
+/// 4 MiB body limit at about 1 Mbit/s, and no longer can a trickling body hold a connection.
+pub const DEFAULT_BODY_TIMEOUT_SECS: f64 = 30.0;
+/// The default share of `--max-connections` one principal may keep busy (`1/N`): never all of
+/// them, so another principal always finds a slot.
+pub const DEFAULT_PRINCIPAL_SHARE_DIVISOR: usize = 2;
+/// `subscriptions/listen` streams one principal may hold open: a client needs one; a few more
+/// cover several clients under one token, and each holds a connection for as long as it lives.
+pub const DEFAULT_MAX_LISTEN_PER_PRINCIPAL: usize = 8;
 /// Requests per second per principal, sustained: far above an agent's pace, far below a flood.
 pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
 /// Requests a principal may send in a burst.
@@ -160,6 +169,16 @@ pub struct ServeOptions {
     /// Most open HTTP connections.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Connections one principal may keep busy with requests (SSE streams included)
+    /// [default: half of --max-connections, at least 1]; past it, 503 and the connection closes.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_principal: Option<usize>,
+    /// `subscriptions/listen` streams one principal may hold open.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LISTEN_PER_PRINCIPAL)]
+    pub max_listen_per_principal: usize,
+    /// Seconds a client gets to send a request's body once its headers are in (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
+    pub body_timeout: f64,
     /// Sustained requests per second per principal.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_PER_SECOND)]
     pub rate_limit: f64,
@@ -279,6 +298,18 @@ impl ServeOptions {
         if self.max_connections == 0 {
             problems.push("--max-connections must be at least 1".into());
         }
+        let principal_share = self
+            .max_connections_per_principal
+            .unwrap_or_else(|| (self.max_connections / DEFAULT_PRINCIPAL_SHARE_DIVISOR).max(1));
+        if principal_share == 0 || principal_share > self.max_connections {
+            problems.push(format!(
+                "--max-connections-per-principal must be between 1 and --max-connections ({}), got {principal_share}",
+                self.max_connections
+            ));
+        }
+        if self.max_listen_per_principal == 0 {
+            problems.push("--max-listen-per-principal must be at least 1".into());
+        }
         if self.rate_limit.is_nan()
             || self.rate_limit <= 0.0
             || self.rate_burst.is_nan()
@@ -296,6 +327,7 @@ impl ServeOptions {
             }
         };
         let header_timeout = seconds("--header-timeout", self.header_timeout);
+        let body_timeout = seconds("--body-timeout", self.body_timeout);
         let sse_keepalive = seconds("--sse-keepalive", self.sse_keepalive);
         if !problems.is_empty() {
             return Err(problems);
@@ -309,6 +341,9 @@ impl ServeOptions {
             max_body_bytes: self.max_body_bytes,
             header_timeout,
             max_connections: self.max_connections,
+            principal_share,
+            listen_share: self.max_listen_per_principal,
+            body_timeout,
             rate_per_second: self.rate_limit,
             rate_burst: self.rate_burst,
             admin_token,

@@ -1,8 +1,9 @@
 //! `bulkhead serve`: MCP over Streamable HTTP, on loopback TCP and/or a Unix socket, plus the
 //! operations endpoints.
 //!
-//! The accept loop bounds connections with a semaphore and serves each with hyper's HTTP/1.1
-//! server, whose header-read timeout closes slow-header (slowloris) connections. Every request
+//! The accept loop bounds connections ([`slots`]: a slot per connection, a share per principal,
+//! idle keep-alive connections reclaimed) and serves each with hyper's HTTP/1.1 server, whose
+//! header-read timeout closes slow-header (slowloris) connections; a body has its own timeout. Every request
 //! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
 //! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only) and `Origin`
 //! allow-list on every endpoint; for `/mcp` then bearer token → principal ([`auth`]) and the
@@ -16,6 +17,7 @@ mod body;
 mod endpoint;
 mod ops;
 mod rate;
+mod slots;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,7 +33,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::mcp::{Connection, Frontend};
@@ -67,7 +68,13 @@ pub struct HttpConfig {
     pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
+    /// Time to receive a request's body once its headers are in.
+    pub body_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one principal may keep busy with requests.
+    pub principal_share: usize,
+    /// `subscriptions/listen` streams one principal may hold.
+    pub listen_share: usize,
     pub rate_per_second: f64,
     pub rate_burst: f64,
     /// SHA-256 of the admin token; `None` disables the admin API.
@@ -91,6 +98,8 @@ pub struct HttpState {
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
     rate: rate::Limiter,
+    /// Connection slots and per-principal shares.
+    slots: Arc<slots::Slots>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -126,7 +135,13 @@ impl Listener {
 impl HttpState {
     pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
         let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        let slots = slots::Slots::new(
+            config.max_connections,
+            config.principal_share,
+            config.listen_share,
+        );
         Arc::new(Self {
+            slots,
             frontend,
             config,
             node,
@@ -223,15 +238,9 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
             }
         })
     };
-    let permits = Arc::new(Semaphore::new(state.config.max_connections));
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
-        loops.spawn(accept_loop(
-            state.clone(),
-            listener,
-            permits.clone(),
-            shutdown.clone(),
-        ));
+        loops.spawn(accept_loop(state.clone(), listener, shutdown.clone()));
     }
     while loops.join_next().await.is_some() {}
     sweeper.abort();
@@ -259,20 +268,11 @@ impl Peer {
     }
 }
 
-async fn accept_loop(
-    state: Arc<HttpState>,
-    listener: Listener,
-    permits: Arc<Semaphore>,
-    shutdown: CancellationToken,
-) {
+/// Accept connections, each with a connection slot. The slot is taken after `accept`, so that
+/// a waiting connection can make the oldest idle keep-alive connection give its slot up; at
+/// most one accepted connection per listener waits for a slot.
+async fn accept_loop(state: Arc<HttpState>, listener: Listener, shutdown: CancellationToken) {
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            () = shutdown.cancelled() => return,
-        };
         let accepted = tokio::select! {
             accepted = accept(&listener) => accepted,
             () = shutdown.cancelled() => return,
@@ -284,6 +284,13 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let permit = tokio::select! {
+            permit = state.slots.acquire() => match permit {
+                Some(permit) => permit,
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
         };
         let state = state.clone();
         tokio::spawn(async move {
@@ -321,10 +328,20 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
 
 async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
     let header_timeout = state.config.header_timeout;
-    let service = hyper::service::service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(state, peer, request).await) }
-    });
+    let slot = state.slots.connection();
+    let requests = Arc::new(slot);
+    let service = {
+        let requests = requests.clone();
+        hyper::service::service_fn(move |request| {
+            let state = state.clone();
+            // Busy until the response is finished; idle (reclaimable) in between.
+            let in_progress = requests.request();
+            async move {
+                let response = route(state, peer, request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| body.hold(in_progress)))
+            }
+        })
+    };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -332,18 +349,43 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
         .keep_alive(true);
     let served = match stream {
         Stream::Tcp(stream) => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            drive(
+                builder.serve_connection(TokioIo::new(stream), service),
+                &requests,
+            )
+            .await
         }
         Stream::Unix(stream) => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            drive(
+                builder.serve_connection(TokioIo::new(stream), service),
+                &requests,
+            )
+            .await
         }
     };
     if let Err(error) = served {
         tracing::debug!("http connection ended: {error}");
+    }
+}
+
+/// Serve one connection to its end, closing it gracefully (at once when idle) if its slot is
+/// reclaimed.
+async fn drive<I, S>(
+    connection: hyper::server::conn::http1::Connection<I, S>,
+    slot: &slots::ConnectionSlot,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        () = slot.close_requested() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     }
 }
 
@@ -356,7 +398,18 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
         (_, "/mcp") => match check_principal(&state, peer, &request) {
-            Ok(principal) => endpoint::handle(state, principal, request).await,
+            Ok(principal) => match state.slots.admit(&principal) {
+                Some(share) => endpoint::handle(state, principal, request)
+                    .await
+                    .map(|body| body.hold(share)),
+                None => share_refused(
+                    Rejection::PrincipalShare,
+                    &format!(
+                        "this principal already keeps {} connections busy, its share of the server's; retry when one is done",
+                        state.slots.shares().0
+                    ),
+                ),
+            },
             Err(response) => response,
         },
         (&Method::GET, "/healthz") => ops::healthz(),
@@ -468,6 +521,27 @@ fn authenticate(
         );
         response
     })
+}
+
+/// Seconds a principal at its share is told to wait.
+const SHARE_RETRY_AFTER: u32 = 1;
+
+/// `503` for a principal at one of its shares, closing the connection (its body is unread, and
+/// the slot goes back to everyone).
+fn share_refused(reason: Rejection, message: &str) -> Response<Body> {
+    METRICS.reject(reason);
+    let mut response = rpc_error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        bulkhead_protocol::codes::INVALID_REQUEST,
+        message,
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::RETRY_AFTER,
+        HeaderValue::from(SHARE_RETRY_AFTER),
+    );
+    headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];

@@ -247,7 +247,8 @@ impl HttpResponse {
     }
 }
 
-fn read_response(reader: &mut impl BufRead) -> HttpResponse {
+/// Read one response from `reader` (a keep-alive connection stays usable).
+pub fn read_response(reader: &mut impl BufRead) -> HttpResponse {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).expect("status line");
     let status = status_line

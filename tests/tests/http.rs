@@ -774,6 +774,168 @@ fn metrics_are_not_served_on_a_public_listener_without_a_token() {
     let _ = std::fs::remove_file(tokens);
 }
 
+/// A 2026-07-28 request's bytes: `method` with `token`, on a keep-alive connection.
+fn modern_request(server: &TestServer, token: &str, method: &str) -> String {
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"_meta": modern_meta()}})
+            .to_string();
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    )
+}
+
+/// Send `request` on a new connection and return the status, or `None` when no answer came
+/// within `within` (every slot held).
+fn status_within(server: &TestServer, request: &str, within: Duration) -> Option<u16> {
+    let mut stream = TcpStream::connect(server.addr).ok()?;
+    stream.set_read_timeout(Some(within)).unwrap();
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).ok()?;
+    std::str::from_utf8(&status[9..12]).ok()?.parse().ok()
+}
+
+fn rejections(server: &TestServer, reason: &str) -> u64 {
+    let metrics = server.get("/metrics").text();
+    let prefix = format!("bulkhead_rejections_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {reason} rejections in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn one_principal_with_unfinished_bodies_cannot_hold_every_connection() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "4",
+        "--body-timeout",
+        "2",
+    ]);
+    // Alice sends four requests with complete headers and bodies that never finish.
+    let mut trickling: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: 1000\r\n\r\n{{\"jsonrpc\":",
+                server.addr
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(3)),
+        Some(200),
+        "bob is answered while alice trickles four bodies"
+    );
+    // Alice's share was half the connections; the rest were refused at once, and the bodies
+    // that trickle are cut off by the body timeout.
+    assert!(
+        eventually(Duration::from_secs(4), || trickling
+            .iter_mut()
+            .all(is_closed)),
+        "every trickling connection was closed"
+    );
+    assert_eq!(rejections(&server, "principal_share"), 2);
+    assert_eq!(rejections(&server, "body_timeout"), 2);
+    let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
+fn one_principal_with_listen_streams_cannot_hold_every_connection() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "3",
+        "--sse-keepalive",
+        "0.2",
+    ]);
+    let listen = modern_request(&server, ALICE, "subscriptions/listen");
+    let _streams: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            stream.write_all(listen.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(3)),
+        Some(200),
+        "bob is answered while alice holds listen streams"
+    );
+    assert!(rejections(&server, "principal_share") >= 1);
+    drop(server);
+    // Listen streams also have a share of their own, below the connection share.
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-listen-per-principal",
+        "1",
+        "--sse-keepalive",
+        "0.2",
+    ]);
+    let listen = modern_request(&server, ALICE, "subscriptions/listen");
+    let mut first = TcpStream::connect(server.addr).unwrap();
+    first.write_all(listen.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        status_within(&server, &listen, Duration::from_secs(3)),
+        Some(503)
+    );
+    assert_eq!(rejections(&server, "listen_share"), 1);
+    let bob_listens = modern_request(&server, BOB, "subscriptions/listen");
+    assert_eq!(
+        status_within(&server, &bob_listens, Duration::from_secs(3)),
+        Some(200)
+    );
+    drop(first);
+    let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
+fn idle_keep_alive_connections_are_reclaimed_for_another_principal() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "2",
+        "--header-timeout",
+        "30",
+    ]);
+    // Alice keeps two connections open after one request each.
+    let alice = modern_request(&server, ALICE, "tools/list");
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let stream = TcpStream::connect(server.addr).unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        reader.get_mut().write_all(alice.as_bytes()).unwrap();
+        assert_eq!(bulkhead_tests::http::read_response(&mut reader).status, 200);
+        idle.push(reader);
+    }
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(3)),
+        Some(200),
+        "an idle keep-alive connection made room for bob"
+    );
+    let _ = std::fs::remove_file(tokens);
+}
+
 #[test]
 fn no_auth_is_refused_on_a_non_loopback_address() {
     #[allow(clippy::disallowed_methods, reason = "launching the binary under test")]

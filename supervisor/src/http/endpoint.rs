@@ -81,7 +81,8 @@ async fn post(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, state.config.max_body_bytes).await {
+    let bytes = match read_body(body, state.config.max_body_bytes, state.config.body_timeout).await
+    {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -118,9 +119,31 @@ async fn post(
     }
 }
 
+/// The whole body, up to `limit` bytes, within `timeout`: a body that trickles in holds a
+/// connection and a principal's share, so it gets `408` and the connection is closed.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
-    match Limited::new(body, limit).collect().await {
+async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response<Body>> {
+    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await
+    else {
+        METRICS.reject(Rejection::BodyTimeout);
+        let mut response = rpc_error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::INVALID_REQUEST,
+            &format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(response);
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error
@@ -350,6 +373,23 @@ async fn dispatch(
     params: Option<Value>,
     modern: bool,
 ) -> Response<Body> {
+    // A listen stream holds its connection for as long as the client likes: a share of its own.
+    let listen_share = if method == "subscriptions/listen" {
+        match state.slots.admit_listen(connection.principal()) {
+            Some(share) => Some(share),
+            None => {
+                return super::share_refused(
+                    Rejection::ListenShare,
+                    &format!(
+                        "this principal already holds {} subscriptions/listen streams, its share; close one first",
+                        state.slots.shares().1
+                    ),
+                );
+            }
+        }
+    } else {
+        None
+    };
     let streaming = method == "subscriptions/listen"
         || (method == "tools/call"
             && accepts_event_stream(headers)
@@ -371,11 +411,15 @@ async fn dispatch(
     // alone; commit to SSE once anything else arrives or the keep-alive interval passes, so
     // progress reaches the client and a vanished client is noticed.
     let keepalive = state.config.sse_keepalive;
-    match tokio::time::timeout(keepalive, replies.recv()).await {
+    let response = match tokio::time::timeout(keepalive, replies.recv()).await {
         Ok(Some(message)) if is_final(&message, &id) => json_final(&message, modern),
         Ok(Some(message)) => event_stream(replies, id, keepalive, Some(message)),
         Ok(None) => accepted(),
         Err(_) => event_stream(replies, id, keepalive, None),
+    };
+    match listen_share {
+        Some(share) => response.map(|body| body.hold(share)),
+        None => response,
     }
 }
 
