@@ -4,15 +4,17 @@
 //! The accept loop bounds connections with a semaphore and serves each with hyper's HTTP/1.1
 //! server, whose header-read timeout closes slow-header (slowloris) connections. Every request
 //! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
-//! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only), `Origin`
-//! allow-list, bearer token → principal ([`auth`]), per-principal rate limit, then the body is
-//! read up to the size limit. rmcp's own HTTP service is not used: it answers 2026-07-28
+//! [`ops`], the protected-resource metadata to [`oauth`]. Protection runs before any body is
+//! read: `Host` allow-list (TCP only), `Origin` allow-list, bearer token → principal ([`auth`]
+//! for static tokens, then [`oauth`] for access tokens), per-principal rate limit, then the
+//! body is read up to the size limit. rmcp's own HTTP service is not used: it answers 2026-07-28
 //! requests without consulting a session manager, so it could not route them to per-session
 //! workers.
 
 pub mod auth;
 mod body;
 mod endpoint;
+pub mod oauth;
 mod ops;
 mod rate;
 
@@ -72,6 +74,8 @@ pub struct HttpConfig {
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token: Option<[u8; 32]>,
     pub sse_keepalive: Duration,
+    /// Access tokens from OAuth issuers, beside the static tokens and peer uids of `auth`.
+    pub oauth: Option<oauth::OAuthConfig>,
 }
 
 /// A legacy (2025-era) HTTP session: an `Mcp-Session-Id` and the connection behind it.
@@ -88,6 +92,7 @@ pub struct HttpState {
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
     rate: rate::Limiter,
+    oauth: Option<Arc<oauth::ResourceServer>>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -123,6 +128,10 @@ impl Listener {
 impl HttpState {
     pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
         let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        let oauth = config
+            .oauth
+            .clone()
+            .map(|oauth| Arc::new(oauth::ResourceServer::new(oauth)));
         Arc::new(Self {
             frontend,
             config,
@@ -130,6 +139,7 @@ impl HttpState {
             legacy: Mutex::new(HashMap::new()),
             modern: Mutex::new(HashMap::new()),
             rate,
+            oauth,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
@@ -137,6 +147,10 @@ impl HttpState {
 
     /// Mark the service ready (listeners bound, catalog loaded) or not.
     pub fn set_ready(&self, ready: bool) {
+        if ready && let (Some(oauth), Some(catalog)) = (&self.oauth, self.frontend.catalog.loaded())
+        {
+            oauth.check_catalog(&catalog);
+        }
         self.ready.store(ready, Ordering::Relaxed);
     }
 
@@ -220,6 +234,9 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
             }
         })
     };
+    if let Some(oauth) = &state.oauth {
+        oauth.warm_up();
+    }
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -327,10 +344,18 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
 async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
-        (_, "/mcp") => match check_front_door(&state, peer, &request) {
-            Ok(principal) => endpoint::handle(state, principal, request).await,
+        (_, "/mcp") => match check_front_door(&state, peer, &request).await {
+            Ok((principal, scopes)) => endpoint::handle(state, principal, scopes, request).await,
             Err(response) => response,
         },
+        (&Method::GET, path)
+            if state
+                .oauth
+                .as_ref()
+                .is_some_and(|oauth| oauth.serves_metadata(path)) =>
+        {
+            oauth_metadata(&state, peer, &request)
+        }
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state),
@@ -341,13 +366,48 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
     }
 }
 
-/// Host, Origin, authentication and rate limit, in that order. Returns the principal.
-#[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn check_front_door(
+/// The protected-resource metadata, under the same Host and Origin rules as `/mcp`.
+fn oauth_metadata(state: &HttpState, peer: Peer, request: &Request<Incoming>) -> Response<Body> {
+    if let Err(response) = check_host_origin(state, peer, request) {
+        return response;
+    }
+    match &state.oauth {
+        Some(oauth) => oauth.metadata(),
+        None => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Host, Origin, authentication and rate limit, in that order. Returns the principal, and the
+/// scopes of an OAuth caller.
+async fn check_front_door(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
+) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
+    check_host_origin(state, peer, request)?;
+    let (principal, scopes) = authenticate(state, peer, request).await?;
+    if let Some(retry_after) = state.rate.check(&principal) {
+        METRICS.reject(Rejection::RateLimited);
+        let mut response = rpc_error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            bulkhead_protocol::codes::INVALID_REQUEST,
+            "rate limit exceeded for this principal; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return Err(response);
+    }
+    Ok((principal, scopes))
+}
+
+/// The `Host` allow-list (TCP only) and the `Origin` allow-list.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+fn check_host_origin(
+    state: &HttpState,
+    peer: Peer,
+    request: &Request<Incoming>,
+) -> Result<(), Response<Body>> {
     let headers = request.headers();
     if matches!(peer, Peer::Tcp) && !host_allowed(&state.config, headers.get(hyper::header::HOST)) {
         METRICS.reject(Rejection::Host);
@@ -367,28 +427,23 @@ fn check_front_door(
             "forbidden: this Origin is not allowed",
         ));
     }
-    let principal = authenticate(state, peer, request)?;
-    if let Some(retry_after) = state.rate.check(&principal) {
-        METRICS.reject(Rejection::RateLimited);
-        let mut response = rpc_error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            bulkhead_protocol::codes::INVALID_REQUEST,
-            "rate limit exceeded for this principal; retry later",
-        );
-        response
-            .headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return Err(response);
-    }
-    Ok(principal)
+    Ok(())
 }
 
-#[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn authenticate(
+/// The caller's principal: a static token, else the Unix peer's uid where allowed, else an
+/// OAuth access token. A token in the query string is refused whatever else is sent.
+async fn authenticate(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
+) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
+    if oauth::has_query_token(request.uri()) {
+        METRICS.reject(Rejection::Unauthorized);
+        return Err(match &state.oauth {
+            Some(oauth) => oauth.unauthorized(true),
+            None => unauthorized(Some("invalid_request")),
+        });
+    }
     let token = request
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -410,24 +465,38 @@ fn authenticate(
             None => None,
         },
     };
-    principal.ok_or_else(|| {
-        METRICS.reject(Rejection::Unauthorized);
-        let mut response = rpc_error_response(
-            StatusCode::UNAUTHORIZED,
-            bulkhead_protocol::codes::INVALID_REQUEST,
-            "unauthorized: send Authorization: Bearer <token>",
-        );
-        let challenge = if token.is_some() {
-            "Bearer realm=\"bulkhead\", error=\"invalid_token\""
-        } else {
-            "Bearer realm=\"bulkhead\""
-        };
-        response.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        );
+    if let Some(principal) = principal {
+        return Ok((principal, None));
+    }
+    let refused = match (&state.oauth, token) {
+        (Some(oauth), Some(token)) => match oauth.authenticate(token).await {
+            Ok((principal, scopes)) => return Ok((principal, Some(scopes))),
+            Err(response) => response,
+        },
+        (Some(oauth), None) => oauth.unauthorized(false),
+        (None, token) => unauthorized(token.map(|_| "invalid_token")),
+    };
+    METRICS.reject(Rejection::Unauthorized);
+    Err(refused)
+}
+
+/// `401` when only static tokens are accepted, with the RFC 6750 error code if there is one.
+fn unauthorized(error: Option<&'static str>) -> Response<Body> {
+    let mut response = rpc_error_response(
+        StatusCode::UNAUTHORIZED,
+        bulkhead_protocol::codes::INVALID_REQUEST,
+        "unauthorized: send Authorization: Bearer <token>",
+    );
+    let challenge = match error {
+        Some(error) => format!("Bearer realm=\"bulkhead\", error=\"{error}\""),
+        None => "Bearer realm=\"bulkhead\"".to_string(),
+    };
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
         response
-    })
+            .headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, challenge);
+    }
+    response
 }
 
 const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
