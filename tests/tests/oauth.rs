@@ -335,9 +335,49 @@ fn unknown_key_ids_refresh_the_keys_at_most_once_per_interval_and_rotation_needs
 #[test]
 fn two_principals_never_see_each_others_sessions_and_no_token_reaches_a_log_or_a_worker() {
     let auth = AuthServer::start();
-    let (server, resource) = serve(&auth, &[], &[("RUST_LOG", "debug")]);
+    // Credentials provisioned for the OAuth principal `t_alice`, named as the README says.
+    let credentials =
+        std::env::temp_dir().join(format!("bulkhead-oauth-creds-{}", std::process::id()));
+    std::fs::create_dir_all(&credentials).unwrap();
+    std::fs::write(
+        credentials.join("t_alice.main"),
+        "broker = paper\napi_key = alice-key\napi_secret = alice-provisioned-secret\n",
+    )
+    .unwrap();
+    let (server, resource) = serve(
+        &auth,
+        &["--credentials-dir", credentials.to_str().unwrap()],
+        &[("RUST_LOG", "debug")],
+    );
     let alice = auth.token("alice", &resource, SCOPES);
     let bob = auth.token("bob", &resource, "mcp");
+    let login = |token: &str, reference: &str| {
+        server.modern(
+            Some(token),
+            5,
+            "tools/call",
+            json!({"name": "broker_login", "arguments": {"broker": "paper", "credential_ref": reference}}),
+        )
+        .json()["result"]
+            .clone()
+    };
+    assert_eq!(
+        login(&alice, "main")["structuredContent"]["authenticated"],
+        true
+    );
+    let (bobs, nonexistent) = (login(&bob, "main"), login(&bob, "nope"));
+    assert_eq!(bobs["isError"], true, "{bobs}");
+    assert_eq!(
+        bobs["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .replace("\"main\"", "REF"),
+        nonexistent["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .replace("\"nope\"", "REF"),
+        "another principal's credential reads exactly like a missing one"
+    );
 
     let handle = server.open_session(Some(&alice));
     let call_in = |token: &str, session: &str| {
@@ -436,19 +476,26 @@ fn two_principals_never_see_each_others_sessions_and_no_token_reaches_a_log_or_a
         }
     }
 
-    // The log at debug level names the principals (the audit line), never a token.
-    let log = server.stderr();
-    assert!(log.contains(" DEBUG "), "the log is at debug level");
+    // The log at debug level names the principals (the audit line; the harness reads stderr on
+    // a thread of its own, so a line may land after the reply), never a token.
+    let audited = |principal: &str| {
+        server.stderr().lines().any(|line| {
+            line.contains("bulkhead::audit") && line.contains(&format!("principal={principal}"))
+        })
+    };
     for principal in ["t_alice", "t_bob"] {
         assert!(
-            log.lines().any(|line| line.contains("bulkhead::audit")
-                && line.contains(&format!("principal={principal}"))),
-            "no audit line names {principal}:\n{log}"
+            eventually(Duration::from_secs(5), || audited(principal)),
+            "no audit line names {principal}:\n{}",
+            server.stderr()
         );
     }
+    let log = server.stderr();
+    assert!(log.contains(" DEBUG "), "the log is at debug level");
     for secret in &secrets {
         assert!(!log.contains(secret), "a token is in the log");
     }
+    let _ = std::fs::remove_dir_all(credentials);
 }
 
 #[test]
