@@ -16,6 +16,7 @@
 //! resource, so introspection is not offered. The token itself goes nowhere: it is verified
 //! here and dropped, only the principal reaches sessions, workers and logs.
 
+mod cache;
 mod fetch;
 mod jwks;
 mod metadata;
@@ -48,6 +49,7 @@ pub struct ResourceServer {
     keys: Vec<jwks::IssuerKeys>,
     fetcher: fetch::Fetcher,
     metadata: Metadata,
+    verified: cache::VerifiedTokens,
 }
 
 impl ResourceServer {
@@ -61,6 +63,7 @@ impl ResourceServer {
             metadata: Metadata::new(&config),
             keys,
             fetcher: fetch::Fetcher::default(),
+            verified: cache::VerifiedTokens::default(),
             config,
         }
     }
@@ -102,7 +105,17 @@ impl ResourceServer {
         }
     }
 
+    /// A token's grant: from the cache if it was verified under the current keys and is still
+    /// in its time window, else by the full check (see `validate`).
     async fn verify(&self, token: &str) -> Result<validate::Grant, Refusal> {
+        let digest = cache::digest(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(grant) = self
+            .verified
+            .get(&digest, now, |issuer| self.keys[issuer].generation())
+        {
+            return Ok(grant);
+        }
         let unverified = validate::unverified(&self.config, token)?;
         let index = self
             .config
@@ -112,12 +125,18 @@ impl ResourceServer {
             .ok_or(Invalid::Issuer)?;
         let issuer = &self.config.issuers[index];
         let algorithm = unverified.header.alg;
+        // Read before the key: a refresh during this check makes the entry miss, never the
+        // reverse.
+        let generation = self.keys[index].generation();
         let key = self.keys[index]
             .key(&self.fetcher, unverified.header.kid.as_deref(), algorithm)
             .await
             .ok_or(Invalid::UnknownKey)?;
         let claims = validate::verified_claims(&self.config, issuer, token, &key, algorithm)?;
-        validate::grant(&self.config, issuer, &claims)
+        let grant = validate::grant(&self.config, issuer, &claims)?;
+        self.verified
+            .insert(digest, grant.clone(), index, generation, now);
+        Ok(grant)
     }
 
     /// `401` for a request without a token, or with one where tokens may not be.

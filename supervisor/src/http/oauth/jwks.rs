@@ -15,6 +15,7 @@
 //! successful or not, is at least the configured interval old. A failed refresh keeps the keys
 //! it had.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,8 @@ pub struct IssuerKeys {
     issuer: String,
     min_refresh_interval: Duration,
     keys: RwLock<Arc<KeySet>>,
+    /// Counts successful fetches, so what was verified under older keys can tell.
+    generation: AtomicU64,
     refresh: tokio::sync::Mutex<Refresh>,
 }
 
@@ -142,8 +145,14 @@ impl IssuerKeys {
             issuer,
             min_refresh_interval,
             keys: RwLock::default(),
+            generation: AtomicU64::new(0),
             refresh: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Which key set is current: it changes with every successful fetch.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn current(&self) -> Arc<KeySet> {
@@ -205,6 +214,7 @@ impl IssuerKeys {
                     .keys
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
             Err(error) => tracing::warn!(
                 issuer = %self.issuer,

@@ -56,11 +56,13 @@ pub enum Invalid {
     ClaimValue(String),
 }
 
-/// What a valid token grants: its principal and its scopes.
+/// What a valid token grants: its principal and its scopes, until its `exp` (from its `nbf`).
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub principal: Principal,
     pub scopes: BTreeSet<String>,
+    pub expires_at: u64,
+    pub not_before: Option<u64>,
 }
 
 /// A token refused: invalid (401), or valid without the scopes required at all (403).
@@ -170,6 +172,19 @@ pub fn grant(config: &OAuthConfig, issuer: &Issuer, claims: &Value) -> Result<Gr
     Ok(Grant {
         principal: Principal::from(principal_name(&issuer.label, &subject)),
         scopes,
+        // Verification required `exp` and checked both as numbers.
+        expires_at: seconds(&claims["exp"]).unwrap_or(0),
+        not_before: seconds(&claims["nbf"]),
+    })
+}
+
+/// A NumericDate claim as whole seconds (it may be a float).
+fn seconds(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|secs| *secs >= 0.0)
+            .map(|secs| secs as u64)
     })
 }
 
@@ -221,7 +236,7 @@ mod tests {
         let grant = grant(
             &config,
             issuer,
-            &json!({"sub": "ann@example.com", "scope": "mcp read", "scp": ["trade"], "tid": "t1"}),
+            &json!({"sub": "ann@example.com", "scope": "mcp read", "scp": ["trade"], "tid": "t1", "exp": 1_000, "nbf": 10.5}),
         )
         .unwrap();
         assert_eq!(&*grant.principal, "corp_ann_40example_2Ecom");
@@ -229,6 +244,7 @@ mod tests {
             grant.scopes.iter().collect::<Vec<_>>(),
             ["mcp", "read", "trade"]
         );
+        assert_eq!((grant.expires_at, grant.not_before), (1_000, Some(10)));
     }
 
     #[test]
