@@ -76,7 +76,27 @@ fn claims(auth: &AuthServer, resource: &str, changes: Value) -> Value {
 fn provider_tokens_work_and_every_bad_token_gets_the_challenge() {
     let auth = AuthServer::start();
     let stranger = AuthServer::start();
-    let (server, resource) = serve(&auth, &[], &[]);
+    // Static tokens and Unix peer uids keep working beside OAuth.
+    let dir = std::env::temp_dir().join(format!("bulkhead-oauth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (tokens, socket) = (dir.join("tokens"), dir.join("mcp.sock"));
+    std::fs::write(&tokens, format!("ops:{STATIC_TOKEN}\n")).unwrap();
+    let (server, resource) = serve(
+        &auth,
+        &[
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--unix",
+            socket.to_str().unwrap(),
+            "--unix-peer-uid",
+        ],
+        &[],
+    );
+    assert_eq!(echo(&server, Some(STATIC_TOKEN), "static").status, 200);
+    assert!(
+        unix_echo(&socket).starts_with("HTTP/1.1 200"),
+        "peer uid over --unix"
+    );
 
     // The metadata clients discover the authorization server from.
     for path in [
@@ -269,6 +289,27 @@ fn provider_tokens_work_and_every_bad_token_gets_the_challenge() {
     );
     let traded = order(&alice);
     assert_eq!(traded.status, 200, "{}", traded.text());
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A static token from a tokens file, beside OAuth.
+const STATIC_TOKEN: &str = "ops-token-0123456789abcdef";
+
+/// A tokenless 2026-07-28 `echo` over the Unix socket; the raw response.
+fn unix_echo(socket: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "unix"}, "_meta": modern_meta()}}).to_string();
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(socket).expect("connect to the socket");
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
 }
 
 /// A token's three dot-separated parts.
