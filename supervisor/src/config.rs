@@ -196,6 +196,9 @@ pub struct ServeOptions {
     /// Seconds between SSE keep-alive comments.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SSE_KEEPALIVE_SECS)]
     pub sse_keepalive: f64,
+    /// OAuth 2.1 access tokens: `--oauth-issuer`, `--public-url` and their `--oauth-*` flags.
+    #[command(flatten)]
+    pub oauth: crate::http::oauth::OAuthOptions,
 }
 
 /// The SHA-256 digest of the token in `path` (trimmed); every problem goes to `problems`.
@@ -247,9 +250,13 @@ impl ServeOptions {
             (None, None) => Some(DEFAULT_HTTP_ADDR.parse().expect("valid default address")),
             (http, _) => http,
         };
+        let oauth = self.oauth.resolve(&mut problems);
         let auth = if self.no_auth {
             if self.tokens.is_some() {
                 problems.push("--no-auth and --tokens exclude each other".into());
+            }
+            if !self.oauth.oauth_issuers.is_empty() {
+                problems.push("--no-auth and --oauth-issuer exclude each other".into());
             }
             if let Some(addr) = http
                 && !addr.ip().is_loopback()
@@ -269,14 +276,23 @@ impl ServeOptions {
                 problems.extend(found);
                 Tokens::default()
             });
+            if let Some(oauth) = &oauth {
+                oauth.check_static_principals(&tokens.principals(), &mut problems);
+            }
             AuthMode::Tokens {
                 tokens,
+                unix_peer_uid: self.unix_peer_uid,
+            }
+        } else if !self.oauth.oauth_issuers.is_empty() {
+            // Access tokens alone (and peer uids over --unix): no static token matches.
+            AuthMode::Tokens {
+                tokens: Tokens::default(),
                 unix_peer_uid: self.unix_peer_uid,
             }
         } else if self.unix_peer_uid && http.is_none() {
             AuthMode::UnixPeerUid
         } else {
-            problems.push("choose how callers authenticate: --tokens FILE, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
+            problems.push("choose how callers authenticate: --tokens FILE, --oauth-issuer URL, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
             AuthMode::None
         };
         if self.unix_peer_uid && self.unix.is_none() {
@@ -332,12 +348,15 @@ impl ServeOptions {
         if !problems.is_empty() {
             return Err(problems);
         }
+        // The public URL's host is one this server answers to by definition.
+        let mut allowed_hosts = self.allow_hosts.clone();
+        allowed_hosts.extend(oauth.as_ref().and_then(|oauth| oauth.public_host()));
         Ok(HttpConfig {
             http,
             unix: self.unix.clone(),
             auth,
             allowed_origins: self.allow_origins.clone(),
-            allowed_hosts: self.allow_hosts.clone(),
+            allowed_hosts,
             max_body_bytes: self.max_body_bytes,
             header_timeout,
             max_connections: self.max_connections,
@@ -349,6 +368,7 @@ impl ServeOptions {
             admin_token,
             metrics_token,
             sse_keepalive,
+            oauth,
         })
     }
 }

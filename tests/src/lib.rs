@@ -8,6 +8,7 @@
 //! the test executable's `deps/` directory.
 
 pub mod http;
+pub mod oauth;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

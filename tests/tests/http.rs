@@ -762,6 +762,7 @@ fn metrics_are_not_served_on_a_public_listener_without_a_token() {
             "--allow-host",
             "0.0.0.0",
         ],
+        &[],
     );
     let refused = server.get("/metrics");
     assert_eq!(refused.status, 403, "{}", refused.text());

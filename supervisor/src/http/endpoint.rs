@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::oauth::Scopes;
 use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
 use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::mcp::Connection;
@@ -38,10 +39,12 @@ const HEADER_SESSION_ID: &str = "mcp-session-id";
 /// Seconds a client at a session limit is told to wait.
 const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
 
-/// Handle one request to `/mcp` from an authenticated principal.
+/// Handle one request to `/mcp` from an authenticated principal (with its scopes, if it came
+/// with an OAuth access token).
 pub async fn handle(
     state: Arc<HttpState>,
     principal: Principal,
+    scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -56,7 +59,7 @@ pub async fn handle(
         return response;
     }
     match *request.method() {
-        Method::POST => post(state, principal, request).await,
+        Method::POST => post(state, principal, scopes, request).await,
         Method::DELETE if request.headers().contains_key(HEADER_SESSION_ID) => {
             delete(&state, &principal, request.headers()).await
         }
@@ -78,6 +81,7 @@ pub async fn handle(
 async fn post(
     state: Arc<HttpState>,
     principal: Principal,
+    scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -93,6 +97,9 @@ async fn post(
             return json_response(StatusCode::BAD_REQUEST, &error.to_response());
         }
     };
+    if let Some(refused) = check_tool_scope(&state, scopes.as_ref(), &message) {
+        return refused;
+    }
     let headers = &parts.headers;
     let id = request_id(&message);
     let version = match header(headers, HEADER_PROTOCOL_VERSION) {
@@ -117,6 +124,24 @@ async fn post(
     } else {
         legacy(&state, &principal, headers, message).await
     }
+}
+
+/// The `403` for an OAuth caller calling a tool whose scopes its token lacks.
+fn check_tool_scope(
+    state: &HttpState,
+    scopes: Option<&Scopes>,
+    message: &Message,
+) -> Option<Response<Body>> {
+    let (Some(oauth), Some(scopes)) = (&state.oauth, scopes) else {
+        return None;
+    };
+    let Message::Request { method, params, .. } = message else {
+        return None;
+    };
+    let tool = params.as_ref()?.get("name")?.as_str()?;
+    (method == "tools/call")
+        .then(|| oauth.check_tool(scopes, tool))
+        .flatten()
 }
 
 /// The whole body, up to `limit` bytes, within `timeout`: a body that trickles in holds a
