@@ -13,10 +13,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod confirm;
 pub mod credentials;
+pub mod desk;
 pub mod indicators;
 pub mod model;
 pub mod paper;
+pub mod rails;
 pub mod registry;
 pub mod tools;
 
@@ -32,6 +35,7 @@ pub use model::{
     OrderType, Placement, Position, Quote, ReplaceRequest, Side, SymbolInfo, TimeInForce,
     Timeframe,
 };
+pub use rails::RailRefusal;
 pub use registry::BrokerRegistry;
 
 /// What every broker call returns: a boxed future, so `dyn Broker` works.
