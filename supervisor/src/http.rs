@@ -67,8 +67,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
     pub max_connections: usize,
-    pub rate_per_second: f64,
-    pub rate_burst: f64,
+    /// Per-principal requests per second and burst; `None`: no limit.
+    pub rate: Option<(f64, f64)>,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token: Option<[u8; 32]>,
     pub sse_keepalive: Duration,
@@ -87,7 +87,7 @@ pub struct HttpState {
     legacy: Mutex<HashMap<String, LegacySession>>,
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
-    rate: rate::Limiter,
+    rate: Option<rate::Limiter>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -122,7 +122,9 @@ impl Listener {
 
 impl HttpState {
     pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
-        let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        let rate = config
+            .rate
+            .map(|(per_second, burst)| rate::Limiter::new(per_second, burst));
         Arc::new(Self {
             frontend,
             config,
@@ -368,7 +370,7 @@ fn check_front_door(
         ));
     }
     let principal = authenticate(state, peer, request)?;
-    if let Some(retry_after) = state.rate.check(&principal) {
+    if let Some(retry_after) = state.rate.as_ref().and_then(|rate| rate.check(&principal)) {
         METRICS.reject(Rejection::RateLimited);
         let mut response = rpc_error_response(
             StatusCode::TOO_MANY_REQUESTS,

@@ -12,6 +12,7 @@
     dead_code,
     reason = "the order lifecycle's tools arrive in the commits after the trait"
 )]
+mod attachments;
 mod broker;
 mod exec;
 mod fixtures;
