@@ -77,8 +77,8 @@ pub struct HttpConfig {
     pub principal_share: usize,
     /// `subscriptions/listen` streams one principal may hold.
     pub listen_share: usize,
-    pub rate_per_second: f64,
-    pub rate_burst: f64,
+    /// Per-principal requests per second and burst; `None`: no limit.
+    pub rate: Option<(f64, f64)>,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token: Option<[u8; 32]>,
     /// SHA-256 of the token `/metrics` requires; `None`: served on local listeners only.
@@ -101,7 +101,7 @@ pub struct HttpState {
     legacy: Mutex<HashMap<String, LegacySession>>,
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
-    rate: rate::Limiter,
+    rate: Option<rate::Limiter>,
     /// Connection slots and per-principal shares.
     slots: Arc<slots::Slots>,
     oauth: Option<Arc<oauth::ResourceServer>>,
@@ -139,7 +139,9 @@ impl Listener {
 
 impl HttpState {
     pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
-        let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        let rate = config
+            .rate
+            .map(|(per_second, burst)| rate::Limiter::new(per_second, burst));
         let slots = slots::Slots::new(
             config.max_connections,
             config.principal_share,
@@ -494,7 +496,7 @@ async fn check_principal(
     request: &Request<Incoming>,
 ) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
     let (principal, scopes) = authenticate(state, peer, request).await?;
-    if let Some(retry_after) = state.rate.check(&principal) {
+    if let Some(retry_after) = state.rate.as_ref().and_then(|rate| rate.check(&principal)) {
         METRICS.reject(Rejection::RateLimited);
         let mut response = rpc_error_response(
             StatusCode::TOO_MANY_REQUESTS,

@@ -107,7 +107,10 @@ async def test_client_credentials_from_the_challenge_to_a_trade(resource_server,
             await call(client, "broker_login", broker="paper", api_key="k", api_secret="s")
             assert (await call(client, "quote", symbol="AAPL"))["symbol"] == "AAPL"
             # order_place needs `trade`: a 403 insufficient_scope, the SDK steps up, the call succeeds.
-            order = await call(client, "order_place", symbol="AAPL", side="buy", qty="1", type="market")
+            # Crypto trades around the clock, so the market order fills whatever the hour.
+            order = await call(
+                client, "order_place", symbol="BTC-USD", side="buy", qty="0.01", type="market"
+            )
             assert order["order"]["status"] == "filled"
             assert set(storage.tokens.scope.split()) == {"mcp", "trade"}
             assert principals(url) == {"t_alice"}

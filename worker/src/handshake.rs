@@ -122,7 +122,7 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
             tracing::debug!(?reason, "supervisor closed the fixture session");
             return Ok(());
         }
-        let server = SessionServer::new(hello.test_tools, hello.paper_seed);
+        let server = SessionServer::new(hello.test_tools, hello.paper_seed, &hello.trading);
         let service = server
             .clone()
             .serve((read_half, write_half))
