@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use bulkhead_protocol::codes;
 use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::METRICS;
@@ -183,8 +183,9 @@ struct Tombstone {
 #[derive(Default)]
 struct State {
     live: HashMap<String, Arc<Session>>,
-    /// Sessions being started, per principal, counted against the limits.
-    starting: HashMap<Principal, usize>,
+    /// Sessions being started, per principal, counted against the limits (see
+    /// [`Reservation`]).
+    reserved: HashMap<Principal, usize>,
     ended: HashMap<String, Tombstone>,
     ended_order: VecDeque<String>,
     shutting_down: bool,
@@ -197,11 +198,20 @@ impl State {
             .values()
             .filter(|session| session.principal == *principal)
             .count();
-        live + self.starting.get(principal).copied().unwrap_or(0)
+        live + self.reserved.get(principal).copied().unwrap_or(0)
     }
 
     fn total(&self) -> usize {
-        self.live.len() + self.starting.values().sum::<usize>()
+        self.live.len() + self.reserved.values().sum::<usize>()
+    }
+
+    fn release(&mut self, principal: &Principal) {
+        if let Some(count) = self.reserved.get_mut(principal) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.reserved.remove(principal);
+            }
+        }
     }
 
     fn remember_ended(&mut self, handle: String, principal: Principal, ended: Ended) {
@@ -284,54 +294,84 @@ impl Registry {
     }
 
     /// Open a session for `principal`: reserve a slot, start its worker, register it.
+    ///
+    /// The start runs as a task of its own that owns the reservation, so a caller that goes
+    /// away mid-start (a cancelled `session_open`, a disconnected HTTP client) never tears a
+    /// start in half nor leaks its slot: the task finishes the start, and a session nobody
+    /// received is ended at once (see [`PendingOpen`]).
     pub async fn open(
         self: &Arc<Self>,
         principal: &Principal,
         is_default: bool,
     ) -> Result<Arc<Session>, SessionError> {
-        self.reserve(principal)?;
+        let reservation = self.reserve(principal)?;
+        let (sender, receiver) = oneshot::channel();
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let opened = registry.start_session(reservation, is_default).await;
+            if let Err(Ok(session)) = sender.send(opened) {
+                registry.end_unclaimed(&session).await;
+            }
+        });
+        let mut pending = PendingOpen {
+            receiver,
+            registry: Arc::downgrade(self),
+        };
+        (&mut pending.receiver)
+            .await
+            .unwrap_or(Err(SessionError::ShuttingDown))
+    }
+
+    /// Start the worker of a reserved session and register the session.
+    async fn start_session(
+        self: &Arc<Self>,
+        reservation: Reservation,
+        is_default: bool,
+    ) -> Result<Arc<Session>, SessionError> {
+        let principal = reservation.principal.clone();
         let handle = mint_handle(&self.node);
         let tag = tag_of(&handle).to_string();
-        let started = match self.pooled_worker(principal, &tag) {
+        let started = match self.pooled_worker(&principal, &tag) {
             Some(worker) => Ok(worker),
-            None => self.start_worker(&tag, principal).await,
+            None => self.start_worker(&tag, &principal).await,
         };
-        let refused = {
+        let worker = started?;
+        let session = {
             let mut state = self.state();
-            release(&mut state, principal);
-            let worker = started?;
             if state.shutting_down {
-                Some(worker)
+                None
             } else {
+                reservation.settle(&mut state);
                 let session = Arc::new(Session {
                     handle: handle.clone(),
                     tag,
-                    principal: principal.clone(),
+                    principal,
                     is_default,
                     created_at: SystemTime::now(),
                     created: Instant::now(),
                     last_activity_ms: AtomicU64::new(0),
-                    worker,
+                    worker: worker.clone(),
                     in_flight: Arc::new(Semaphore::new(self.limits.max_in_flight)),
                 });
-                state.live.insert(handle.clone(), session);
-                None
+                state.live.insert(handle, session.clone());
+                Some(session)
             }
         };
-        if let Some(worker) = refused {
+        let Some(session) = session else {
+            // The reservation (if not settled) is released once the worker is gone.
             worker.stop().await;
             return Err(SessionError::ShuttingDown);
-        }
-        let session = self
-            .state()
-            .live
-            .get(&handle)
-            .cloned()
-            .ok_or(SessionError::NotFound)?;
+        };
         METRICS.sessions_opened.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session = %session.tag, pid = session.worker.pid(), default = is_default, "session opened");
         tokio::spawn(watch_worker(Arc::downgrade(self), session.clone()));
         Ok(session)
+    }
+
+    /// End a session whose opener went away before it could receive it.
+    async fn end_unclaimed(&self, session: &Arc<Session>) {
+        tracing::info!(session = %session.tag, "the caller that opened this session went away; closing it");
+        self.end(session, Ended::Closed).await;
     }
 
     async fn start_worker(
@@ -361,8 +401,8 @@ impl Registry {
         WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await
     }
 
-    fn reserve(&self, principal: &Principal) -> Result<(), SessionError> {
-        let victim = {
+    fn reserve(self: &Arc<Self>, principal: &Principal) -> Result<Reservation, SessionError> {
+        let (reservation, victim) = {
             let mut state = self.state();
             if state.shutting_down {
                 return Err(SessionError::ShuttingDown);
@@ -398,14 +438,13 @@ impl Registry {
             } else {
                 None
             };
-            *state.starting.entry(principal.clone()).or_default() += 1;
-            victim
+            (Reservation::take(self, &mut state, principal), victim)
         };
         if let Some(victim) = victim {
             tracing::info!(session = %victim.tag, "evicting the least recently used idle session");
             tokio::spawn(async move { victim.worker.stop().await });
         }
-        Ok(())
+        Ok(reservation)
     }
 
     /// The live session `handle`, if `principal` owns it.
@@ -542,11 +581,58 @@ impl Registry {
     }
 }
 
-fn release(state: &mut State, principal: &Principal) {
-    if let Some(count) = state.starting.get_mut(principal) {
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            state.starting.remove(principal);
+/// One slot of a session that is not live but still counts against the limits: its worker is
+/// starting. Dropping the reservation frees the slot, whatever path the start took (an error,
+/// a panic, a shutdown); [`Reservation::settle`] hands it over to the live session instead.
+struct Reservation {
+    registry: std::sync::Weak<Registry>,
+    principal: Principal,
+    settled: bool,
+}
+
+impl Reservation {
+    fn take(registry: &Arc<Registry>, state: &mut State, principal: &Principal) -> Self {
+        *state.reserved.entry(principal.clone()).or_default() += 1;
+        Self {
+            registry: Arc::downgrade(registry),
+            principal: principal.clone(),
+            settled: false,
+        }
+    }
+
+    /// The session is live now and counted as such: free the slot under the same lock.
+    fn settle(mut self, state: &mut State) {
+        state.release(&self.principal);
+        self.settled = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.state().release(&self.principal);
+        }
+    }
+}
+
+/// The caller's side of an open. The start task hands the session over through `receiver`;
+/// if the caller is dropped after the session was sent but before it was received, the session
+/// would be live with nobody holding its handle, so dropping this ends it. (A session sent
+/// after the caller left is ended by the start task itself, which sees the send fail.)
+struct PendingOpen {
+    receiver: oneshot::Receiver<Result<Arc<Session>, SessionError>>,
+    registry: std::sync::Weak<Registry>,
+}
+
+impl Drop for PendingOpen {
+    fn drop(&mut self) {
+        if let Ok(Ok(session)) = self.receiver.try_recv()
+            && let Some(registry) = self.registry.upgrade()
+        {
+            tokio::spawn(async move { registry.end_unclaimed(&session).await });
         }
     }
 }
