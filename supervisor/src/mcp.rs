@@ -816,7 +816,7 @@ impl Connection {
                     return Err(RpcError::new(
                         codes::DEADLINE_EXCEEDED,
                         format!(
-                            "the call did not finish within the {} ms deadline and was cancelled; the session is still usable",
+                            "the call did not finish within the {} ms deadline and was cancelled; the session stays usable once its worker has stopped the call (a worker that keeps running past the hard-cancel limit is killed)",
                             self.frontend.call_timeout.as_millis()
                         ),
                     ));

@@ -7,8 +7,9 @@
 //! numeric JSON-RPC id on the socket, and its reply (plus progress notifications, whose tokens
 //! are rewritten to the call id on the way in and restored on the way out) comes back on the
 //! call's own channel. Dropping an unfinished `Call` cancels it: the actor sends
-//! `notifications/cancelled` and gives the worker [`WorkerTimeouts::hard_cancel`] to stop; a
-//! worker that answers nothing by then is killed, with crash semantics.
+//! `notifications/cancelled` and gives the worker [`WorkerTimeouts::hard_cancel`] to show that
+//! the call stopped ([`cancellation`] says what counts as evidence); a worker that shows
+//! nothing by then is killed, with crash semantics.
 //!
 //! Stop sequence: close the socket (the worker exits on EOF) → wait `close_grace` → SIGTERM to
 //! the worker's process group → wait `term_grace` → SIGKILL → reap. A worker that dies on its
@@ -31,7 +32,9 @@ use std::time::Duration;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION, codes};
+use bulkhead_protocol::{
+    NEWEST_INITIALIZE_VERSION, NOTIFICATION_CANCEL_ACKNOWLEDGED, WORKER_PROTOCOL_VERSION, codes,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -43,6 +46,9 @@ use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease, signal_g
 use crate::wrap::WrappedServer;
 use crate::wrap::bridge::{self, ReplyFix, ServerEra};
 use crate::wrap::stderr::SharedTail;
+
+mod cancellation;
+use cancellation::Abandoned;
 
 /// How long to keep reading a dead worker's socket for replies it wrote before exiting.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -347,7 +353,7 @@ impl WorkerHandle {
             reader,
             writer: Some(frames),
             in_flight: HashMap::new(),
-            abandoned: HashMap::new(),
+            abandoned: Abandoned::new(timeouts.hard_cancel, era),
             inbox,
             exit_tx,
             planned: planned.clone(),
@@ -620,8 +626,8 @@ struct Actor {
     reader: LineReader<OwnedReadHalf>,
     writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
     in_flight: HashMap<u64, InFlight>,
-    /// Cancelled calls still running in the worker, with the instant it gets killed.
-    abandoned: HashMap<u64, Instant>,
+    /// Cancelled calls that may still run in the worker, with the instant it gets killed.
+    abandoned: Abandoned,
     inbox: mpsc::UnboundedReceiver<Command>,
     exit_tx: watch::Sender<Option<WorkerExit>>,
     /// Shared with the handles: the cause, set as soon as the main loop ends.
@@ -685,7 +691,7 @@ impl Actor {
 
     async fn serve(&mut self) -> LoopEnd {
         loop {
-            let kill_at = self.abandoned.values().min().copied();
+            let kill_at = self.abandoned.next_deadline();
             tokio::select! {
                 frame = self.reader.next_frame() => match frame {
                     Ok(Some(Frame::Line(line))) => self.on_worker_line(&line),
@@ -735,15 +741,9 @@ impl Actor {
         if self.in_flight.remove(&id).is_none() {
             return;
         }
-        let cancelled = jsonrpc::notification(
-            "notifications/cancelled",
-            Some(
-                json!({"requestId": id, "reason": "cancelled by the client or the call deadline"}),
-            ),
-        );
-        self.write(jsonrpc::to_frame(&cancelled));
-        self.abandoned
-            .insert(id, Instant::now() + self.timeouts.hard_cancel);
+        for frame in self.abandoned.cancel(id, Instant::now()) {
+            self.write(frame);
+        }
     }
 
     fn on_worker_line(&mut self, line: &[u8]) {
@@ -756,10 +756,15 @@ impl Actor {
             }
         };
         if value.get("method").is_none() {
-            let Some(id) = value.get("id").and_then(Value::as_u64) else {
+            let Some(id) = value.get("id") else {
                 return;
             };
-            self.abandoned.remove(&id);
+            if self.abandoned.on_response(id) {
+                return;
+            }
+            let Some(id) = id.as_u64() else {
+                return;
+            };
             if let Some(call) = self.in_flight.remove(&id) {
                 let _ = call.events.send(CallEvent::Reply(value));
             }
@@ -800,6 +805,10 @@ impl Actor {
     /// notifications (log messages) name no call on the wire, so, like server requests, they go
     /// to the newest call in flight. With no call in flight they have no reader and are dropped.
     fn on_notification(&mut self, method: String, params: Option<Value>) {
+        if method == NOTIFICATION_CANCEL_ACKNOWLEDGED {
+            self.abandoned.on_acknowledgement(params.as_ref());
+            return;
+        }
         let mut params = params.unwrap_or_else(|| json!({}));
         if let Some(id) = params.get("progressToken").and_then(Value::as_u64) {
             let Some(call) = self.in_flight.get(&id) else {

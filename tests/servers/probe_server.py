@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 ENVELOPE = "io.modelcontextprotocol/protocolVersion"
@@ -58,6 +59,12 @@ def tools(args):
     if args.session_arg:
         search["session"] = {"type": "string", "description": "the server's own notion of a session"}
     listed.append(tool("search", "Echo the arguments.", search))
+    listed.append(tool(
+        "slow_reply",
+        "Answer after `seconds` from a background thread; the request loop stays free meanwhile.",
+        {"seconds": {"type": "number"}},
+        ["seconds"],
+    ))
     if args.collide:
         listed.append(tool(args.collide, "A tool whose name Bulkhead also uses."))
     return listed
@@ -130,9 +137,20 @@ def main():
     sys.stderr.write(f"probe server {os.getpid()} starting ({args.era})\n")
     sys.stderr.flush()
 
+    writing = threading.Lock()
+
     def send(message):
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
+        with writing:
+            sys.stdout.write(json.dumps(message) + "\n")
+            sys.stdout.flush()
+
+    def answer_later(request_id, seconds, extra):
+        # Like most SDK servers, a cancellation is not answered: the reply, if the thread ever
+        # gets there, is the only one.
+        def reply():
+            time.sleep(seconds)
+            send({"jsonrpc": "2.0", "id": request_id, "result": dict(text_result({"slept": seconds}), **extra)})
+        threading.Thread(target=reply, daemon=True).start()
 
     for line in sys.stdin:
         try:
@@ -180,6 +198,9 @@ def main():
             result = {"tools": tools(args)}
             if locked == "modern":
                 result.update({"ttlMs": 0, "cacheScope": "private"})
+        elif method == "tools/call" and params.get("name") == "slow_reply":
+            answer_later(request_id, float((params.get("arguments") or {}).get("seconds", 1)), extra)
+            continue
         elif method == "tools/call":
             result = call(params.get("name"), params.get("arguments") or {}, locked)
         elif method == "ping":
