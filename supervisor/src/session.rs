@@ -26,6 +26,13 @@ use bulkhead_protocol::clock::rfc3339;
 /// How many ended handles are remembered for precise errors; older ones read as unknown.
 const ENDED_MEMORY: usize = 10_000;
 
+/// Most workers stopped at once in the background (expiry, eviction). Each stop is a few
+/// timers and, for a wrapped server, scans of `/proc`; a mass expiry of thousands of sessions
+/// should not run thousands of scans at once. Sessions waiting their turn still count against
+/// the limits, and every stop ends within the stop sequence's graces (SIGKILL reaches the
+/// worker's pid whatever it did to its process group), so the queue always drains.
+const MAX_CONCURRENT_STOPS: usize = 64;
+
 /// Who a session belongs to. Over stdio this is the local user who launched the supervisor.
 pub type Principal = Arc<str>;
 
@@ -183,7 +190,7 @@ struct Tombstone {
 #[derive(Default)]
 struct State {
     live: HashMap<String, Arc<Session>>,
-    /// Sessions being started, per principal, counted against the limits (see
+    /// Sessions starting or stopping, per principal, counted against the limits (see
     /// [`Reservation`]).
     reserved: HashMap<Principal, usize>,
     ended: HashMap<String, Tombstone>,
@@ -241,6 +248,8 @@ pub struct Registry {
     state: Mutex<State>,
     /// Pre-spawned workers, when `--pool-size` is above zero.
     pool: std::sync::OnceLock<Arc<Pool>>,
+    /// Permits for background stops ([`MAX_CONCURRENT_STOPS`]).
+    stops: Arc<Semaphore>,
 }
 
 impl Registry {
@@ -257,6 +266,7 @@ impl Registry {
             template,
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
+            stops: Arc::new(Semaphore::new(MAX_CONCURRENT_STOPS)),
         })
     }
 
@@ -369,7 +379,7 @@ impl Registry {
     }
 
     /// End a session whose opener went away before it could receive it.
-    async fn end_unclaimed(&self, session: &Arc<Session>) {
+    async fn end_unclaimed(self: &Arc<Self>, session: &Arc<Session>) {
         tracing::info!(session = %session.tag, "the caller that opened this session went away; closing it");
         self.end(session, Ended::Closed).await;
     }
@@ -427,22 +437,16 @@ impl Registry {
                         limit: self.limits.max_sessions,
                     });
                 };
-                state.live.remove(&victim.handle);
-                METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
-                state.remember_ended(
-                    victim.handle.clone(),
-                    victim.principal.clone(),
-                    Ended::Evicted,
-                );
-                Some(victim)
+                tracing::info!(session = %victim.tag, "evicting the least recently used idle session");
+                self.retire_locked(&mut state, &victim, Ended::Evicted)
+                    .map(|stopping| (victim, stopping))
             } else {
                 None
             };
             (Reservation::take(self, &mut state, principal), victim)
         };
-        if let Some(victim) = victim {
-            tracing::info!(session = %victim.tag, "evicting the least recently used idle session");
-            tokio::spawn(async move { victim.worker.stop().await });
+        if let Some((victim, stopping)) = victim {
+            self.stop_in_background(victim, stopping);
         }
         Ok(reservation)
     }
@@ -481,24 +485,66 @@ impl Registry {
     }
 
     /// Close `handle` on behalf of `principal` and wait for its worker to be reaped.
-    pub async fn close(&self, handle: &str, principal: &Principal) -> Result<(), SessionError> {
+    pub async fn close(
+        self: &Arc<Self>,
+        handle: &str,
+        principal: &Principal,
+    ) -> Result<(), SessionError> {
         let session = self.get(handle, principal)?;
         self.end(&session, Ended::Closed).await;
         Ok(())
     }
 
-    /// End a live session for `reason` and stop its worker.
-    pub async fn end(&self, session: &Arc<Session>, reason: Ended) {
-        {
-            let mut state = self.state();
-            if state.live.remove(&session.handle).is_none() {
-                return;
+    /// End a live session for `reason`, stop its worker and wait until it is reaped. A session
+    /// another path is already ending is waited for the same way.
+    pub async fn end(self: &Arc<Self>, session: &Arc<Session>, reason: Ended) {
+        match self.retire(session, reason) {
+            Some(reservation) => {
+                session.worker.stop().await;
+                drop(reservation);
             }
-            METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(session = %session.tag, ?reason, "session ended");
-            state.remember_ended(session.handle.clone(), session.principal.clone(), reason);
+            None => {
+                session.worker.exited().await;
+            }
         }
-        session.worker.stop().await;
+    }
+
+    /// End a live session for `reason` and stop its worker in the background, at most
+    /// [`MAX_CONCURRENT_STOPS`] at a time; the caller never waits for a stop.
+    fn end_in_background(self: &Arc<Self>, session: Arc<Session>, reason: Ended) {
+        if let Some(reservation) = self.retire(&session, reason) {
+            self.stop_in_background(session, reservation);
+        }
+    }
+
+    fn stop_in_background(&self, session: Arc<Session>, reservation: Reservation) {
+        let stops = self.stops.clone();
+        tokio::spawn(async move {
+            let _permit = stops.acquire_owned().await;
+            session.worker.stop().await;
+            drop(reservation);
+        });
+    }
+
+    /// Take a live session out of the registry for `reason`. Returns the reservation that keeps
+    /// counting it against its principal and the total until its worker is reaped, or `None`
+    /// when it was not live (already ending, or lost).
+    fn retire(self: &Arc<Self>, session: &Arc<Session>, reason: Ended) -> Option<Reservation> {
+        let mut state = self.state();
+        self.retire_locked(&mut state, session.as_ref(), reason)
+    }
+
+    fn retire_locked(
+        self: &Arc<Self>,
+        state: &mut State,
+        session: &Session,
+        reason: Ended,
+    ) -> Option<Reservation> {
+        state.live.remove(&session.handle)?;
+        METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(session = %session.tag, ?reason, "session ended");
+        state.remember_ended(session.handle.clone(), session.principal.clone(), reason);
+        Some(Reservation::take(self, state, &session.principal))
     }
 
     /// Sessions open now.
@@ -518,8 +564,9 @@ impl Registry {
         self.state().live.get(handle).cloned()
     }
 
-    /// End every session past its idle TTL or maximum age.
-    pub async fn expire(&self) {
+    /// End every session past its idle TTL or maximum age. Their workers stop in the
+    /// background: one that is slow to stop never holds back the expiry of the others.
+    pub fn expire(self: &Arc<Self>) {
         let now = Instant::now();
         let expired: Vec<(Arc<Session>, Ended)> = self
             .state()
@@ -528,7 +575,7 @@ impl Registry {
             .filter_map(|session| Some((session.clone(), session.expiry(&self.limits, now)?)))
             .collect();
         for (session, reason) in expired {
-            self.end(&session, reason).await;
+            self.end_in_background(session, reason);
         }
     }
 
@@ -544,7 +591,7 @@ impl Registry {
                 let Some(registry) = registry.upgrade() else {
                     return;
                 };
-                registry.expire().await;
+                registry.expire();
             }
         });
     }
@@ -582,8 +629,10 @@ impl Registry {
 }
 
 /// One slot of a session that is not live but still counts against the limits: its worker is
-/// starting. Dropping the reservation frees the slot, whatever path the start took (an error,
-/// a panic, a shutdown); [`Reservation::settle`] hands it over to the live session instead.
+/// starting, or it has ended and its worker is not reaped yet (a worker that leaves its process
+/// group or ignores SIGTERM keeps its principal's slot until it is gone). Dropping the
+/// reservation frees the slot, whatever path led there (an error, a panic, a shutdown);
+/// [`Reservation::settle`] hands a starting session's slot over to the live session instead.
 struct Reservation {
     registry: std::sync::Weak<Registry>,
     principal: Principal,

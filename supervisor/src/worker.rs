@@ -12,7 +12,8 @@
 //! nothing by then is killed, with crash semantics.
 //!
 //! Stop sequence: close the socket (the worker exits on EOF) → wait `close_grace` → SIGTERM to
-//! the worker's process group → wait `term_grace` → SIGKILL → reap. A worker that dies on its
+//! the worker and its process group → wait `term_grace` → SIGKILL → reap. Signalling the pid as
+//! well as the group reaches a worker that left its group. A worker that dies on its
 //! own fails every call in flight with [`CallEvent::Died`]; nothing else is touched.
 //!
 //! A wrapped server (external worker mode, [`crate::wrap`]) differs in three places: start-up
@@ -487,10 +488,9 @@ async fn abandon_start(
     reason: String,
 ) -> String {
     if wrapped {
-        lease.signal_tree(pid, Signal::SIGKILL);
-    } else {
-        child.start_kill();
+        lease.signal_descendants(pid, Signal::SIGKILL);
     }
+    child.start_kill();
     let status = child.wait().await;
     if wrapped {
         let _ = signal_group(pid, Signal::SIGKILL);
@@ -672,13 +672,14 @@ impl Actor {
         }
     }
 
-    /// Signal the worker: its process group, or a wrapped server's whole tree.
+    /// Signal the worker itself and its process group — both, since a worker may leave its
+    /// group — and, for a wrapped server, every descendant wherever its group (found before
+    /// the server dies, while the parent links still lead to it).
     fn signal(&self, signal: Signal) {
         if self.wrapped {
-            self.lease.signal_tree(self.pid, signal);
-        } else {
-            let _ = signal_group(self.pid, signal);
+            self.lease.signal_descendants(self.pid, signal);
         }
+        self.child.signal(signal);
     }
 
     /// After a wrapped server is reaped: kill what is left of its process group and cgroup, and

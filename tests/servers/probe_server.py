@@ -1,6 +1,7 @@
 """A tiny stdio MCP server for the external-worker-mode tests: it reports what it sees
-(environment, pid, era) and does what the tests need a wrapped server to do (sleep, start
-grandchildren, write to stderr and die, try to read files or signal processes).
+(environment, pid, era) and does what the tests need a wrapped server to do (sleep, answer
+late from a thread, start grandchildren, leave its process group, write to stderr and die, try
+to read files or signal processes).
 
 It speaks the protocol by hand, with no SDK, so each era can be enforced strictly:
 
@@ -11,6 +12,7 @@ It speaks the protocol by hand, with no SDK, so each era can be enforced strictl
 
   --collide NAME     also offer a tool called NAME (e.g. session_info)
   --session-arg      give the `search` tool its own `session` argument
+  --start-delay S    sleep S seconds before reading anything (a slow start)
 """
 
 import argparse
@@ -24,6 +26,8 @@ import threading
 import time
 
 ENVELOPE = "io.modelcontextprotocol/protocolVersion"
+# Set by the `escape` tool: keep the process alive after stdin closes.
+LINGER = threading.Event()
 CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 
 
@@ -59,6 +63,10 @@ def tools(args):
     if args.session_arg:
         search["session"] = {"type": "string", "description": "the server's own notion of a session"}
     listed.append(tool("search", "Echo the arguments.", search))
+    listed.append(tool(
+        "escape",
+        "Leave this process's group for its parent's, ignore SIGTERM, and outlive stdin's end.",
+    ))
     listed.append(tool(
         "slow_reply",
         "Answer after `seconds` from a background thread; the request loop stays free meanwhile.",
@@ -117,6 +125,11 @@ def call(name, arguments, era):
             return text_result({"error": None})
         except OSError as error:
             return text_result({"error": error.strerror or str(error)})
+    if name == "escape":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.setpgid(0, os.getpgid(os.getppid()))
+        LINGER.set()
+        return text_result({"pid": os.getpid(), "pgid": os.getpgid(0)})
     if name == "signal":
         try:
             os.kill(int(arguments["pid"]), signal.SIGTERM)
@@ -131,7 +144,9 @@ def main():
     parser.add_argument("--era", choices=["legacy", "modern", "both"], default="both")
     parser.add_argument("--collide")
     parser.add_argument("--session-arg", action="store_true")
+    parser.add_argument("--start-delay", type=float, default=0)
     args = parser.parse_args()
+    time.sleep(args.start_delay)
     locked = None if args.era == "both" else args.era
     initialized = False
     sys.stderr.write(f"probe server {os.getpid()} starting ({args.era})\n")
@@ -210,6 +225,8 @@ def main():
             continue
         result.update(extra)
         send({"jsonrpc": "2.0", "id": request_id, "result": result})
+    while LINGER.is_set():
+        time.sleep(3600)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bulkhead_protocol::codes::SESSION_LIMIT;
 use bulkhead_tests::http::TestServer;
@@ -77,12 +77,16 @@ fn cancelled_session_opens_over_stdio_leave_no_slot_and_no_worker_behind() {
             Some(json!({"requestId": id, "reason": "changed my mind"})),
         );
     }
+    // The cancelled starts finish in the background and give their slots back.
+    let mut first = Value::Null;
     assert!(
-        eventually(Duration::from_secs(10), || live_workers(supervisor) == 0),
-        "every worker started for a cancelled open is stopped: {:?}",
-        children_of(supervisor)
+        eventually(Duration::from_secs(10), || {
+            first = bulkhead.call("session_open", json!({}));
+            first.get("result").is_some()
+        }),
+        "an open after five cancelled opens: {first}"
     );
-    for attempt in 0..5 {
+    for attempt in 1..5 {
         let opened = bulkhead.call("session_open", json!({}));
         assert!(
             opened.get("result").is_some(),
@@ -91,59 +95,92 @@ fn cancelled_session_opens_over_stdio_leave_no_slot_and_no_worker_behind() {
     }
     let sixth = bulkhead.call("session_open", json!({}));
     assert_eq!(error_code(&sixth), Some(SESSION_LIMIT), "{sixth}");
+    assert!(
+        eventually(Duration::from_secs(5), || live_workers(supervisor) == 5),
+        "no worker started for a cancelled open is left: {:?}",
+        children_of(supervisor)
+    );
 }
+
+/// How long the probe server of the HTTP test takes to start: long enough that a client that
+/// disconnects a millisecond after its request surely leaves before the start completes.
+const SLOW_START: &str = "1";
 
 #[test]
 fn session_opens_abandoned_by_disconnecting_http_clients_leave_no_slot_behind() {
     let tokens = tokens_file();
-    let server = TestServer::start(&["--tokens", tokens.to_str().unwrap(), "--max-sessions", "3"]);
-    let all_stopped = |what: &str| {
+    let mut args = vec![
+        "--tokens".to_string(),
+        tokens.to_str().unwrap().to_string(),
+        "--max-sessions".into(),
+        "3".into(),
+    ];
+    args.extend(wrapped_probe());
+    args.extend(["--start-delay".to_string(), SLOW_START.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = TestServer::start(&args);
+    // Bob can open (and close) a session once the abandoned starts have given their slots back.
+    let bob_gets_a_slot = |what: &str| {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut opened = Value::Null;
         assert!(
-            eventually(Duration::from_secs(10), || live_workers(server.pid()) == 0),
-            "every worker started for an abandoned {what} is stopped: {:?}",
-            children_of(server.pid())
+            eventually(Duration::from_secs(10), || {
+                opened = server
+                    .modern(
+                        Some(BOB),
+                        2,
+                        "tools/call",
+                        json!({"name": "session_open", "arguments": {}}),
+                    )
+                    .json();
+                opened.get("result").is_some()
+            }),
+            "after an abandoned {what}, another principal can open: {opened}"
         );
+        let handle = opened["result"]["structuredContent"]["session"]
+            .as_str()
+            .unwrap();
+        let closed = server.modern(
+            Some(BOB),
+            3,
+            "tools/call",
+            json!({"name": "session_close", "arguments": {"session": handle}}),
+        );
+        assert_eq!(closed.status, 200, "{}", closed.text());
     };
     for _ in 0..6 {
         call_and_disconnect(&server, ALICE, "session_open", json!({}));
     }
-    all_stopped("session_open");
+    bob_gets_a_slot("session_open");
     for _ in 0..3 {
-        call_and_disconnect(&server, ALICE, "echo", json!({"text": "gone"}));
+        call_and_disconnect(&server, ALICE, "whoami", json!({}));
     }
-    all_stopped("default session");
+    bob_gets_a_slot("default-session call");
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
     for _ in 0..3 {
         post_and_disconnect(&server, ALICE, "", &initialize);
     }
-    all_stopped("legacy initialize");
-    let bobs = server.modern(
-        Some(BOB),
-        2,
-        "tools/call",
-        json!({"name": "session_open", "arguments": {}}),
-    );
-    assert_eq!(
-        bobs.status,
-        200,
-        "another principal can open: {}",
-        bobs.text()
+    bob_gets_a_slot("legacy initialize");
+    assert!(
+        eventually(Duration::from_secs(10), || live_workers(server.pid()) == 0),
+        "every server started for an abandoned open is stopped: {:?}\n{}",
+        children_of(server.pid()),
+        server.stderr()
     );
     let default = server.modern(
         Some(BOB),
-        3,
+        4,
         "tools/call",
-        json!({"name": "echo", "arguments": {"text": "default"}}),
+        json!({"name": "whoami", "arguments": {}}),
     );
-    assert_eq!(
-        default.json()["result"]["structuredContent"]["text"],
-        "default",
+    assert!(
+        default.json()["result"]["structuredContent"]["pid"].is_u64(),
         "another principal's default session: {}",
         default.text()
     );
     let alices = server.modern(
         Some(ALICE),
-        4,
+        5,
         "tools/call",
         json!({"name": "session_open", "arguments": {}}),
     );
@@ -152,6 +189,99 @@ fn session_opens_abandoned_by_disconnecting_http_clients_leave_no_slot_behind() 
         200,
         "the same principal can open: {}",
         alices.text()
+    );
+    let _ = std::fs::remove_file(tokens);
+}
+
+/// `--wrap -- python3 tests/servers/probe_server.py`.
+fn wrapped_probe() -> Vec<String> {
+    let probe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/probe_server.py");
+    vec![
+        "--wrap".into(),
+        "--".into(),
+        "python3".into(),
+        probe.to_str().expect("UTF-8 path").into(),
+    ]
+}
+
+/// Make the wrapped server of `session` leave its process group for the supervisor's, ignore
+/// SIGTERM and outlive its stdin; returns its pid.
+fn escape(result: &Value) -> u32 {
+    let escaped = &result["structuredContent"];
+    let pid = escaped["pid"].as_u64().expect("pid") as u32;
+    assert_ne!(escaped["pgid"], json!(pid), "it left its group: {escaped}");
+    pid
+}
+
+#[test]
+fn a_wrapped_server_that_leaves_its_process_group_is_stopped_and_counts_until_reaped() {
+    let mut bulkhead = TestSupervisor::new()
+        .args(["--max-sessions-per-principal", "1"])
+        .args(wrapped_probe())
+        .start_legacy();
+    let (session, _) = bulkhead.open_session();
+    let pid = escape(&bulkhead.call_ok("escape", json!({"session": session})));
+    let asked = Instant::now();
+    let close = bulkhead.send_request(
+        "tools/call",
+        json!({"name": "session_close", "arguments": {"session": session}}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let meanwhile = bulkhead.call("session_open", json!({}));
+    assert_eq!(
+        error_code(&meanwhile),
+        Some(SESSION_LIMIT),
+        "a session counts against its principal until its processes are reaped: {meanwhile}"
+    );
+    let closed = bulkhead.response(&json!(close));
+    let took = asked.elapsed();
+    assert!(closed.get("result").is_some(), "{closed}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "session_close took {took:?}"
+    );
+    assert!(process_state(pid).is_none(), "the server process is gone");
+    let (_, _) = bulkhead.open_session();
+}
+
+#[test]
+fn a_stuck_stop_does_not_hold_back_another_principals_expiry() {
+    let tokens = tokens_file();
+    let mut args = vec![
+        "--tokens".to_string(),
+        tokens.to_str().unwrap().to_string(),
+        "--idle-ttl".into(),
+        "2".into(),
+    ];
+    args.extend(wrapped_probe());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = TestServer::start(&args);
+    let call = |token: &str, id: u64, name: &str, session: &str| {
+        server
+            .modern(
+                Some(token),
+                id,
+                "tools/call",
+                json!({"name": name, "arguments": {"session": session}}),
+            )
+            .json()
+    };
+    let alices = server.open_session(Some(ALICE));
+    let stuck = escape(&call(ALICE, 1, "escape", &alices)["result"]);
+    // Alice's session expires first, a second before Bob's.
+    std::thread::sleep(Duration::from_secs(1));
+    let bobs = server.open_session(Some(BOB));
+    let idle = call(BOB, 2, "whoami", &bobs)["result"]["structuredContent"]["pid"]
+        .as_u64()
+        .expect("whoami") as u32;
+    assert!(
+        eventually(Duration::from_secs(8), || process_state(idle).is_none()),
+        "bob's idle session expired on time; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || process_state(stuck).is_none()),
+        "alice's escaped server was stopped too"
     );
     let _ = std::fs::remove_file(tokens);
 }

@@ -201,14 +201,26 @@ impl Child {
         Ok(status)
     }
 
-    /// SIGKILL the process unless it has already been reaped (never another process that
-    /// reused its pid).
+    /// SIGKILL the process and its process group unless it has already been reaped.
     pub fn start_kill(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// Send `signal` to the process itself and to its process group, unless it has already been
+    /// reaped. Both, because a process may leave its group (`setpgid`), which a signal to the
+    /// group alone would then miss, and its group may hold processes it started.
+    ///
+    /// Never another process: this runs under the table's lock and only while the child is in
+    /// the table, so the child is not reaped yet and its pid is still allocated to it (alive or
+    /// a zombie). A process group's id is the pid of the process that created it, so while that
+    /// pid is ours no other process can have created a group with this id either.
+    pub fn signal(&self, signal: Signal) {
         let guard = table();
         if guard.children.contains_key(&self.pid)
             && let Ok(pid) = i32::try_from(self.pid)
         {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), signal);
         }
     }
 }

@@ -12,9 +12,9 @@
 //! tokio reaps only the children it spawned. It runs when a session's tree is stopped and
 //! whenever SIGCHLD arrives.
 //!
-//! Stopping a tree ([`signal_tree`]) signals the worker's process group and, found through
-//! `/proc`, every descendant wherever its group — before the worker itself is gone, while the
-//! parent links still lead to it.
+//! Stopping a tree signals the worker and its process group (through its `Child`) and, found
+//! through `/proc` by [`signal_descendants`], every descendant wherever its group — before the
+//! worker itself is gone, while the parent links still lead to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, Once};
@@ -131,9 +131,9 @@ pub(super) fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
-/// Signal worker `pid`'s process group and every descendant of `pid`, wherever its group.
-pub(super) fn signal_tree(pid: u32, signal: Signal) {
-    let _ = super::signal_group(pid, signal);
+/// Signal every descendant of worker `pid`, wherever its process group (the worker itself and
+/// its group are signalled through its [`super::Child`]).
+pub(super) fn signal_descendants(pid: u32, signal: Signal) {
     for descendant in descendants(pid) {
         let _ = nix::sys::signal::kill(as_pid(descendant), signal);
     }
