@@ -508,11 +508,5 @@ pub fn report_worker_sandbox(pid: u32, degraded: &[String]) {
     }
 }
 
-/// Send `signal` to the process group led by worker `pid` (the worker and anything it started).
-pub fn signal_group(pid: u32, signal: Signal) -> nix::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
-    nix::sys::signal::killpg(Pid::from_raw(pid), signal)
-}
-
 #[cfg(test)]
 mod tests;

@@ -20,8 +20,8 @@
 //! is the [`bridge`]'s era detection instead of the Bulkhead handshake, and every call and reply
 //! passes through the bridge; its stderr is read into a redacted tail that is logged when it
 //! crashes or fails to start; and stopping it stops its whole tree — the signals reach every
-//! descendant wherever its process group (and the cgroup, with SIGKILL), and after the server
-//! is reaped its group's remnants are killed and the supervisor's orphans swept
+//! descendant wherever its process group (and the cgroup, with SIGKILL); the reaper kills its
+//! group's remnants just before the reap, and after it the supervisor's orphans are swept
 //! ([`crate::spawn::sweep`]).
 
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
+use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease};
 use crate::wrap::WrappedServer;
 use crate::wrap::bridge::{self, ReplyFix, ServerEra};
 use crate::wrap::stderr::SharedTail;
@@ -491,9 +491,9 @@ async fn abandon_start(
         lease.signal_descendants(pid, Signal::SIGKILL);
     }
     child.start_kill();
+    // The reaper kills what is left in the worker's group just before the reap.
     let status = child.wait().await;
     if wrapped {
-        let _ = signal_group(pid, Signal::SIGKILL);
         crate::spawn::sweep().await;
     }
     match status {
@@ -682,10 +682,11 @@ impl Actor {
         self.child.signal(signal);
     }
 
-    /// After a wrapped server is reaped: kill what is left of its process group and cgroup, and
-    /// sweep the orphans that left both.
+    /// After a wrapped server is reaped: kill what is left of its cgroup and sweep the orphans
+    /// that left it. (What was left in its process group was killed by the reaper just before
+    /// the reap, while the group's id could not yet belong to anyone else; never signal the
+    /// group after the reap.)
     async fn clear_tree(&self) {
-        let _ = signal_group(self.pid, Signal::SIGKILL);
         self.lease.kill_cgroup();
         crate::spawn::sweep().await;
     }
