@@ -26,7 +26,7 @@ use bulkhead_protocol::clock::rfc3339;
 /// How many ended handles are remembered for precise errors; older ones read as unknown.
 const ENDED_MEMORY: usize = 10_000;
 
-/// Most workers stopped at once in the background (expiry, eviction). Each stop is a few
+/// Most workers stopped at once in the background (expiry). Each stop is a few
 /// timers and, for a wrapped server, scans of `/proc`; a mass expiry of thousands of sessions
 /// should not run thousands of scans at once. Sessions waiting their turn still count against
 /// the limits, and every stop ends within the stop sequence's graces (SIGKILL reaches the
@@ -44,7 +44,8 @@ pub struct SessionLimits {
     pub max_in_flight: usize,
     pub idle_ttl: Duration,
     pub max_age: Duration,
-    /// At the session limit, end the least recently used idle session instead of refusing.
+    /// At a session limit, end the opener's own least recently used idle session instead of
+    /// refusing.
     pub evict_idle_at_limit: bool,
 }
 
@@ -314,10 +315,14 @@ impl Registry {
         principal: &Principal,
         is_default: bool,
     ) -> Result<Arc<Session>, SessionError> {
-        let reservation = self.reserve(principal)?;
+        let (reservation, evicted) = self.reserve(principal)?;
         let (sender, receiver) = oneshot::channel();
         let registry = self.clone();
         tokio::spawn(async move {
+            if let Some(evicted) = evicted {
+                // Its slot is this session's once its processes are gone.
+                evicted.worker.stop().await;
+            }
             let opened = registry.start_session(reservation, is_default).await;
             if let Err(Ok(session)) = sender.send(opened) {
                 registry.end_unclaimed(&session).await;
@@ -411,44 +416,46 @@ impl Registry {
         WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await
     }
 
-    fn reserve(self: &Arc<Self>, principal: &Principal) -> Result<Reservation, SessionError> {
-        let (reservation, victim) = {
-            let mut state = self.state();
-            if state.shutting_down {
-                return Err(SessionError::ShuttingDown);
-            }
-            let mine = state.count_for(principal);
-            if mine >= self.limits.max_sessions_per_principal {
-                return Err(SessionError::PrincipalLimit {
-                    open: mine,
-                    limit: self.limits.max_sessions_per_principal,
-                });
-            }
-            let total = state.total();
-            let victim = if total >= self.limits.max_sessions {
-                let victim = self
-                    .limits
-                    .evict_idle_at_limit
-                    .then(|| least_recently_used_idle(&state, &self.limits))
-                    .flatten();
-                let Some(victim) = victim else {
-                    return Err(SessionError::Limit {
-                        open: total,
-                        limit: self.limits.max_sessions,
-                    });
-                };
-                tracing::info!(session = %victim.tag, "evicting the least recently used idle session");
-                self.retire_locked(&mut state, &victim, Ended::Evicted)
-                    .map(|stopping| (victim, stopping))
-            } else {
-                None
-            };
-            (Reservation::take(self, &mut state, principal), victim)
-        };
-        if let Some((victim, stopping)) = victim {
-            self.stop_in_background(victim, stopping);
+    /// Reserve a slot for a new session of `principal`. At a limit, with `--evict-idle`, room
+    /// is made by ending the least recently used idle session *of the same principal* — never
+    /// another's — whose slot passes to the new session; the caller waits for that session's
+    /// worker to be reaped (returned) before it starts its own.
+    fn reserve(
+        self: &Arc<Self>,
+        principal: &Principal,
+    ) -> Result<(Reservation, Option<Arc<Session>>), SessionError> {
+        let mut state = self.state();
+        if state.shutting_down {
+            return Err(SessionError::ShuttingDown);
         }
-        Ok(reservation)
+        let mine = state.count_for(principal);
+        let total = state.total();
+        let refusal = if mine >= self.limits.max_sessions_per_principal {
+            SessionError::PrincipalLimit {
+                open: mine,
+                limit: self.limits.max_sessions_per_principal,
+            }
+        } else if total >= self.limits.max_sessions {
+            SessionError::Limit {
+                open: total,
+                limit: self.limits.max_sessions,
+            }
+        } else {
+            return Ok((Reservation::take(self, &mut state, principal), None));
+        };
+        let victim = self
+            .limits
+            .evict_idle_at_limit
+            .then(|| least_recently_used_idle(&state, &self.limits, principal))
+            .flatten();
+        let Some(victim) = victim else {
+            return Err(refusal);
+        };
+        tracing::info!(session = %victim.tag, "evicting the principal's least recently used idle session");
+        let slot = self
+            .retire_locked(&mut state, &victim, Ended::Evicted)
+            .ok_or(refusal)?;
+        Ok((slot, Some(victim)))
     }
 
     /// The live session `handle`, if `principal` owns it.
@@ -512,12 +519,9 @@ impl Registry {
     /// End a live session for `reason` and stop its worker in the background, at most
     /// [`MAX_CONCURRENT_STOPS`] at a time; the caller never waits for a stop.
     fn end_in_background(self: &Arc<Self>, session: Arc<Session>, reason: Ended) {
-        if let Some(reservation) = self.retire(&session, reason) {
-            self.stop_in_background(session, reservation);
-        }
-    }
-
-    fn stop_in_background(&self, session: Arc<Session>, reservation: Reservation) {
+        let Some(reservation) = self.retire(&session, reason) else {
+            return;
+        };
         let stops = self.stops.clone();
         tokio::spawn(async move {
             let _permit = stops.acquire_owned().await;
@@ -686,10 +690,16 @@ impl Drop for PendingOpen {
     }
 }
 
-fn least_recently_used_idle(state: &State, limits: &SessionLimits) -> Option<Arc<Session>> {
+/// The session of `principal` with no call in flight whose last activity is oldest.
+fn least_recently_used_idle(
+    state: &State,
+    limits: &SessionLimits,
+    principal: &Principal,
+) -> Option<Arc<Session>> {
     state
         .live
         .values()
+        .filter(|session| session.principal == *principal)
         .filter(|session| session.in_flight_count(limits) == 0)
         .min_by_key(|session| session.last_activity_instant())
         .cloned()

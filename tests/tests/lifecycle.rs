@@ -285,3 +285,57 @@ fn a_stuck_stop_does_not_hold_back_another_principals_expiry() {
     );
     let _ = std::fs::remove_file(tokens);
 }
+
+#[test]
+fn eviction_at_the_limit_never_takes_another_principals_session() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-sessions",
+        "2",
+        "--evict-idle",
+    ]);
+    let call = |token: &str, id: u64, name: &str, arguments: Value| {
+        server
+            .modern(
+                Some(token),
+                id,
+                "tools/call",
+                json!({"name": name, "arguments": arguments}),
+            )
+            .json()
+    };
+    let alices = server.open_session(Some(ALICE));
+    let login = call(
+        ALICE,
+        1,
+        "broker_login",
+        json!({"broker": "paper", "api_key": "key", "api_secret": "secret", "session": alices}),
+    );
+    assert_eq!(login["result"]["isError"], false, "{login}");
+    let bobs_first = server.open_session(Some(BOB));
+    // At the limit, Bob's next open makes room among his own sessions only.
+    let bobs_second = server.open_session(Some(BOB));
+    let evicted = call(BOB, 2, "echo", json!({"text": "x", "session": bobs_first}));
+    assert!(
+        evicted["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("evicted"),
+        "{evicted}"
+    );
+    let info = call(ALICE, 3, "session_info", json!({"session": alices}));
+    assert_eq!(
+        info["result"]["structuredContent"]["brokers"][0]["authenticated"], true,
+        "alice's session and login survive bob's opens: {info}"
+    );
+    let echoed = call(
+        BOB,
+        4,
+        "echo",
+        json!({"text": "second", "session": bobs_second}),
+    );
+    assert_eq!(echoed["result"]["structuredContent"]["text"], "second");
+    let _ = std::fs::remove_file(tokens);
+}
