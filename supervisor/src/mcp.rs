@@ -66,6 +66,9 @@ pub struct Frontend {
     pub credentials: CredentialStore,
 }
 
+/// The right to have one request in flight in a session's worker (`--max-in-flight`).
+type InFlightPermit = tokio::sync::OwnedSemaphorePermit;
+
 /// A JSON-RPC error to send back.
 #[derive(Debug)]
 struct RpcError {
@@ -530,9 +533,10 @@ impl Connection {
         };
         strip_bulkhead_meta(&mut params);
         let (session, _) = self.resolve(None).await?;
+        let permit = self.in_flight_permit(&session)?;
         session.touch();
         let result = self
-            .run_request(&session, method, Value::Object(params), sink)
+            .run_request(&session, permit, method, Value::Object(params), sink)
             .await;
         session.touch();
         result
@@ -677,9 +681,11 @@ impl Connection {
         // both. A wrapped server has no such tool (its own `session_info`, if any, is renamed).
         let mut structured = Map::new();
         if self.frontend.registry.wrapped().is_none() {
+            let permit = self.in_flight_permit(&session)?;
             let worker_part = self
                 .run_request(
                     &session,
+                    permit,
                     "tools/call",
                     json!({"name": SESSION_INFO, "arguments": {}}),
                     sink,
@@ -755,18 +761,11 @@ impl Connection {
         sink: &Sink,
     ) -> Result<Value, RpcError> {
         let (session, notice) = self.resolve(handle).await?;
-        let limits = &self.frontend.registry.limits;
-        let Ok(_permit) = session.in_flight.clone().try_acquire_owned() else {
-            return Err(RpcError::new(
-                codes::TOO_MANY_IN_FLIGHT,
-                format!(
-                    "session {} already has {} requests in flight (the limit); wait for one to finish",
-                    session.tag, limits.max_in_flight
-                ),
-            ));
-        };
+        let permit = self.in_flight_permit(&session)?;
         let mut record = CallRecord::start(&self.principal, &session, &params);
-        let outcome = self.run_request(&session, "tools/call", params, sink).await;
+        let outcome = self
+            .run_request(&session, permit, "tools/call", params, sink)
+            .await;
         record.finish(&outcome);
         let mut reply = outcome?;
         if let Some(notice) = notice {
@@ -775,9 +774,27 @@ impl Connection {
         Ok(reply)
     }
 
+    /// One of `session`'s in-flight permits, or the error that says there is none left.
+    fn in_flight_permit(&self, session: &Session) -> Result<InFlightPermit, RpcError> {
+        session.in_flight.clone().try_acquire_owned().map_err(|_| {
+            RpcError::new(
+                codes::TOO_MANY_IN_FLIGHT,
+                format!(
+                    "session {} already has {} requests in flight (the limit); wait for one to finish",
+                    session.tag, self.frontend.registry.limits.max_in_flight
+                ),
+            )
+        })
+    }
+
+    /// Send one request to `session`'s worker and wait for its reply or the deadline. Every
+    /// path to a worker comes through here, and it takes an in-flight permit by value, so no
+    /// request reaches a worker beyond `--max-in-flight`; the permit is freed when the request
+    /// ends (answered, failed or cancelled).
     async fn run_request(
         &self,
         session: &Session,
+        _permit: InFlightPermit,
         method: &str,
         params: Value,
         sink: &Sink,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bulkhead_protocol::codes::SESSION_LIMIT;
+use bulkhead_protocol::codes::{SESSION_LIMIT, TOO_MANY_IN_FLIGHT};
 use bulkhead_tests::http::TestServer;
 use bulkhead_tests::*;
 use serde_json::{Value, json};
@@ -338,4 +338,74 @@ fn eviction_at_the_limit_never_takes_another_principals_session() {
     );
     assert_eq!(echoed["result"]["structuredContent"]["text"], "second");
     let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
+fn session_info_waits_for_no_worker_beyond_the_in_flight_bound() {
+    let mut bulkhead = TestSupervisor::new()
+        .args(["--test-tools", "--max-in-flight", "1"])
+        .start_legacy();
+    let hung = bulkhead.send_request(
+        "tools/call",
+        json!({"name": "hang_uncancellable", "arguments": {"ms": 2000}}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let asked: Vec<u64> = (0..20)
+        .map(|_| {
+            bulkhead.send_request(
+                "tools/call",
+                json!({"name": "session_info", "arguments": {}}),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for id in asked {
+        let refused = bulkhead.response(&json!(id));
+        assert_eq!(
+            error_code(&refused),
+            Some(TOO_MANY_IN_FLIGHT),
+            "the one permit is held: {refused}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "refused at once, not queued behind the blocked worker"
+    );
+    let done = bulkhead.response(&json!(hung));
+    assert!(done.get("result").is_some(), "{done}");
+    bulkhead.call_ok("session_info", json!({}));
+}
+
+#[test]
+fn forwarded_methods_wait_for_no_worker_beyond_the_in_flight_bound() {
+    let mut bulkhead = TestSupervisor::new()
+        .args(["--test-fixtures", "--max-in-flight", "1"])
+        .spawn();
+    let init = bulkhead.request(
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "0"}}),
+    );
+    assert!(init.get("result").is_some(), "{init}");
+    bulkhead.notify("notifications/initialized", None);
+    // A call that waits for the client's sampling answer, which never comes: it holds the
+    // session's one permit.
+    bulkhead.send_request(
+        "tools/call",
+        json!({"name": "test_sampling", "arguments": {"prompt": "hold"}}),
+    );
+    assert!(
+        bulkhead
+            .wait_for(RESPONSE_TIMEOUT, |message| message["method"]
+                == "sampling/createMessage")
+            .is_some(),
+        "the call asks the client"
+    );
+    for method in ["resources/list", "prompts/list"] {
+        let refused = bulkhead.request(method, json!({}));
+        assert_eq!(
+            error_code(&refused),
+            Some(TOO_MANY_IN_FLIGHT),
+            "{method} while the one permit is held: {refused}"
+        );
+    }
 }
