@@ -154,7 +154,7 @@ impl HttpState {
         modern
             .entry(principal.clone())
             .or_insert_with(|| {
-                Connection::new(self.frontend.clone(), principal.clone(), discard_sink())
+                Connection::shared(self.frontend.clone(), principal.clone(), discard_sink())
             })
             .clone()
     }

@@ -111,7 +111,11 @@ pub struct Connection {
     /// The version `initialize` negotiated, if the client used it.
     negotiated: Mutex<Option<String>>,
     default_session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation.
+    /// Whether one client speaks on this connection, so its request ids name its requests
+    /// and `notifications/cancelled` may cancel by id (see [`Connection::shared`]).
+    cancel_by_id: bool,
+    /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation; only
+    /// when `cancel_by_id`.
     pending: Mutex<HashMap<String, CancellationToken>>,
     /// Requests a worker sent to the client, by the id the client sees, awaiting its answer.
     relayed: Mutex<HashMap<String, Relayed>>,
@@ -127,12 +131,33 @@ struct Relayed {
 }
 
 impl Connection {
+    /// One client's conversation (a stdio stream, a legacy HTTP session): its request ids are
+    /// its own, so `notifications/cancelled` cancels by id.
     pub fn new(frontend: Arc<Frontend>, principal: Principal, out: Sink) -> Arc<Self> {
+        Self::build(frontend, principal, out, true)
+    }
+
+    /// The context every 2026-07-28 HTTP request of one principal shares (its default
+    /// session). Any number of clients speak through it, each numbering its requests its own
+    /// way, so an id names no request here: a request is cancelled only by closing its own
+    /// response stream — which is what 2026-07-28 Streamable HTTP prescribes, defining no
+    /// `notifications/cancelled` for that transport — and such a notification is ignored.
+    pub fn shared(frontend: Arc<Frontend>, principal: Principal, out: Sink) -> Arc<Self> {
+        Self::build(frontend, principal, out, false)
+    }
+
+    fn build(
+        frontend: Arc<Frontend>,
+        principal: Principal,
+        out: Sink,
+        cancel_by_id: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             frontend,
             principal,
             negotiated: Mutex::new(None),
             default_session: tokio::sync::Mutex::new(None),
+            cancel_by_id,
             pending: Mutex::new(HashMap::new()),
             relayed: Mutex::new(HashMap::new()),
             next_relay_id: std::sync::atomic::AtomicU64::new(1),
@@ -312,7 +337,7 @@ impl Connection {
     }
 
     fn on_notification(&self, method: &str, params: Option<Value>) {
-        if method == "notifications/cancelled" {
+        if method == "notifications/cancelled" && self.cancel_by_id {
             let key = params
                 .as_ref()
                 .and_then(|params| params.get("requestId"))
@@ -421,8 +446,7 @@ impl Connection {
     /// catalog never changes while the supervisor runs — then hold the stream open until the
     /// client cancels it or goes away.
     fn spawn_listen(self: &Arc<Self>, id: Value, sink: Sink) {
-        let token = CancellationToken::new();
-        self.pending_lock().insert(id.to_string(), token.clone());
+        let token = self.cancellable(&id);
         let acknowledged = jsonrpc::notification(
             "notifications/subscriptions/acknowledged",
             Some(json!({
@@ -437,8 +461,24 @@ impl Connection {
                 () = token.cancelled() => {}
                 () = sink.closed() => {}
             }
-            connection.pending_lock().remove(&id.to_string());
+            connection.forget(&id);
         });
+    }
+
+    /// A token that cancels request `id`, findable by its id when this connection cancels by
+    /// id; [`Connection::forget`] it when the request ends.
+    fn cancellable(&self, id: &Value) -> CancellationToken {
+        let token = CancellationToken::new();
+        if self.cancel_by_id {
+            self.pending_lock().insert(id.to_string(), token.clone());
+        }
+        token
+    }
+
+    fn forget(&self, id: &Value) {
+        if self.cancel_by_id {
+            self.pending_lock().remove(&id.to_string());
+        }
     }
 
     /// Start this connection's default session now (a legacy HTTP session gets its worker at
@@ -490,9 +530,7 @@ impl Connection {
         era: Era,
         sink: Sink,
     ) {
-        let token = CancellationToken::new();
-        let key = id.to_string();
-        self.pending_lock().insert(key.clone(), token.clone());
+        let token = self.cancellable(&id);
         let connection = self.clone();
         tokio::spawn(async move {
             let work = async {
@@ -506,7 +544,7 @@ impl Connection {
                 () = token.cancelled() => None,
                 () = sink.closed() => None,
             };
-            connection.pending_lock().remove(&key);
+            connection.forget(&id);
             if let Some(result) = result {
                 reply(&sink, &id, result);
             }

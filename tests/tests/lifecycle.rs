@@ -409,3 +409,42 @@ fn forwarded_methods_wait_for_no_worker_beyond_the_in_flight_bound() {
         );
     }
 }
+
+#[test]
+fn two_clients_of_one_principal_using_the_same_request_id_never_cancel_each_other() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&["--tokens", tokens.to_str().unwrap()]);
+    let session = server.open_session(Some(ALICE));
+    let slow = std::thread::scope(|scope| {
+        let first_client = scope.spawn(|| {
+            server.modern(
+                Some(ALICE),
+                1,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": "mine", "delay_ms": 1500, "session": session}}),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // Another client of the same principal cancels its own request 1 (say, a stale one). On
+        // Streamable HTTP 2026-07-28 a request is cancelled by closing its own stream; an id
+        // names nothing outside its client.
+        let cancelled = server.post(
+            &[
+                ("Authorization", &format!("Bearer {ALICE}")),
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "notifications/cancelled"),
+            ],
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}),
+        );
+        assert_eq!(cancelled.status, 202, "{}", cancelled.text());
+        first_client.join().unwrap()
+    });
+    assert_eq!(
+        slow.json()["result"]["structuredContent"]["text"],
+        "mine",
+        "the first client's call ran to its end: {} {}",
+        slow.status,
+        slow.text()
+    );
+    let _ = std::fs::remove_file(tokens);
+}
