@@ -162,7 +162,7 @@ impl HttpState {
 
 /// A sink for messages that belong to no request; HTTP has nowhere to put them.
 fn discard_sink() -> crate::mcp::Sink {
-    tokio::sync::mpsc::unbounded_channel().0
+    tokio::sync::mpsc::channel(1).0
 }
 
 /// Bind the configured listeners (removing a stale Unix socket file first).

@@ -8,7 +8,7 @@
 //! saying which to send. Requests that need a worker run as their own task, so a slow session
 //! never holds up another; each such task owns its [`crate::worker::Call`], so a deadline or a
 //! client's `notifications/cancelled` simply drops the call, which cancels it in the worker.
-//! Replies go out through one channel to the transport's writer.
+//! Replies go out through one bounded channel ([`Sink`]) to the transport's writer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,8 +53,10 @@ const INSTRUCTIONS: &str = "Every session runs in its own process. Calls without
 
 /// Where a request's notifications, relayed server requests and final response go: stdout for
 /// stdio, the request's own response stream for HTTP. A closed sink means the client went away,
-/// which cancels the request.
-pub type Sink = mpsc::UnboundedSender<Value>;
+/// which cancels the request. It is bounded: a client that reads slowly makes the request's
+/// task wait, which leaves the worker's messages in the call's own bounded queue
+/// (`worker/outbox.rs`), which holds the worker back, then drops what may be dropped.
+pub type Sink = mpsc::Sender<Value>;
 
 /// State shared by every connection of one supervisor.
 pub struct Frontend {
@@ -165,28 +167,36 @@ impl Connection {
         })
     }
 
-    /// Handle one frame from the client.
-    pub fn on_frame(self: &Arc<Self>, frame: Frame) {
+    /// Handle one frame from the client. Waits while the client's output is full, so a client
+    /// that does not read is not read either.
+    pub async fn on_frame(self: &Arc<Self>, frame: Frame) {
         match frame {
-            Frame::Oversized { bytes, limit } => self.send_out(jsonrpc::error_response(
-                &Value::Null,
-                codes::INVALID_REQUEST,
-                &format!(
-                    "message of {bytes} bytes exceeds the frame limit of {limit} bytes (--max-frame-bytes) and was discarded"
-                ),
-                Some(json!({"limit": limit, "size": bytes})),
-            )),
+            Frame::Oversized { bytes, limit } => {
+                self.send_out(jsonrpc::error_response(
+                    &Value::Null,
+                    codes::INVALID_REQUEST,
+                    &format!(
+                        "message of {bytes} bytes exceeds the frame limit of {limit} bytes (--max-frame-bytes) and was discarded"
+                    ),
+                    Some(json!({"limit": limit, "size": bytes})),
+                ))
+                .await;
+            }
             Frame::Line(line) => match jsonrpc::parse_message(&line) {
-                Ok(message) => self.on_message(message, &self.out),
-                Err(error) => self.send_out(error.to_response()),
+                Ok(message) => self.on_message(message, &self.out).await,
+                Err(error) => self.send_out(error.to_response()).await,
             },
         }
     }
 
-    /// Handle one message; anything it produces for the client goes to `sink`.
-    pub fn on_message(self: &Arc<Self>, message: Message, sink: &Sink) {
+    /// Handle one message; anything it produces for the client goes to `sink`. Requests that
+    /// need a worker run as tasks of their own; this waits only to hand over an answer it has
+    /// at once.
+    pub async fn on_message(self: &Arc<Self>, message: Message, sink: &Sink) {
         match message {
-            Message::Request { id, method, params } => self.on_request(id, &method, params, sink),
+            Message::Request { id, method, params } => {
+                self.on_request(id, &method, params, sink).await;
+            }
             Message::Notification { method, params } => self.on_notification(&method, params),
             Message::Response { id, result } => {
                 self.relay_answer(&id, jsonrpc::response(&id, result));
@@ -218,7 +228,7 @@ impl Connection {
 
     /// Relay a worker's request to the client under an id of our own.
     /// Returns the key under which the client's answer is awaited.
-    fn relay_request(&self, worker: &WorkerHandle, mut request: Value, sink: &Sink) -> String {
+    fn relay_request(&self, worker: &WorkerHandle, mut request: Value) -> (String, Value) {
         let number = self
             .next_relay_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -235,11 +245,16 @@ impl Connection {
                     worker_request_id,
                 },
             );
-        let _ = sink.send(request);
-        key
+        (key, request)
     }
 
-    fn on_request(self: &Arc<Self>, id: Value, method: &str, params: Option<Value>, sink: &Sink) {
+    async fn on_request(
+        self: &Arc<Self>,
+        id: Value,
+        method: &str,
+        params: Option<Value>,
+        sink: &Sink,
+    ) {
         let inline = request_version(params.as_ref()).is_some_and(is_inline_protocol_version);
         let result = match method {
             // Removed in 2026-07-28: a request in that era gets method-not-found.
@@ -256,7 +271,8 @@ impl Connection {
                 Ok(version) => {
                     self.spawn_answer(id, sink.clone(), move |catalog| {
                         Ok(initialize_result(&version, catalog))
-                    });
+                    })
+                    .await;
                     return;
                 }
                 Err(error) => Err(error),
@@ -264,7 +280,8 @@ impl Connection {
             "ping" => Ok(json!({})),
             "server/discover" => match self.discover_check(params.as_ref()) {
                 Ok(()) => {
-                    self.spawn_answer(id, sink.clone(), |catalog| Ok(discover_result(catalog)));
+                    self.spawn_answer(id, sink.clone(), |catalog| Ok(discover_result(catalog)))
+                        .await;
                     return;
                 }
                 Err(error) => Err(error),
@@ -280,7 +297,8 @@ impl Connection {
                 Ok(era) => {
                     self.spawn_answer(id, sink.clone(), move |catalog| {
                         Ok(tools_list_result(catalog, &era))
-                    });
+                    })
+                    .await;
                     return;
                 }
                 Err(error) => Err(error),
@@ -301,16 +319,16 @@ impl Connection {
             },
             _ => Err(method_not_found(method)),
         };
-        reply(sink, &id, result);
+        reply(sink, &id, result).await;
     }
 
     /// Answer from the catalog, at once if it is loaded, else once a worker has supplied it.
-    fn spawn_answer<F>(self: &Arc<Self>, id: Value, sink: Sink, answer: F)
+    async fn spawn_answer<F>(self: &Arc<Self>, id: Value, sink: Sink, answer: F)
     where
         F: FnOnce(&CatalogData) -> Result<Value, RpcError> + Send + 'static,
     {
         if let Some(catalog) = self.frontend.catalog.loaded() {
-            reply(&sink, &id, answer(&catalog));
+            reply(&sink, &id, answer(&catalog)).await;
             return;
         }
         let connection = self.clone();
@@ -319,7 +337,7 @@ impl Connection {
                 .catalog()
                 .await
                 .and_then(|catalog| answer(&catalog));
-            reply(&sink, &id, result);
+            reply(&sink, &id, result).await;
         });
     }
 
@@ -349,8 +367,8 @@ impl Connection {
         }
     }
 
-    fn send_out(&self, message: Value) {
-        let _ = self.out.send(message);
+    async fn send_out(&self, message: Value) {
+        let _ = self.out.send(message).await;
     }
 
     /// Requests of this connection still being answered (tool calls, forwarded methods,
@@ -454,9 +472,9 @@ impl Connection {
                 "notifications": {},
             })),
         );
-        let _ = sink.send(acknowledged);
         let connection = self.clone();
         tokio::spawn(async move {
+            let _ = sink.send(acknowledged).await;
             tokio::select! {
                 () = token.cancelled() => {}
                 () = sink.closed() => {}
@@ -546,7 +564,7 @@ impl Connection {
             };
             connection.forget(&id);
             if let Some(result) = result {
-                reply(&sink, &id, result);
+                reply(&sink, &id, result).await;
             }
         });
     }
@@ -854,28 +872,36 @@ impl Connection {
         };
         let deadline = tokio::time::sleep(self.frontend.call_timeout);
         tokio::pin!(deadline);
+        // The deadline runs while waiting for the worker and while waiting for the client to
+        // take what the worker sent.
+        let missed = || {
+            tracing::warn!(session = %session.tag, "call exceeded its deadline; cancelling it in the worker");
+            RpcError::new(
+                codes::DEADLINE_EXCEEDED,
+                format!(
+                    "the call did not finish within the {} ms deadline and was cancelled; the session stays usable once its worker has stopped the call (a worker that keeps running past the hard-cancel limit is killed)",
+                    self.frontend.call_timeout.as_millis()
+                ),
+            )
+        };
         loop {
-            tokio::select! {
-                event = call.next_event() => match event {
-                    CallEvent::Notification(notification) => {
-                        let _ = sink.send(notification);
-                    }
-                    CallEvent::Request(request) => {
-                        relayed.keys.push(self.relay_request(&session.worker, request, sink));
-                    }
-                    CallEvent::Reply(reply) => return unwrap_reply(reply),
-                    CallEvent::Died(exit) => return Err(died(exit)),
-                },
-                () = &mut deadline => {
-                    tracing::warn!(session = %session.tag, "call exceeded its deadline; cancelling it in the worker");
-                    return Err(RpcError::new(
-                        codes::DEADLINE_EXCEEDED,
-                        format!(
-                            "the call did not finish within the {} ms deadline and was cancelled; the session stays usable once its worker has stopped the call (a worker that keeps running past the hard-cancel limit is killed)",
-                            self.frontend.call_timeout.as_millis()
-                        ),
-                    ));
+            let event = tokio::select! {
+                event = call.next_event() => event,
+                () = &mut deadline => return Err(missed()),
+            };
+            let message = match event {
+                CallEvent::Notification(notification) => notification,
+                CallEvent::Request(request) => {
+                    let (key, request) = self.relay_request(&session.worker, request);
+                    relayed.keys.push(key);
+                    request
                 }
+                CallEvent::Reply(reply) => return unwrap_reply(reply),
+                CallEvent::Died(exit) => return Err(died(exit)),
+            };
+            tokio::select! {
+                _ = sink.send(message) => {}
+                () = &mut deadline => return Err(missed()),
             }
         }
     }
@@ -1028,11 +1054,12 @@ fn tools_list_result(catalog: &CatalogData, era: &Era) -> Value {
     result
 }
 
-fn reply(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
-    let _ = sink.send(match result {
+async fn reply(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
+    let message = match result {
         Ok(result) => jsonrpc::response(id, result),
         Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
-    });
+    };
+    let _ = sink.send(message).await;
 }
 
 /// Turn a worker's JSON-RPC reply into our result or error, unchanged.

@@ -1,7 +1,7 @@
 """A tiny stdio MCP server for the external-worker-mode tests: it reports what it sees
 (environment, pid, era) and does what the tests need a wrapped server to do (sleep, answer
-late from a thread, start grandchildren, leave its process group, write to stderr and die, try
-to read files or signal processes).
+late from a thread, flood its client with log messages, start grandchildren, leave its process
+group, write to stderr and die, try to read files or signal processes).
 
 It speaks the protocol by hand, with no SDK, so each era can be enforced strictly:
 
@@ -63,6 +63,12 @@ def tools(args):
     if args.session_arg:
         search["session"] = {"type": "string", "description": "the server's own notion of a session"}
     listed.append(tool("search", "Echo the arguments.", search))
+    listed.append(tool(
+        "flood",
+        "Send `count` log messages of `size` bytes each, as fast as they can be written, then answer.",
+        {"count": {"type": "integer"}, "size": {"type": "integer"}},
+        ["count", "size"],
+    ))
     listed.append(tool(
         "escape",
         "Leave this process's group for its parent's, ignore SIGTERM, and outlive stdin's end.",
@@ -213,6 +219,13 @@ def main():
             result = {"tools": tools(args)}
             if locked == "modern":
                 result.update({"ttlMs": 0, "cacheScope": "private"})
+        elif method == "tools/call" and params.get("name") == "flood":
+            arguments = params.get("arguments") or {}
+            data = "x" * int(arguments.get("size", 4096))
+            for number in range(int(arguments.get("count", 1))):
+                send({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"level": "info", "logger": "flood", "data": f"{number} {data}"}})
+            result = text_result({"sent": int(arguments.get("count", 1))})
         elif method == "tools/call" and params.get("name") == "slow_reply":
             answer_later(request_id, float((params.get("arguments") or {}).get("seconds", 1)), extra)
             continue
