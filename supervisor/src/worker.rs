@@ -762,6 +762,7 @@ impl Actor {
         if self.remove_call(id).is_none() {
             return;
         }
+        self.end_stall(delivery::StallEnd::Interrupted);
         for frame in self.abandoned.cancel(id, Instant::now()) {
             self.write(frame);
         }

@@ -12,7 +12,9 @@
 //! so this also holds back replies to the worker's other calls; to keep one slow client from
 //! doing that for good, each call may hold its worker back for [`STALL_BUDGET`] in all. Once
 //! its budget is spent the call is *lossy*: notifications that find its queue full are dropped
-//! at once (counted, and reported to its client) and the socket is read on. Replies and
+//! at once (counted, and reported to its client) and the socket is read on. No stall lasts
+//! while a cancelled call waits for the evidence that it stopped: that evidence comes on the
+//! same socket and must be read before the call's hard-cancel deadline. Replies and
 //! server requests are never dropped; a worker that sends a call more than
 //! [`super::outbox::MAX_PENDING_SERVER_REQUESTS`] unanswered requests gets an error for the
 //! extra ones.
@@ -66,6 +68,9 @@ pub(super) struct Stall {
 pub(super) enum StallEnd {
     Room,
     GaveUp,
+    /// A call was cancelled: the evidence that it stopped may sit in the socket behind the
+    /// stall, and must be read before its hard-cancel deadline.
+    Interrupted,
 }
 
 /// What the actor needs to wait for the end of a stall.
@@ -116,12 +121,18 @@ impl Actor {
             return;
         };
         match end {
-            StallEnd::Room => match call.outbox.offer(stall.message, stall.bytes, false) {
-                Offer::Full(message) => self.stalled = Some(Stall { message, ..stall }),
-                Offer::Queued | Offer::Gone => {
-                    call.stall_budget = call.stall_budget.saturating_sub(stall.since.elapsed());
+            StallEnd::Room | StallEnd::Interrupted => {
+                match call.outbox.offer(stall.message, stall.bytes, false) {
+                    // Woken with no room after all: keep waiting.
+                    Offer::Full(message) if matches!(end, StallEnd::Room) => {
+                        self.stalled = Some(Stall { message, ..stall });
+                        return;
+                    }
+                    Offer::Full(_) => call.outbox.count_dropped(),
+                    Offer::Queued | Offer::Gone => {}
                 }
-            },
+                call.stall_budget = call.stall_budget.saturating_sub(stall.since.elapsed());
+            }
             StallEnd::GaveUp => {
                 call.outbox.count_dropped();
                 call.stall_budget = Duration::ZERO;
@@ -269,8 +280,9 @@ impl Actor {
     }
 
     /// Queue a notification for `call`, stalling the socket or dropping as the module docs say.
+    /// Never stall while a cancelled call awaits its evidence (see [`StallEnd::Interrupted`]).
     fn deliver(&mut self, call_id: u64, message: Value, bytes: usize, progress: bool) {
-        let may_stall = !self.draining;
+        let may_stall = !self.draining && self.abandoned.next_deadline().is_none();
         let Some(call) = self.in_flight.get_mut(&call_id) else {
             return;
         };
