@@ -226,8 +226,8 @@ impl Connection {
         }
     }
 
-    /// Relay a worker's request to the client under an id of our own.
-    /// Returns the key under which the client's answer is awaited.
+    /// Relay a worker's request to the client under an id of our own. Returns the key under
+    /// which the client's answer is awaited, and the request as the client is to see it.
     fn relay_request(&self, worker: &WorkerHandle, mut request: Value) -> (String, Value) {
         let number = self
             .next_relay_id
