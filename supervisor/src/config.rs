@@ -401,7 +401,8 @@ pub struct Options {
     /// Most sessions one principal may hold.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)]
     pub max_sessions_per_principal: usize,
-    /// At the session limit, end the least recently used idle session instead of refusing.
+    /// At a session limit, end the caller's own least recently used idle session instead of
+    /// refusing (never another principal's).
     #[arg(long)]
     pub evict_idle: bool,
     /// Most requests in flight per session.

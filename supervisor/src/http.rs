@@ -188,7 +188,7 @@ impl HttpState {
         modern
             .entry(principal.clone())
             .or_insert_with(|| {
-                Connection::new(self.frontend.clone(), principal.clone(), discard_sink())
+                Connection::shared(self.frontend.clone(), principal.clone(), discard_sink())
             })
             .clone()
     }
@@ -196,7 +196,7 @@ impl HttpState {
 
 /// A sink for messages that belong to no request; HTTP has nowhere to put them.
 fn discard_sink() -> crate::mcp::Sink {
-    tokio::sync::mpsc::unbounded_channel().0
+    tokio::sync::mpsc::channel(1).0
 }
 
 /// Bind the configured listeners (removing a stale Unix socket file first).

@@ -8,10 +8,7 @@
 //! closes it. It never touches stdout; logs go to stderr. With `--exec` it is instead the exec
 //! shim of external worker mode ([`exec`]): it confines itself and becomes a wrapped server.
 
-#[allow(
-    dead_code,
-    reason = "the order lifecycle's tools arrive in the commits after the trait"
-)]
+mod acknowledge;
 mod attachments;
 mod broker;
 mod exec;

@@ -38,6 +38,10 @@ const HEADER_NAME: &str = "mcp-name";
 const HEADER_SESSION_ID: &str = "mcp-session-id";
 /// Seconds a client at a session limit is told to wait.
 const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
+/// Messages of one request (notifications, the final response) waiting for its response
+/// stream, which holds 16 encoded chunks of its own: a few per stream keep it flowing, and a
+/// client that does not read holds back its request's task, not the supervisor's memory.
+const REQUEST_QUEUE: usize = 16;
 
 /// Handle one request to `/mcp` from an authenticated principal (with its scopes, if it came
 /// with an OAuth access token).
@@ -229,7 +233,7 @@ async fn modern(
             dispatch(state, &connection, headers, id, method, params, true).await
         }
         other => {
-            connection.on_message(other, &discard_sink());
+            connection.on_message(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -265,7 +269,7 @@ async fn legacy(
             dispatch(state, &connection, headers, id, method, params, false).await
         }
         other => {
-            connection.on_message(other, &discard_sink());
+            connection.on_message(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -279,13 +283,13 @@ async fn initialize(
     params: Option<Value>,
 ) -> Response<Body> {
     let connection = Connection::new(state.frontend.clone(), principal.clone(), discard_sink());
-    let (sink, mut replies) = mpsc::unbounded_channel();
+    let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     let request = Message::Request {
         id: id.clone(),
         method: "initialize".into(),
         params,
     };
-    connection.on_message(request, &sink);
+    connection.on_message(request, &sink).await;
     drop(sink);
     let Some(reply) = replies.recv().await else {
         return rpc_error_response(
@@ -419,15 +423,17 @@ async fn dispatch(
         || (method == "tools/call"
             && accepts_event_stream(headers)
             && goes_to_a_worker(params.as_ref()));
-    let (sink, mut replies) = mpsc::unbounded_channel();
-    connection.on_message(
-        Message::Request {
-            id: id.clone(),
-            method,
-            params,
-        },
-        &sink,
-    );
+    let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
+    connection
+        .on_message(
+            Message::Request {
+                id: id.clone(),
+                method,
+                params,
+            },
+            &sink,
+        )
+        .await;
     drop(sink);
     if !streaming {
         return json_reply(replies, &id, modern).await;
@@ -466,7 +472,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 /// Wait for the final response; notifications cannot travel on a JSON response and are
 /// dropped (clients that want them accept `text/event-stream`).
 async fn json_reply(
-    mut replies: mpsc::UnboundedReceiver<Value>,
+    mut replies: mpsc::Receiver<Value>,
     id: &Value,
     modern: bool,
 ) -> Response<Body> {
@@ -529,7 +535,7 @@ fn status_for(message: &Value, modern: bool) -> StatusCode {
 /// comments in between, closed after the final response. When the client goes away the
 /// forwarding task stops and drops the reply channel, which cancels the request.
 fn event_stream(
-    mut replies: mpsc::UnboundedReceiver<Value>,
+    mut replies: mpsc::Receiver<Value>,
     id: Value,
     keepalive: Duration,
     first: Option<Value>,
