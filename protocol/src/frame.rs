@@ -76,6 +76,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Bytes of the unfinished line held in memory: never more than the limit.
+    pub fn buffered_bytes(&self) -> usize {
+        self.line.len()
+    }
+
     /// Give back the underlying reader and any bytes read past the last frame. Used after a
     /// handshake line, when the stream changes hands.
     pub fn into_inner(self) -> (R, Vec<u8>) {

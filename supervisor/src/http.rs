@@ -15,7 +15,7 @@
 
 pub mod auth;
 mod body;
-mod endpoint;
+pub(crate) mod endpoint;
 pub mod oauth;
 mod ops;
 mod rate;

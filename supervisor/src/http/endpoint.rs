@@ -106,8 +106,8 @@ async fn post(
     }
     let headers = &parts.headers;
     let id = request_id(&message);
-    let version = match header(headers, HEADER_PROTOCOL_VERSION) {
-        Ok(version) => version.unwrap_or_else(|| VERSION_WITHOUT_HEADER.to_string()),
+    let version = match requested_version(headers) {
+        Ok(version) => version,
         Err(problem) => return header_mismatch(&id, &problem),
     };
     if !is_supported_protocol_version(&version) {
@@ -604,7 +604,7 @@ fn header_mismatch(id: &Value, problem: &str) -> Response<Body> {
 }
 
 /// A 2026-07-28 request must carry its protocol version and client capabilities in `_meta`.
-fn check_request_meta(params: Option<&Value>) -> Result<(), String> {
+pub(crate) fn check_request_meta(params: Option<&Value>) -> Result<(), String> {
     let meta = params.and_then(|params| params.get("_meta"));
     for key in [
         "io.modelcontextprotocol/protocolVersion",
@@ -626,8 +626,15 @@ fn request_id(message: &Message) -> Value {
     }
 }
 
+/// The protocol version a POST speaks: its `MCP-Protocol-Version` header, or
+/// [`VERSION_WITHOUT_HEADER`] without one.
+pub(crate) fn requested_version(headers: &HeaderMap) -> Result<String, String> {
+    Ok(header(headers, HEADER_PROTOCOL_VERSION)?
+        .unwrap_or_else(|| VERSION_WITHOUT_HEADER.to_string()))
+}
+
 /// A header's value, decoding the `=?base64?…?=` form used for non-ASCII values.
-fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
     let Some(value) = headers.get(name) else {
         return Ok(None);
     };
@@ -649,7 +656,7 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
 
 /// The 2026-07-28 header rules: each header that mirrors the body must agree with it.
 /// `header_params` are the called tool's `x-mcp-header` arguments.
-fn check_modern_headers(
+pub(crate) fn check_modern_headers(
     headers: &HeaderMap,
     message: &Message,
     version: &str,
@@ -734,7 +741,7 @@ fn check_modern_headers(
 }
 
 /// Standard base64 with its padding to bytes; anything malformed is `None`.
-fn base64_decode(encoded: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(encoded: &str) -> Option<Vec<u8>> {
     if !encoded.len().is_multiple_of(4) {
         return None;
     }
