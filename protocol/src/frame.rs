@@ -2,7 +2,8 @@
 //!
 //! MCP's stdio transport and Bulkhead's worker socket both carry one JSON-RPC message per line.
 //! [`LineReader`] yields each line as a [`Frame`]. A line longer than the limit is never held in
-//! memory: once it crosses the limit the reader discards bytes until the next newline and then
+//! memory (beyond the limit and one byte: the `\r` a `\r\n` terminator may turn out to end
+//! with): once it crosses that the reader discards bytes until the next newline and then
 //! yields [`Frame::Oversized`], so the peer gets an error naming the limit and the stream goes on
 //! with the next line. All state lives in the struct, so `next_frame` is cancellation-safe and
 //! can sit in a `select!`.
@@ -17,12 +18,17 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Read-buffer size: large enough that a typical message arrives in one read.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Bytes held beyond the limit: a `\r` may be the first half of a `\r\n` terminator, which is
+/// not part of the line, and which it is only shows when the `\n` arrives.
+const CARRIAGE_RETURN_BYTES: usize = 1;
+
 /// One unit read from a newline-delimited stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A complete line, without its terminator (`\n` or `\r\n`).
     Line(Vec<u8>),
-    /// A line longer than the limit; its bytes were discarded. `bytes` counts what was seen.
+    /// A line longer than the limit; its bytes were discarded. `bytes` counts what was seen
+    /// before the `\n`.
     Oversized { bytes: usize, limit: usize },
 }
 
@@ -61,7 +67,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             };
             if let Some(seen) = self.discarding.as_mut() {
                 *seen += chunk_len;
-            } else if self.line.len() + chunk_len > self.max_frame_bytes {
+            } else if self.line.len() + chunk_len
+                > self.max_frame_bytes.saturating_add(CARRIAGE_RETURN_BYTES)
+            {
                 self.discarding = Some(self.line.len() + chunk_len);
                 self.line = Vec::new();
             } else {
@@ -76,7 +84,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// Bytes of the unfinished line held in memory: never more than the limit.
+    /// Bytes of the unfinished line held in memory: never more than the limit and one `\r`.
     pub fn buffered_bytes(&self) -> usize {
         self.line.len()
     }
@@ -96,8 +104,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 limit: self.max_frame_bytes,
             });
         }
+        let bytes = self.line.len();
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
+        }
+        if self.line.len() > self.max_frame_bytes {
+            self.line = Vec::new();
+            return Some(Frame::Oversized {
+                bytes,
+                limit: self.max_frame_bytes,
+            });
         }
         if self.line.iter().all(u8::is_ascii_whitespace) {
             self.line.clear();
@@ -188,6 +204,21 @@ mod tests {
             vec![
                 Frame::Line(b"12345".to_vec()),
                 Frame::Oversized { bytes: 6, limit: 5 }
+            ]
+        );
+    }
+
+    /// Found by the `frame` fuzz target: `\r\n` is a terminator, not part of the line, so a
+    /// CRLF client's line at the limit is as welcome as an LF client's.
+    #[tokio::test]
+    async fn a_crlf_line_exactly_at_the_limit_is_accepted() {
+        let got = frames(b"12345\r\n123456\r\n1234\r\r\n", 5).await;
+        assert_eq!(
+            got,
+            vec![
+                Frame::Line(b"12345".to_vec()),
+                Frame::Oversized { bytes: 7, limit: 5 },
+                Frame::Line(b"1234\r".to_vec()),
             ]
         );
     }
