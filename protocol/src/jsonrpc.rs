@@ -256,6 +256,19 @@ mod tests {
         assert_eq!(error.to_response()["id"], Value::Null);
     }
 
+    /// Found by the `jsonrpc` fuzz target: a number the supervisor parses and writes again
+    /// (every relayed request and reply) must reach the other side as the same number.
+    #[test]
+    fn numbers_survive_a_parse_and_write() {
+        let frame = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n":-922337203685474073709551616}}"#;
+        let message = parse_message(frame).unwrap();
+        let Message::Request { id, method, params } = &message else {
+            panic!("not a request: {message:?}");
+        };
+        let written = to_frame(&request(id, method, params.clone()));
+        assert_eq!(parse_message(&written[..written.len() - 1]).unwrap(), message);
+    }
+
     #[test]
     fn frames_end_with_exactly_one_newline() {
         let frame = to_frame(&response(&json!(1), json!({})));
