@@ -122,10 +122,16 @@ pub fn classify(value: Value) -> Result<Message, EnvelopeError> {
             None => Message::Notification { method, params },
         });
     }
-    let id = id.unwrap_or(Value::Null);
     if let Some(result) = object.remove("result") {
+        let Some(id) = id else {
+            return Err(invalid(
+                "a response needs the \"id\" of its request".into(),
+                Value::Null,
+            ));
+        };
         return Ok(Message::Response { id, result });
     }
+    let id = id.unwrap_or(Value::Null);
     if let Some(error) = object.remove("error") {
         return Ok(Message::Error { id, error });
     }
@@ -254,6 +260,18 @@ mod tests {
         let error =
             parse_message(br#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#).unwrap_err();
         assert_eq!(error.to_response()["id"], Value::Null);
+    }
+
+    /// Found by the `jsonrpc` fuzz target: a result without an id was classified as a
+    /// response to `null`, which no writer can produce again (`"id": null` is an error's only)
+    /// and no request can match. JSON-RPC requires the id; an error may still lack it.
+    #[test]
+    fn a_result_without_an_id_is_invalid() {
+        let error = parse_message(br#"{"jsonrpc":"2.0","result":{"action":"accept"}}"#).unwrap_err();
+        assert_eq!(error.to_response()["error"]["code"], codes::INVALID_REQUEST);
+        assert!(error.to_string().contains("id"), "{error}");
+        let error = parse_message(br#"{"jsonrpc":"2.0","error":{"code":1,"message":"x"}}"#);
+        assert!(matches!(error, Ok(Message::Error { id: Value::Null, .. })));
     }
 
     /// Found by the `jsonrpc` fuzz target: a number the supervisor parses and writes again
