@@ -633,11 +633,17 @@ pub(crate) fn requested_version(headers: &HeaderMap) -> Result<String, String> {
         .unwrap_or_else(|| VERSION_WITHOUT_HEADER.to_string()))
 }
 
-/// A header's value, decoding the `=?base64?…?=` form used for non-ASCII values.
+/// A header's value, decoding the `=?base64?…?=` form used for non-ASCII values. A header
+/// sent more than once is refused: a proxy may route on any one of the values, so the one
+/// checked against the body must be the only one.
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
-    let Some(value) = headers.get(name) else {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(format!("the {name} header is sent more than once"));
+    }
     let text = value
         .to_str()
         .map_err(|_| format!("the {name} header has invalid characters"))?
@@ -787,9 +793,38 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
+            map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    /// Found by the `http_headers` fuzz target: only the first of a repeated mirrored header
+    /// was checked, so a proxy routing on the second routed on a value the server never saw.
+    #[test]
+    fn a_repeated_mirrored_header_is_refused() {
+        let params = [("session".to_string(), "Session".to_string())];
+        let repeated = headers(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+            ("mcp-param-session", "n.1"),
+            ("mcp-param-session", "n.2"),
+        ]);
+        let verdict = check_modern_headers(
+            &repeated,
+            &call(json!({"session": "n.1"})),
+            "2026-07-28",
+            &params,
+        );
+        assert!(verdict.is_err_and(|problem| problem.contains("more than once")));
+        let versions = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-protocol-version", "2025-03-26"),
+        ]);
+        assert!(requested_version(&versions).is_err());
+        let methods = headers(&[("mcp-method", "tools/call"), ("mcp-method", "tools/list")]);
+        assert!(
+            check_modern_headers(&methods, &call(json!({})), "2026-07-28", &[]).is_err()
+        );
     }
 
     fn call(arguments: Value) -> Message {
