@@ -8,8 +8,10 @@
 //! its own, so a file with several mistakes — unknown keys, wrong types — reports all of them at
 //! once; semantic checks (`Options::resolve`) then add theirs.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -109,18 +111,30 @@ const NOT_LAYERED: [&str; 5] = ["help", "version", "config", "test-tools", "wrap
 /// The command with every flag also reading `BULKHEAD_<FLAG>` from the environment.
 fn command() -> clap::Command {
     let with_env = |command: clap::Command| {
-        command.mut_args(|arg| match arg.get_long() {
-            Some(long) if !NOT_LAYERED.contains(&long) && !long.starts_with("test-") => {
-                let name = format!("BULKHEAD_{}", long.to_ascii_uppercase().replace('-', "_"));
-                // clap wants a 'static name; a few dozen short strings, once per process.
-                arg.env(&*Box::leak(name.into_boxed_str()))
-            }
-            _ => arg,
+        command.mut_args(|arg| {
+            let name = match arg.get_long() {
+                Some(long) if !NOT_LAYERED.contains(&long) && !long.starts_with("test-") => {
+                    env_name(long)
+                }
+                _ => return arg,
+            };
+            arg.env(name)
         })
     };
     Cli::command()
         .mut_subcommand("stdio", with_env)
         .mut_subcommand("serve", with_env)
+}
+
+/// `BULKHEAD_<FLAG>` for the flag `--<long>`. clap wants a `'static` name, so each is leaked
+/// once per process, not once per `command()` (which runs for every value of a file).
+fn env_name(long: &str) -> &'static str {
+    static NAMES: Mutex<BTreeMap<String, &'static str>> = Mutex::new(BTreeMap::new());
+    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    names.entry(long.to_string()).or_insert_with(|| {
+        let name = format!("BULKHEAD_{}", long.to_ascii_uppercase().replace('-', "_"));
+        Box::leak(name.into_boxed_str())
+    })
 }
 
 /// What the command line asks for, with every layer applied.
@@ -465,4 +479,31 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "oauth": http.oauth.as_ref().map(crate::http::oauth::OAuthConfig::summary),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config` fuzz target, which ran out of memory: every `command()` leaked
+    /// its `BULKHEAD_*` names (clap wants them `'static`), a few kilobytes per parse of a
+    /// configuration.
+    #[test]
+    fn the_environment_names_are_made_once() {
+        let names = |command: clap::Command| -> Vec<(String, usize)> {
+            command
+                .find_subcommand("serve")
+                .unwrap()
+                .get_arguments()
+                .filter_map(|arg| arg.get_env())
+                .map(|env| {
+                    let name = env.to_string_lossy().into_owned();
+                    (name, env.as_encoded_bytes().as_ptr() as usize)
+                })
+                .collect()
+        };
+        let first = names(command());
+        assert!(first.iter().any(|(name, _)| name == "BULKHEAD_MAX_SESSIONS"));
+        assert_eq!(names(command()), first, "new names were allocated");
+    }
 }
