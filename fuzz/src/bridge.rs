@@ -12,8 +12,8 @@
 //! - the reply keeps its id and every key the server wrote; a legacy client never gets a
 //!   result asking for more input, and a 2026-07-28 client always gets `resultType`.
 
-use bulkhead_supervisor::fuzzing::{self, ServerEra};
 use bulkhead_protocol::jsonrpc::{self, Message};
+use bulkhead_supervisor::fuzzing::{self, ServerEra};
 use serde_json::{Map, Value, json};
 
 use crate::input::Cursor;
@@ -63,7 +63,10 @@ pub fn check(data: &[u8]) {
             );
         }
         if modern_request && era == ServerEra::Initialize {
-            assert!(result.contains_key("resultType"), "a 2026-07-28 client got {fixed}");
+            assert!(
+                result.contains_key("resultType"),
+                "a 2026-07-28 client got {fixed}"
+            );
         }
     }
 }
@@ -101,7 +104,10 @@ fn follows_the_era(era: ServerEra, before: Option<&Value>, after: Option<&Value>
             return;
         }
         if era == ServerEra::Inline {
-            assert!(is_modern(after), "an inline server got no envelope: {after:?}");
+            assert!(
+                is_modern(after),
+                "an inline server got no envelope: {after:?}"
+            );
         }
         return;
     };
@@ -123,15 +129,24 @@ fn follows_the_era(era: ServerEra, before: Option<&Value>, after: Option<&Value>
                 );
             }
             if let Some(Value::Object(meta)) = meta_before {
-                for (key, value) in meta.iter().filter(|(key, _)| !key.starts_with(ENVELOPE_PREFIX)) {
+                for (key, value) in meta
+                    .iter()
+                    .filter(|(key, _)| !key.starts_with(ENVELOPE_PREFIX))
+                {
                     assert_eq!(meta_after.and_then(|meta| meta.get(key)), Some(value));
                 }
             }
         }
         ServerEra::Inline => {
-            assert!(is_modern(after), "an inline server got no envelope: {after:?}");
+            assert!(
+                is_modern(after),
+                "an inline server got no envelope: {after:?}"
+            );
             if let Some(Value::Object(meta)) = meta_before {
-                for (key, value) in meta.iter().filter(|(key, _)| !key.starts_with(ENVELOPE_PREFIX)) {
+                for (key, value) in meta
+                    .iter()
+                    .filter(|(key, _)| !key.starts_with(ENVELOPE_PREFIX))
+                {
                     assert_eq!(meta_after.and_then(|meta| meta.get(key)), Some(value));
                 }
             }
@@ -154,8 +169,14 @@ fn keeps_the_reply(original: &Value, fixed: &Value) {
         }
         (Some(Value::Object(_)), None) => {
             assert!(fixed["error"]["code"].is_i64(), "{fixed}");
-            assert_eq!(fixed.get("id"), Some(object.get("id").unwrap_or(&Value::Null)));
+            assert_eq!(
+                fixed.get("id"),
+                Some(object.get("id").unwrap_or(&Value::Null))
+            );
         }
-        _ => assert_eq!(fixed, original, "a reply without a result object was changed"),
+        _ => assert_eq!(
+            fixed, original,
+            "a reply without a result object was changed"
+        ),
     }
 }

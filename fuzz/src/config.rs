@@ -58,7 +58,10 @@ pub fn check(data: &[u8]) {
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
     else {
-        assert!(serve.is_err() && stdio.is_err(), "an unparsable file was accepted");
+        assert!(
+            serve.is_err() && stdio.is_err(),
+            "an unparsable file was accepted"
+        );
         return;
     };
     for key in table.keys() {
@@ -66,7 +69,9 @@ pub fn check(data: &[u8]) {
             for result in [serve.as_ref().err(), stdio.as_ref().err()] {
                 let problems = result.expect("a file with an unknown key was accepted");
                 assert!(
-                    problems.iter().any(|problem| problem.contains(key.as_str())),
+                    problems
+                        .iter()
+                        .any(|problem| problem.contains(key.as_str())),
                     "unknown key {key:?} not named in {problems:?}"
                 );
             }
@@ -85,7 +90,11 @@ fn file_values_apply(table: &toml::Table, summary: &Value, max_sessions_flag: bo
         .and_then(toml::Value::as_integer);
     let resolved_max = summary["sessions"]["max"].as_u64();
     if max_sessions_flag {
-        assert_eq!(resolved_max, Some(FLAG_MAX_SESSIONS), "the file beat a flag");
+        assert_eq!(
+            resolved_max,
+            Some(FLAG_MAX_SESSIONS),
+            "the file beat a flag"
+        );
     } else if let Some(file_max) = file_max {
         assert_eq!(resolved_max, u64::try_from(file_max).ok(), "{summary}");
     }
@@ -104,10 +113,8 @@ fn file_values_apply(table: &toml::Table, summary: &Value, max_sessions_flag: bo
 
 /// The input written to this process's own configuration file.
 fn config_file(text: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "bulkhead-fuzz-config-{}.toml",
-        std::process::id()
-    ));
+    let path =
+        std::env::temp_dir().join(format!("bulkhead-fuzz-config-{}.toml", std::process::id()));
     let mut file = std::fs::File::create(&path).expect("a temporary file");
     file.write_all(text).expect("a temporary file");
     path

@@ -14,9 +14,9 @@
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use bulkhead_supervisor::fuzzing;
 use bulkhead_protocol::jsonrpc::Message;
 use bulkhead_protocol::{PROTOCOL_NO_INITIALIZE, SUPPORTED_PROTOCOL_VERSIONS};
+use bulkhead_supervisor::fuzzing;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
@@ -193,9 +193,18 @@ fn well_defined(arguments: &[Argument]) -> bool {
     })
 }
 
-fn request(method: &str, name: &str, arguments: &[Argument], meta_version: Option<&str>) -> Message {
+fn request(
+    method: &str,
+    name: &str,
+    arguments: &[Argument],
+    meta_version: Option<&str>,
+) -> Message {
     let mut params = Map::new();
-    let field = if method == "resources/read" { "uri" } else { "name" };
+    let field = if method == "resources/read" {
+        "uri"
+    } else {
+        "name"
+    };
     params.insert(field.into(), json!(name));
     let values: Map<String, Value> = arguments
         .iter()
@@ -236,7 +245,10 @@ fn client_headers(
         add(NAME, params.as_ref()?[field].as_str()?)?;
     }
     for (argument, header) in header_params {
-        if let Some(text) = params.as_ref()?["arguments"].get(argument).and_then(body_text) {
+        if let Some(text) = params.as_ref()?["arguments"]
+            .get(argument)
+            .and_then(body_text)
+        {
             add(&format!("mcp-param-{header}"), &text)?;
         }
     }

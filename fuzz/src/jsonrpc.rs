@@ -45,14 +45,19 @@ fn is_answerable(frame: &[u8], error: &EnvelopeError) {
     let Ok(Message::Error { id, error: body }) = jsonrpc::classify(reply.clone()) else {
         panic!("the answer to {error:?} is not an error response: {reply}");
     };
-    assert!(body["code"].is_i64() && body["message"].is_string(), "{reply}");
+    assert!(
+        body["code"].is_i64() && body["message"].is_string(),
+        "{reply}"
+    );
     assert!(
         id.is_null() || id.is_string() || id.is_i64() || id.is_u64(),
         "{reply}"
     );
     // A single object with a string or integer id gets its answer under that id.
     if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(frame)
-        && let Some(sent) = object.get("id").filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+        && let Some(sent) = object
+            .get("id")
+            .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
     {
         assert_eq!(&id, sent, "the answer to {error:?} lost the request's id");
     }

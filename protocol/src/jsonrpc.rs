@@ -267,11 +267,18 @@ mod tests {
     /// and no request can match. JSON-RPC requires the id; an error may still lack it.
     #[test]
     fn a_result_without_an_id_is_invalid() {
-        let error = parse_message(br#"{"jsonrpc":"2.0","result":{"action":"accept"}}"#).unwrap_err();
+        let error =
+            parse_message(br#"{"jsonrpc":"2.0","result":{"action":"accept"}}"#).unwrap_err();
         assert_eq!(error.to_response()["error"]["code"], codes::INVALID_REQUEST);
         assert!(error.to_string().contains("id"), "{error}");
         let error = parse_message(br#"{"jsonrpc":"2.0","error":{"code":1,"message":"x"}}"#);
-        assert!(matches!(error, Ok(Message::Error { id: Value::Null, .. })));
+        assert!(matches!(
+            error,
+            Ok(Message::Error {
+                id: Value::Null,
+                ..
+            })
+        ));
     }
 
     /// Found by the `jsonrpc` fuzz target: a number the supervisor parses and writes again
@@ -284,7 +291,10 @@ mod tests {
             panic!("not a request: {message:?}");
         };
         let written = to_frame(&request(id, method, params.clone()));
-        assert_eq!(parse_message(&written[..written.len() - 1]).unwrap(), message);
+        assert_eq!(
+            parse_message(&written[..written.len() - 1]).unwrap(),
+            message
+        );
     }
 
     #[test]

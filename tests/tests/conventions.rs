@@ -67,7 +67,9 @@ fn declared_modules(root: &str) -> Vec<String> {
         .filter_map(|line| {
             let line = line.trim();
             let rest = line.strip_prefix("pub ").unwrap_or(line);
-            rest.strip_prefix("mod ")?.strip_suffix(';').map(str::to_string)
+            rest.strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_string)
         })
         .collect();
     modules.sort();

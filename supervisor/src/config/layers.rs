@@ -130,7 +130,9 @@ fn command() -> clap::Command {
 /// once per process, not once per `command()` (which runs for every value of a file).
 fn env_name(long: &str) -> &'static str {
     static NAMES: Mutex<BTreeMap<String, &'static str>> = Mutex::new(BTreeMap::new());
-    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     names.entry(long.to_string()).or_insert_with(|| {
         let name = format!("BULKHEAD_{}", long.to_ascii_uppercase().replace('-', "_"));
         Box::leak(name.into_boxed_str())
@@ -503,7 +505,11 @@ mod tests {
                 .collect()
         };
         let first = names(command());
-        assert!(first.iter().any(|(name, _)| name == "BULKHEAD_MAX_SESSIONS"));
+        assert!(
+            first
+                .iter()
+                .any(|(name, _)| name == "BULKHEAD_MAX_SESSIONS")
+        );
         assert_eq!(names(command()), first, "new names were allocated");
     }
 }

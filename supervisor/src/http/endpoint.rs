@@ -822,9 +822,7 @@ mod tests {
         ]);
         assert!(requested_version(&versions).is_err());
         let methods = headers(&[("mcp-method", "tools/call"), ("mcp-method", "tools/list")]);
-        assert!(
-            check_modern_headers(&methods, &call(json!({})), "2026-07-28", &[]).is_err()
-        );
+        assert!(check_modern_headers(&methods, &call(json!({})), "2026-07-28", &[]).is_err());
     }
 
     fn call(arguments: Value) -> Message {
