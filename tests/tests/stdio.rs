@@ -347,6 +347,49 @@ fn a_worker_started_by_hand_refuses_to_run() {
     );
 }
 
+/// Property (proptest, one supervisor for every case): whatever bytes a client writes, a
+/// well-formed request after them and a newline is answered — by the supervisor (`ping`) and
+/// through the worker (`echo`). The protocol crate's property tests check the same of the
+/// reader and the classifier alone; this checks the real stdio path.
+#[test]
+fn any_bytes_then_a_request_is_answered() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let bulkhead = std::cell::RefCell::new(
+        TestSupervisor::new()
+            .args(["--max-frame-bytes", "65536"])
+            .start_legacy(),
+    );
+    let garbage = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        "[ -~]{0,200}".prop_map(String::into_bytes),
+        Just(b"{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":".to_vec()),
+        Just(b"\xff\xfe\r\r{\"jsonrpc\":\"2.0\",\"id\":[],\"method\":7}".to_vec()),
+        (65_000..70_000usize).prop_map(|length| vec![b'{'; length]),
+    ];
+    let config = Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new(config)
+        .run(&(garbage, any::<bool>()), |(garbage, through_worker)| {
+            let mut bulkhead = bulkhead.borrow_mut();
+            bulkhead.send_raw(&garbage);
+            bulkhead.send_raw(b"\n");
+            if through_worker {
+                let echo = bulkhead.call("echo", json!({"text": "after garbage"}));
+                prop_assert_eq!(&structured(&echo["result"])["text"], "after garbage");
+            } else {
+                let pong = bulkhead.request("ping", json!({}));
+                prop_assert!(pong["result"].is_object(), "{}", pong);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn bad_input_gets_clear_errors_and_the_stream_keeps_working() {
     let mut bulkhead = TestSupervisor::new().start_legacy();
