@@ -53,6 +53,10 @@ pub struct Hello {
     /// (`bulkhead serve --test-fixtures`; test only).
     #[serde(default)]
     pub fixtures: bool,
+    /// The network brokers this worker offers besides `paper`, with their endpoints (already
+    /// defaulted and checked by the supervisor).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<crate::brokers::NetworkBroker>,
 }
 
 /// What a worker answers once it accepts the hello.
@@ -153,6 +157,11 @@ mod tests {
                 ..SandboxPolicy::default()
             },
             fixtures: true,
+            brokers: vec![crate::brokers::NetworkBroker {
+                name: "alpaca-paper".into(),
+                trading_url: "http://127.0.0.1:1".into(),
+                data_url: "http://127.0.0.1:1".into(),
+            }],
         });
         let line = hello.to_line();
         assert!(line.starts_with(br#"{"bulkhead":"hello""#));

@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulkhead_protocol::brokers::{ALPACA_PAPER, NetworkBroker, WorkerNetwork};
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
@@ -154,6 +155,17 @@ fn check_config(options: &config::ServeOptions, file_problems: Vec<String>) -> E
     }
 }
 
+/// The network brokers every worker offers besides `paper`: `alpaca-paper` always (a paper
+/// account risks nothing); `alpaca`, with real money, only when the operator enables it.
+fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
+    config
+        .broker_endpoints
+        .get(ALPACA_PAPER)
+        .cloned()
+        .into_iter()
+        .collect()
+}
+
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
 fn start(
     config: &Config,
@@ -170,11 +182,13 @@ fn start(
             return None;
         }
     };
+    let brokers = network_brokers(config);
+    let network = WorkerNetwork::for_brokers(&brokers);
     let template = WorkerTemplate {
         spec: WorkerSpec {
             command: WorkerCommand {
                 program: config.worker.clone(),
-                args: Vec::new(),
+                args: vec![network.to_arg().into()],
                 wrapped: None,
             },
             session_tag: String::new(),
@@ -183,6 +197,7 @@ fn start(
             test_tools: config.test_tools,
             paper_seed: config.paper_seed,
             fixtures: config.test_fixtures,
+            brokers,
             max_frame_bytes: config.max_frame_bytes,
             wrapped: wrap::WrappedServer::new(
                 config.wrap.as_ref(),

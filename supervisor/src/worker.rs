@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bulkhead_protocol::brokers::NetworkBroker;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
@@ -76,6 +77,9 @@ pub struct WorkerSpec {
     pub paper_seed: Option<u64>,
     /// Serve the conformance suite's fixtures instead of the broker tools (test only).
     pub fixtures: bool,
+    /// The network brokers the worker offers besides `paper`, with their endpoints. The
+    /// worker's command carries the matching `--network` policy (see `network_brokers`).
+    pub brokers: Vec<NetworkBroker>,
     /// Largest frame accepted from the worker.
     pub max_frame_bytes: usize,
     /// External worker mode: the stdio server to run instead of the built-in worker.
@@ -539,6 +543,7 @@ async fn handshake(
         paper_seed: spec.paper_seed,
         sandbox,
         fixtures: spec.fixtures,
+        brokers: spec.brokers.clone(),
     });
     let io_error = |error: std::io::Error| format!("socket error: {error}");
     writer.write_all(&hello.to_line()).await.map_err(io_error)?;

@@ -35,12 +35,13 @@ use crate::probes;
 const MAX_ECHO_DELAY_MS: u64 = 600_000;
 
 /// Tools that exist only for the test suite.
-const TEST_TOOLS: [&str; 5] = [
+const TEST_TOOLS: [&str; 6] = [
     "hang_uncancellable",
     "attempt_forbidden_syscall",
     "memory_hog",
     "fork_bomb",
     "read_file",
+    "connect_tcp",
 ];
 
 /// The MCP server of one session.
@@ -289,6 +290,20 @@ impl SessionServer {
         Parameters(args): Parameters<probes::ForkBombArgs>,
     ) -> CallToolResult {
         CallToolResult::structured(probes::fork_bomb(&args))
+    }
+
+    /// Test-only: open a TCP connection, to probe which ports the worker can reach.
+    #[tool(
+        description = "Test only: opens a TCP connection to `addr` (IP:PORT) and closes it, or returns the error."
+    )]
+    async fn connect_tcp(
+        &self,
+        Parameters(args): Parameters<probes::ConnectTcpArgs>,
+    ) -> CallToolResult {
+        match probes::connect_tcp(&args) {
+            Ok(outcome) => CallToolResult::success(vec![ContentBlock::text(outcome)]),
+            Err(reason) => CallToolResult::error(vec![ContentBlock::text(reason)]),
+        }
     }
 
     /// Test-only: read a file, to probe what the worker can reach.
