@@ -57,6 +57,10 @@ pub struct Hello {
     /// defaulted and checked by the supervisor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<crate::brokers::NetworkBroker>,
+    /// The supervisor's per-call deadline in milliseconds (`--call-timeout`): a broker sizes its
+    /// network timeouts to answer within it. `None`: the worker assumes the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_ms: Option<u64>,
 }
 
 /// What a worker answers once it accepts the hello.
@@ -162,6 +166,7 @@ mod tests {
                 trading_url: "http://127.0.0.1:1".into(),
                 data_url: "http://127.0.0.1:1".into(),
             }],
+            call_timeout_ms: Some(60_000),
         });
         let line = hello.to_line();
         assert!(line.starts_with(br#"{"bulkhead":"hello""#));

@@ -198,6 +198,7 @@ fn start(
             paper_seed: config.paper_seed,
             fixtures: config.test_fixtures,
             brokers,
+            call_timeout: config.call_timeout,
             max_frame_bytes: config.max_frame_bytes,
             wrapped: wrap::WrappedServer::new(
                 config.wrap.as_ref(),

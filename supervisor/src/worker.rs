@@ -80,6 +80,8 @@ pub struct WorkerSpec {
     /// The network brokers the worker offers besides `paper`, with their endpoints. The
     /// worker's command carries the matching `--network` policy (see `network_brokers`).
     pub brokers: Vec<NetworkBroker>,
+    /// The per-call deadline, told to the worker so its brokers answer within it.
+    pub call_timeout: Duration,
     /// Largest frame accepted from the worker.
     pub max_frame_bytes: usize,
     /// External worker mode: the stdio server to run instead of the built-in worker.
@@ -544,6 +546,7 @@ async fn handshake(
         sandbox,
         fixtures: spec.fixtures,
         brokers: spec.brokers.clone(),
+        call_timeout_ms: u64::try_from(spec.call_timeout.as_millis()).ok(),
     });
     let io_error = |error: std::io::Error| format!("socket error: {error}");
     writer.write_all(&hello.to_line()).await.map_err(io_error)?;
