@@ -27,7 +27,7 @@ async def test_login_quote_buy_positions_sell_account_to_the_cent(bulkhead_bin, 
 
         buy = (await call(client, "order_place", symbol="MSFT", side="buy", qty="7", type="market"))["order"]
         assert buy["status"] == "filled"
-        bought_at = Decimal(buy["fill_price"])
+        bought_at = Decimal(buy["avg_fill_price"])
 
         positions = (await call(client, "positions"))["positions"]
         assert [(p["symbol"], Decimal(p["qty"]), Decimal(p["avg_price"])) for p in positions] == [
@@ -35,7 +35,7 @@ async def test_login_quote_buy_positions_sell_account_to_the_cent(bulkhead_bin, 
         ]
 
         sell = (await call(client, "order_place", symbol="MSFT", side="sell", qty="3", type="market"))["order"]
-        sold_at = Decimal(sell["fill_price"])
+        sold_at = Decimal(sell["avg_fill_price"])
         account = await call(client, "account")
         expected_cash = STARTING_CASH - 7 * bought_at + 3 * sold_at
         assert Decimal(account["cash"]) == expected_cash.quantize(Decimal("0.01"))

@@ -28,7 +28,7 @@ async def test_trading_over_http(bulkhead_bin, mode, version):
             await call(client, "broker_login", broker="paper", api_key="k", api_secret="s")
             bought = (await call(client, "order_place", symbol="AAPL", side="buy", qty="2", type="market"))["order"]
             account = await call(client, "account")
-            expected = Decimal("100000.00") - 2 * Decimal(bought["fill_price"])
+            expected = Decimal("100000.00") - 2 * Decimal(bought["avg_fill_price"])
             assert Decimal(account["cash"]) == expected
 
             opened = await call(client, "session_open")

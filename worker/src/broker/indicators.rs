@@ -15,8 +15,18 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::BrokerError;
 use super::paper::market::{PaperMarket, SymbolSpec};
-use super::{BrokerError, PriceSeries};
+
+/// Prices of one symbol sampled at a fixed interval, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceSeries {
+    pub symbol: String,
+    pub interval_seconds: i64,
+    /// Time of the last sample.
+    pub end: DateTime<Utc>,
+    pub prices: Vec<Decimal>,
+}
 
 /// Longest period accepted: a hundred one-minute closes is already most of two hours.
 pub const MAX_INDICATOR_PERIOD: u32 = 100;

@@ -26,10 +26,12 @@ use secrecy::ExposeSecret;
 use self::ledger::{Ledger, crossing_price, notional};
 use self::market::{Clock, DEFAULT_SEED, PaperMarket, SymbolSpec, SystemClock, default_symbols};
 use super::indicators;
-use super::model::OrderStatus;
+use super::model::OrderClass;
 use super::{
-    Account, Broker, BrokerError, BrokerFuture, Credentials, Order, OrderFilter, OrderRequest,
-    OrderType, Placement, Position, PriceSeries, Quote, Side, ready,
+    Account, Bars, BarsRequest, Broker, BrokerDescription, BrokerError, BrokerFuture, CloseRequest,
+    Credentials, Environment, MarketClock, Order, OrderAmount, OrderFilter, OrderLookup,
+    OrderRequest, OrderStatus, OrderType, Placement, Position, Quote, ReplaceRequest, Side,
+    SymbolInfo, TimeInForce, ready,
 };
 
 /// The name of the built-in broker.
@@ -121,14 +123,31 @@ impl PaperBroker {
         Ok(self.market.quote_at(spec, now))
     }
 
-    fn recent_prices_now(
-        &mut self,
-        symbol: &str,
-        count: usize,
-    ) -> Result<PriceSeries, BrokerError> {
+    fn bars_now(&mut self, request: &BarsRequest) -> Result<Bars, BrokerError> {
         let now = self.settle();
-        let spec = self.spec(symbol)?;
-        Ok(indicators::recent_prices(&self.market, spec, now, count))
+        let spec = self.spec(&request.symbol)?;
+        let series = indicators::recent_prices(&self.market, spec, now, request.limit + 1);
+        let bars = series
+            .prices
+            .windows(2)
+            .enumerate()
+            .map(|(index, pair)| {
+                let back = i64::try_from(series.prices.len() - 1 - index).unwrap_or(0);
+                super::model::Bar {
+                    time: series.end - chrono::TimeDelta::seconds(back * series.interval_seconds),
+                    open: pair[0],
+                    high: pair[0].max(pair[1]),
+                    low: pair[0].min(pair[1]),
+                    close: pair[1],
+                    volume: Decimal::ZERO,
+                }
+            })
+            .collect();
+        Ok(Bars {
+            symbol: spec.symbol.clone(),
+            timeframe: request.timeframe,
+            bars,
+        })
     }
 
     fn positions_now(&mut self) -> Result<Vec<Position>, BrokerError> {
@@ -146,6 +165,7 @@ impl PaperBroker {
                 symbol: symbol.clone(),
                 qty: holding.qty,
                 avg_price,
+                current_price: last,
                 market_value,
                 unrealized_pnl: market_value - holding.cost_basis,
             });
@@ -169,18 +189,14 @@ impl PaperBroker {
 
     fn place_now(&mut self, request: OrderRequest) -> Result<Placement, BrokerError> {
         let now = self.settle();
-        if let Some(client_order_id) = &request.client_order_id {
-            if client_order_id.is_empty() || client_order_id.len() > MAX_CLIENT_ORDER_ID_LEN {
-                return Err(BrokerError::InvalidClientOrderId {
-                    max: MAX_CLIENT_ORDER_ID_LEN,
-                });
-            }
-            if let Some(original) = self.ledger.by_client_id(client_order_id) {
-                return Ok(Placement {
-                    order: original.clone(),
-                    replayed: true,
-                });
-            }
+        let client_order_id = &request.client_order_id;
+        if client_order_id.is_empty() || client_order_id.len() > MAX_CLIENT_ORDER_ID_LEN {
+            return Err(BrokerError::InvalidClientOrderId {
+                max: MAX_CLIENT_ORDER_ID_LEN,
+            });
+        }
+        if let Some(original) = self.ledger.by_client_id(client_order_id) {
+            return replay(original, &request);
         }
         if self.ledger.order_count() >= MAX_ORDERS_PER_SESSION {
             let broker = PAPER_BROKER.to_owned();
@@ -200,7 +216,7 @@ impl PaperBroker {
         self.ledger.check_funds(
             &order.symbol,
             order.side,
-            order.qty,
+            order.qty.unwrap_or_default(),
             funds_price,
             ACCOUNT_CURRENCY,
         )?;
@@ -216,9 +232,46 @@ impl PaperBroker {
     }
 }
 
+/// The answer to a request whose `client_order_id` was used before: the original order when
+/// the request asks for the same thing, else a refusal.
+fn replay(original: &Order, request: &OrderRequest) -> Result<Placement, BrokerError> {
+    let same_symbol = original.symbol.eq_ignore_ascii_case(request.symbol.trim());
+    let same_amount = match request.amount {
+        OrderAmount::Qty(qty) => original.qty == Some(qty.normalize()),
+        OrderAmount::Notional(notional) => original.notional == Some(notional),
+    };
+    if same_symbol && original.side == request.side && same_amount {
+        return Ok(Placement {
+            order: original.clone(),
+            replayed: true,
+        });
+    }
+    Err(BrokerError::ClientOrderIdReused {
+        client_order_id: request.client_order_id.clone(),
+        original: format!("{} {}", original.order_id, original.summary()),
+    })
+}
+
 /// Checks what a request asks for, against its symbol.
 fn validate(spec: &SymbolSpec, request: &OrderRequest) -> Result<(), BrokerError> {
-    let qty = request.qty;
+    let not_yet = |what: &str| BrokerError::NotSupported {
+        broker: PAPER_BROKER.to_owned(),
+        what: what.to_owned(),
+        advice: "not supported yet".to_owned(),
+    };
+    let OrderAmount::Qty(qty) = request.amount else {
+        return Err(not_yet("notional orders"));
+    };
+    if request.stop_price.is_some()
+        || request.take_profit_price.is_some()
+        || request.stop_loss_price.is_some()
+        || matches!(request.order_type, OrderType::Stop | OrderType::StopLimit)
+        || request
+            .time_in_force
+            .is_some_and(|tif| tif != TimeInForce::Gtc)
+    {
+        return Err(not_yet("stop, bracket or time-in-force orders"));
+    }
     if qty <= Decimal::ZERO {
         return Err(BrokerError::NonPositiveQuantity { qty });
     }
@@ -232,9 +285,14 @@ fn validate(spec: &SymbolSpec, request: &OrderRequest) -> Result<(), BrokerError
     }
     match (request.order_type, request.limit_price) {
         (OrderType::Market, Some(_)) => Err(BrokerError::UnexpectedLimitPrice),
-        (OrderType::Limit, None) => Err(BrokerError::MissingLimitPrice),
+        (OrderType::Limit, None) => Err(BrokerError::MissingLimitPrice {
+            order_type: "limit",
+        }),
         (OrderType::Limit, Some(price)) if price <= Decimal::ZERO => {
-            Err(BrokerError::NonPositivePrice { price })
+            Err(BrokerError::NonPositivePrice {
+                field: "limit_price",
+                price,
+            })
         }
         _ => Ok(()),
     }
@@ -247,12 +305,24 @@ fn new_order(number: usize, spec: &SymbolSpec, request: OrderRequest, now: DateT
         symbol: spec.symbol.clone(),
         side: request.side,
         order_type: request.order_type,
-        qty: request.qty.normalize(),
+        time_in_force: TimeInForce::Gtc,
+        order_class: OrderClass::Simple,
+        qty: request.amount.qty().map(|qty| qty.normalize()),
+        notional: None,
         limit_price: request.limit_price,
+        stop_price: None,
         status: OrderStatus::Open,
-        fill_price: None,
+        filled_qty: Decimal::ZERO,
+        avg_fill_price: None,
+        fills: Vec::new(),
         created_at: now,
+        updated_at: now,
         filled_at: None,
+        parent_order_id: None,
+        legs: Vec::new(),
+        replaces: None,
+        replaced_by: None,
+        status_reason: None,
     }
 }
 
@@ -269,6 +339,18 @@ fn tidy(value: Decimal, min_scale: u32) -> Decimal {
 impl Broker for PaperBroker {
     fn name(&self) -> &str {
         PAPER_BROKER
+    }
+
+    fn describe(&self) -> BrokerDescription {
+        BrokerDescription {
+            environment: Environment::Simulated,
+            order_types: vec![OrderType::Market, OrderType::Limit],
+            time_in_force: vec![TimeInForce::Gtc],
+            notional_orders: false,
+            bracket_orders: false,
+            markets: Vec::new(),
+            account_currency: ACCOUNT_CURRENCY.to_owned(),
+        }
     }
 
     fn login<'a>(&'a mut self, credentials: &'a Credentials) -> BrokerFuture<'a, ()> {
@@ -297,13 +379,28 @@ impl Broker for PaperBroker {
         ready(self.quote_now(symbol))
     }
 
-    fn recent_prices<'a>(
+    fn bars<'a>(
         &'a mut self,
         _: Option<&'a Credentials>,
-        symbol: &'a str,
-        count: usize,
-    ) -> BrokerFuture<'a, PriceSeries> {
-        ready(self.recent_prices_now(symbol, count))
+        request: BarsRequest,
+    ) -> BrokerFuture<'a, Bars> {
+        ready(self.bars_now(&request))
+    }
+
+    fn market_clock<'a>(
+        &'a mut self,
+        _: Option<&'a Credentials>,
+        _: Option<&'a str>,
+    ) -> BrokerFuture<'a, Vec<MarketClock>> {
+        ready(Err(not_supported_yet("market_clock")))
+    }
+
+    fn symbols<'a>(
+        &'a mut self,
+        _: Option<&'a Credentials>,
+        _: Option<&'a str>,
+    ) -> BrokerFuture<'a, Vec<SymbolInfo>> {
+        ready(Err(not_supported_yet("symbols")))
     }
 
     fn account<'a>(&'a mut self, _: &'a Credentials) -> BrokerFuture<'a, Account> {
@@ -331,6 +428,30 @@ impl Broker for PaperBroker {
         ready(self.place_now(request))
     }
 
+    fn order<'a>(&'a mut self, _: &'a Credentials, lookup: OrderLookup) -> BrokerFuture<'a, Order> {
+        self.settle();
+        let found = match &lookup {
+            OrderLookup::OrderId(id) => self.ledger.by_order_id(id),
+            OrderLookup::ClientOrderId(id) => self.ledger.by_client_id(id),
+        };
+        ready(found.cloned().ok_or_else(|| {
+            let (OrderLookup::OrderId(id) | OrderLookup::ClientOrderId(id)) = lookup;
+            BrokerError::UnknownOrder {
+                broker: PAPER_BROKER.to_owned(),
+                order_id: id,
+            }
+        }))
+    }
+
+    fn replace_order<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        _: &'a str,
+        _: ReplaceRequest,
+    ) -> BrokerFuture<'a, Order> {
+        ready(Err(not_supported_yet("order_replace")))
+    }
+
     fn cancel_order<'a>(
         &'a mut self,
         _: &'a Credentials,
@@ -338,6 +459,31 @@ impl Broker for PaperBroker {
     ) -> BrokerFuture<'a, Order> {
         self.settle();
         ready(self.ledger.cancel(PAPER_BROKER, order_id))
+    }
+
+    fn cancel_all<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        _: Option<&'a str>,
+    ) -> BrokerFuture<'a, Vec<Order>> {
+        ready(Err(not_supported_yet("orders_cancel_all")))
+    }
+
+    fn close_position<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        _: CloseRequest,
+    ) -> BrokerFuture<'a, Order> {
+        ready(Err(not_supported_yet("position_close")))
+    }
+}
+
+/// The answer of a call `paper` does not implement yet (transitional).
+fn not_supported_yet(what: &str) -> BrokerError {
+    BrokerError::NotSupported {
+        broker: PAPER_BROKER.to_owned(),
+        what: what.to_owned(),
+        advice: "not supported yet".to_owned(),
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::model::format_time;
-use super::{BrokerError, BrokerRegistry, OrderRequest};
+use super::{BarsRequest, BrokerError, BrokerRegistry, OrderAmount, OrderRequest, Timeframe};
 
 mod args;
 pub mod descriptions;
@@ -242,25 +242,18 @@ async fn order_place(registry: &mut BrokerRegistry, args: OrderPlaceArgs) -> Rep
     let request = OrderRequest {
         symbol: args.symbol,
         side: args.side,
-        qty: args.qty,
+        amount: OrderAmount::Qty(args.qty),
         order_type: args.order_type,
+        time_in_force: None,
         limit_price: args.limit_price,
-        client_order_id: args.client_order_id,
+        stop_price: None,
+        take_profit_price: None,
+        stop_loss_price: None,
+        client_order_id: args.client_order_id.unwrap_or_else(new_client_order_id),
     };
     let placement = registry.place_order(Some(&broker), request).await?;
     let order = &placement.order;
-    let mut text = format!(
-        "{broker} order {}: {} {} {} {}, {}",
-        order.order_id,
-        order.side.as_str(),
-        order.qty,
-        order.symbol,
-        order.order_type.as_str(),
-        order.status.as_str()
-    );
-    if let Some(price) = order.fill_price {
-        text.push_str(&format!(" at {price}"));
-    }
+    let mut text = format!("{broker} order {}: {}", order.order_id, order.summary());
     if placement.replayed {
         text.push_str(
             " (client_order_id already used: this is the original order; nothing new was placed)",
@@ -280,33 +273,53 @@ async fn order_cancel(registry: &mut BrokerRegistry, args: OrderCancelArgs) -> R
 async fn indicator(registry: &mut BrokerRegistry, args: IndicatorArgs) -> Reply {
     let broker = registry.target(args.broker.as_deref())?;
     let needed = args.kind.prices_needed(args.period)?;
-    let series = registry
-        .recent_prices(Some(&broker), &args.symbol, needed)
-        .await?;
-    let value = args
-        .kind
-        .compute(&series.prices, needed_period(args.period))?;
+    let timeframe = Timeframe::OneMinute;
+    let request = BarsRequest {
+        symbol: args.symbol,
+        timeframe,
+        limit: needed,
+        start: None,
+        end: None,
+    };
+    let bars = registry.bars(Some(&broker), request).await?;
+    let prices: Vec<Decimal> = bars.bars.iter().map(|bar| bar.close).collect();
+    let value = args.kind.compute(&prices, needed_period(args.period))?;
     let value: Decimal = value.round_dp(INDICATOR_DECIMALS).normalize();
+    let end = bars
+        .bars
+        .last()
+        .map(|bar| bar.time + chrono::TimeDelta::seconds(timeframe.seconds()));
+    let end = end.as_ref().map(format_time).unwrap_or_default();
     let text = format!(
-        "{}({}) of {} on {broker}: {value}, over {} closes {} s apart ending {}",
+        "{}({}) of {} on {broker}: {value}, over {} {} closes ending {end}",
         args.kind.label(),
         args.period,
-        series.symbol,
-        series.prices.len(),
-        series.interval_seconds,
-        format_time(&series.end)
+        bars.symbol,
+        prices.len(),
+        timeframe.as_str(),
     );
     let structured = json!({
         "broker": broker,
-        "symbol": series.symbol,
+        "symbol": bars.symbol,
         "kind": args.kind,
         "period": args.period,
         "value": value,
-        "prices": series.prices,
-        "interval_seconds": series.interval_seconds,
-        "end": format_time(&series.end),
+        "prices": prices,
+        "timeframe": timeframe,
+        "interval_seconds": timeframe.seconds(),
+        "end": end,
     });
     Ok(success(structured, text))
+}
+
+/// A fresh `client_order_id`: `bh-` and 128 bits from the OS random source in hex, so ids
+/// never collide across sessions on one account.
+pub fn new_client_order_id() -> String {
+    let mut random = [0u8; 16];
+    // The OS random source failing is not recoverable: a guessable id would be worse.
+    getrandom::fill(&mut random).expect("the OS random number source failed");
+    let hex: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("bh-{hex}")
 }
 
 /// `period` as an index; `prices_needed` has already bounded it.

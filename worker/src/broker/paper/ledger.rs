@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::broker::model::OrderStatus;
-use crate::broker::{BrokerError, Order, OrderFilter, OrderType, Side};
+use crate::broker::model::Fill;
+use crate::broker::{BrokerError, Order, OrderFilter, OrderStatus, OrderType, Side};
 
 /// Decimal places of the account currency: cash is kept in whole cents.
 pub const CASH_DECIMALS: u32 = 2;
@@ -70,7 +70,7 @@ impl Ledger {
         let reserved: Decimal = self
             .open_orders()
             .filter(|order| order.side == Side::Buy)
-            .filter_map(|order| notional(order.qty, order.limit_price?))
+            .filter_map(|order| notional(order.qty?, order.limit_price?))
             .sum();
         self.cash - reserved
     }
@@ -84,7 +84,7 @@ impl Ledger {
         let promised: Decimal = self
             .open_orders()
             .filter(|order| order.side == Side::Sell && order.symbol == symbol)
-            .map(|order| order.qty)
+            .filter_map(|order| order.qty)
             .sum();
         held - promised
     }
@@ -138,11 +138,15 @@ impl Ledger {
     /// Records a new open order; returns its index. The caller checked the funds.
     pub fn open(&mut self, order: Order) -> usize {
         let index = self.orders.len();
-        if let Some(client_order_id) = &order.client_order_id {
-            self.by_client_id.insert(client_order_id.clone(), index);
-        }
+        self.by_client_id
+            .insert(order.client_order_id.clone(), index);
         self.orders.push(order);
         index
+    }
+
+    /// The order `order_id`, if any.
+    pub fn by_order_id(&self, order_id: &str) -> Option<&Order> {
+        self.orders.iter().find(|order| order.order_id == order_id)
     }
 
     pub fn order(&self, index: usize) -> &Order {
@@ -160,8 +164,9 @@ impl Ledger {
     pub fn fill(&mut self, index: usize, price: Decimal, time: DateTime<Utc>) {
         let order = &mut self.orders[index];
         debug_assert_eq!(order.status, OrderStatus::Open);
+        let qty = order.qty.unwrap_or_default();
         // The funds check bounded qty × price for buys and qty by the holding for sells.
-        let amount = notional(order.qty, price).unwrap_or(Decimal::ZERO);
+        let amount = notional(qty, price).unwrap_or(Decimal::ZERO);
         let holding = self
             .holdings
             .entry(order.symbol.clone())
@@ -172,17 +177,17 @@ impl Ledger {
         match order.side {
             Side::Buy => {
                 self.cash -= amount;
-                holding.qty += order.qty;
+                holding.qty += qty;
                 holding.cost_basis += amount;
             }
             Side::Sell => {
                 self.cash += amount;
-                let released = if order.qty == holding.qty {
+                let released = if qty == holding.qty {
                     holding.cost_basis
                 } else {
-                    (holding.cost_basis * order.qty / holding.qty).round_dp(CASH_DECIMALS)
+                    (holding.cost_basis * qty / holding.qty).round_dp(CASH_DECIMALS)
                 };
-                holding.qty -= order.qty;
+                holding.qty -= qty;
                 holding.cost_basis -= released;
             }
         }
@@ -190,8 +195,11 @@ impl Ledger {
             self.holdings.remove(&order.symbol);
         }
         order.status = OrderStatus::Filled;
-        order.fill_price = Some(price);
+        order.filled_qty = qty;
+        order.avg_fill_price = Some(price);
+        order.fills.push(Fill { qty, price, time });
         order.filled_at = Some(time);
+        order.updated_at = time;
     }
 
     /// Cancels the open order `order_id`.
@@ -210,6 +218,7 @@ impl Ledger {
             return Err(BrokerError::OrderNotOpen {
                 order_id: order_id.to_owned(),
                 status,
+                action: "cancelled",
             });
         }
         order.status = OrderStatus::Cancelled;
@@ -217,10 +226,11 @@ impl Ledger {
     }
 
     pub fn orders(&self, filter: OrderFilter) -> Vec<Order> {
-        match filter {
-            OrderFilter::All => self.orders.clone(),
-            OrderFilter::Open => self.open_orders().cloned().collect(),
-        }
+        self.orders
+            .iter()
+            .filter(|order| filter.admits(order.status))
+            .cloned()
+            .collect()
     }
 
     fn open_orders(&self) -> impl Iterator<Item = &Order> {
@@ -242,7 +252,7 @@ pub fn crossing_price(order: &Order, bid: Decimal, ask: Decimal) -> Option<Decim
         (OrderType::Market, _, _) => Some(market_price),
         (OrderType::Limit, Side::Buy, Some(limit)) => (ask <= limit).then_some(ask),
         (OrderType::Limit, Side::Sell, Some(limit)) => (bid >= limit).then_some(bid),
-        (OrderType::Limit, _, None) => None,
+        _ => None,
     }
 }
 
@@ -257,7 +267,7 @@ mod tests {
     fn order(side: Side, qty: &str, limit_price: Option<&str>) -> Order {
         Order {
             order_id: "paper-1".into(),
-            client_order_id: None,
+            client_order_id: "c-1".into(),
             symbol: "BTC-USD".into(),
             side,
             order_type: if limit_price.is_some() {
@@ -265,12 +275,24 @@ mod tests {
             } else {
                 OrderType::Market
             },
-            qty: d(qty),
+            time_in_force: crate::broker::TimeInForce::Gtc,
+            order_class: crate::broker::model::OrderClass::Simple,
+            qty: Some(d(qty)),
+            notional: None,
             limit_price: limit_price.map(d),
+            stop_price: None,
             status: OrderStatus::Open,
-            fill_price: None,
+            filled_qty: Decimal::ZERO,
+            avg_fill_price: None,
+            fills: Vec::new(),
             created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
             filled_at: None,
+            parent_order_id: None,
+            legs: Vec::new(),
+            replaces: None,
+            replaced_by: None,
+            status_reason: None,
         }
     }
 

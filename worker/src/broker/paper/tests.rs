@@ -31,14 +31,18 @@ fn request(symbol: &str, side: Side, qty: &str, limit_price: Option<&str>) -> Or
     OrderRequest {
         symbol: symbol.to_owned(),
         side,
-        qty: d(qty),
+        amount: OrderAmount::Qty(d(qty)),
         order_type: if limit_price.is_some() {
             OrderType::Limit
         } else {
             OrderType::Market
         },
+        time_in_force: None,
         limit_price: limit_price.map(d),
-        client_order_id: None,
+        stop_price: None,
+        take_profit_price: None,
+        stop_loss_price: None,
+        client_order_id: super::super::tools::new_client_order_id(),
     }
 }
 
@@ -66,14 +70,14 @@ async fn a_buy_and_sell_round_trip_is_right_to_the_cent() {
         .unwrap();
     let ask = reference_quote("AAPL", T0).ask;
     assert_eq!(buy.order.status, OrderStatus::Filled);
-    assert_eq!(buy.order.fill_price, Some(ask));
+    assert_eq!(buy.order.avg_fill_price, Some(ask));
 
     clock.advance(90);
     let sell = place(&mut paper, request("AAPL", Side::Sell, "10", None))
         .await
         .unwrap();
     let bid = reference_quote("AAPL", T0 + 90).bid;
-    assert_eq!(sell.order.fill_price, Some(bid));
+    assert_eq!(sell.order.avg_fill_price, Some(bid));
 
     let account = paper.account(&keys()).await.unwrap();
     let expected = DEFAULT_STARTING_CASH - ask * d("10") + bid * d("10");
@@ -224,7 +228,7 @@ async fn a_buy_limit_rests_until_the_price_crosses_it() {
         (orders[0].order_id.as_str(), orders[0].status),
         (order_id.as_str(), OrderStatus::Filled)
     );
-    assert_eq!(orders[0].fill_price, Some(fill_price));
+    assert_eq!(orders[0].avg_fill_price, Some(fill_price));
     let account = paper.account(&keys()).await.unwrap();
     assert_eq!(
         account.cash,
@@ -237,18 +241,21 @@ async fn a_buy_limit_rests_until_the_price_crosses_it() {
 async fn a_reused_client_order_id_returns_the_original_order() {
     let (mut paper, clock) = paper_at(T0);
     let mut first = request("AAPL", Side::Buy, "2", None);
-    first.client_order_id = Some("retry-me".into());
+    first.client_order_id = "retry-me".into();
     let original = place(&mut paper, first.clone()).await.unwrap();
     assert!(!original.replayed);
 
     clock.advance(30);
+    let replay = place(&mut paper, first.clone()).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.order, original.order);
     let mut different = request("AAPL", Side::Buy, "7", None);
     different.client_order_id = first.client_order_id.clone();
-    for retry in [first, different] {
-        let replay = place(&mut paper, retry).await.unwrap();
-        assert!(replay.replayed);
-        assert_eq!(replay.order, original.order);
-    }
+    let refused = place(&mut paper, different).await.unwrap_err();
+    assert!(
+        matches!(&refused, BrokerError::ClientOrderIdReused { original: summary, .. } if summary.starts_with("paper-1 buy 2 AAPL")),
+        "{refused}"
+    );
     assert_eq!(
         paper.orders(&keys(), OrderFilter::All).await.unwrap().len(),
         1
@@ -289,10 +296,12 @@ async fn malformed_orders_are_refused_with_advice() {
     no_limit.order_type = OrderType::Limit;
     assert_eq!(
         place(&mut paper, no_limit).await,
-        Err(BrokerError::MissingLimitPrice)
+        Err(BrokerError::MissingLimitPrice {
+            order_type: "limit"
+        })
     );
     let mut too_long = request("AAPL", Side::Buy, "1", None);
-    too_long.client_order_id = Some("x".repeat(MAX_CLIENT_ORDER_ID_LEN + 1));
+    too_long.client_order_id = "x".repeat(MAX_CLIENT_ORDER_ID_LEN + 1);
     assert!(matches!(
         place(&mut paper, too_long).await,
         Err(BrokerError::InvalidClientOrderId { .. })

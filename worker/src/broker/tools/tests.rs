@@ -72,13 +72,13 @@ async fn a_client_round_trip_balances_to_the_cent() {
 
     let buy = json!({ "symbol": "NVDA", "side": "buy", "qty": 7, "type": "market" });
     let bought = tools.order_place(args(buy)).await;
-    let buy_price = decimal(&structured(&bought)["order"]["fill_price"]);
+    let buy_price = decimal(&structured(&bought)["order"]["avg_fill_price"]);
     let positions = tools.positions(BrokerArgs::default()).await;
     assert_eq!(structured(&positions)["positions"][0]["qty"], "7");
 
     let sell = json!({ "symbol": "NVDA", "side": "sell", "qty": "7", "type": "market" });
     let sold = tools.order_place(args(sell)).await;
-    let sell_price = decimal(&structured(&sold)["order"]["fill_price"]);
+    let sell_price = decimal(&structured(&sold)["order"]["avg_fill_price"]);
 
     let account = tools.account(BrokerArgs::default()).await;
     let cash = decimal(&structured(&account)["cash"]);
@@ -182,10 +182,12 @@ async fn session_state_and_broker_list_report_logins() {
     assert_eq!(tools.session_state().await, expected);
     login(&tools).await;
     let list = tools.broker_list().await;
+    let paper = &structured(&list)["brokers"][0];
     assert_eq!(
-        structured(&list)["brokers"],
-        json!([{ "name": "paper", "authenticated": true, "active": true }])
+        (&paper["name"], &paper["authenticated"], &paper["active"]),
+        (&json!("paper"), &json!(true), &json!(true))
     );
+    assert_eq!(paper["environment"], "simulated");
     assert_eq!(text(&list), "brokers: paper (logged in, active)");
     let used = tools.broker_use(args(json!({ "broker": "paper" }))).await;
     assert_eq!(structured(&used)["active_broker"], "paper");
