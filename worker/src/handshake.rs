@@ -13,6 +13,7 @@ use rmcp::ServiceExt;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use crate::broker::alpaca::DEFAULT_CALL_DEADLINE;
 use crate::fixtures::FixtureServer;
 use crate::sandbox;
 use crate::tools::SessionServer;
@@ -122,7 +123,15 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
             tracing::debug!(?reason, "supervisor closed the fixture session");
             return Ok(());
         }
-        let server = SessionServer::new(hello.test_tools, hello.paper_seed);
+        let call_deadline = hello
+            .call_timeout_ms
+            .map_or(DEFAULT_CALL_DEADLINE, Duration::from_millis);
+        let server = SessionServer::new(
+            hello.test_tools,
+            hello.paper_seed,
+            &hello.brokers,
+            call_deadline,
+        );
         let service = server
             .clone()
             .serve((read_half, write_half))

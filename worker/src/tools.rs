@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::META_RESOLVED_CREDENTIAL;
+use bulkhead_protocol::brokers::NetworkBroker;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::broker::BrokerRegistry;
+use crate::broker::alpaca::AlpacaBroker;
 use crate::broker::credentials::UnavailableResolver;
 use crate::broker::paper::PaperConfig;
 use crate::broker::tools::descriptions as describe;
@@ -75,7 +77,14 @@ struct ResolvedCredential {
 
 #[tool_router]
 impl SessionServer {
-    pub fn new(test_tools: bool, paper_seed: Option<u64>) -> Self {
+    /// The server of one session: `paper`, then each network broker of the hello, whose
+    /// requests must answer within `call_deadline`.
+    pub fn new(
+        test_tools: bool,
+        paper_seed: Option<u64>,
+        network_brokers: &[NetworkBroker],
+        call_deadline: Duration,
+    ) -> Self {
         let mut tool_router = Self::tool_router();
         if !test_tools {
             for name in TEST_TOOLS {
@@ -89,7 +98,13 @@ impl SessionServer {
         // `credential_ref` is resolved by the supervisor, which passes the secret in the
         // request's `_meta` (see `broker_login`); the registry's own resolver is never reached
         // for a reference the supervisor could resolve.
-        let registry = BrokerRegistry::with_paper(paper, Arc::new(UnavailableResolver));
+        let mut registry = BrokerRegistry::with_paper(paper, Arc::new(UnavailableResolver));
+        for endpoints in network_brokers {
+            match AlpacaBroker::new(endpoints, call_deadline) {
+                Ok(broker) => registry.add(Box::new(broker)),
+                Err(error) => tracing::error!(%error, "broker left out of this session"),
+            }
+        }
         Self {
             tool_router,
             broker: BrokerTools::new(registry),

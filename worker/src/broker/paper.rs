@@ -228,6 +228,7 @@ impl PaperBroker {
         Ok(Placement {
             order: self.ledger.order(index).clone(),
             replayed: false,
+            note: None,
         })
     }
 }
@@ -244,6 +245,7 @@ fn replay(original: &Order, request: &OrderRequest) -> Result<Placement, BrokerE
         return Ok(Placement {
             order: original.clone(),
             replayed: true,
+            note: None,
         });
     }
     Err(BrokerError::ClientOrderIdReused {

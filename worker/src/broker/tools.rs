@@ -259,7 +259,14 @@ async fn order_place(registry: &mut BrokerRegistry, args: OrderPlaceArgs) -> Rep
             " (client_order_id already used: this is the original order; nothing new was placed)",
         );
     }
-    let structured = json!({ "broker": broker, "order": order, "replayed": placement.replayed });
+    if let Some(note) = &placement.note {
+        text.push_str(&format!(" ({note})"));
+    }
+    let mut structured =
+        json!({ "broker": broker, "order": order, "replayed": placement.replayed });
+    if let Some(note) = &placement.note {
+        structured["note"] = json!(note);
+    }
     Ok(success(structured, text))
 }
 
