@@ -11,7 +11,8 @@
 //! a rate limit with a reset time, an answer after the order was accepted that is an error, is
 //! late or never comes (the connection is dropped), or an error body that echoes the request's
 //! secret. Injections are made in-process ([`StandIn::inject`]) or, for the stand-in binary,
-//! with `POST /_standin/faults`. It listens on 127.0.0.1 only.
+//! with `POST /_standin/faults` (and `GET /_standin/orders?key=KEY` counts an account's
+//! orders). It listens on 127.0.0.1 only.
 
 mod json;
 mod routes;
@@ -32,6 +33,10 @@ use tokio::sync::{Mutex, oneshot};
 
 pub use json::{alpaca_symbol, paper_symbol};
 
+/// Where a test in another process injects a fault.
+const CONTROL_FAULTS: &str = "/_standin/faults";
+/// Where a test in another process counts an account's orders.
+const CONTROL_ORDERS: &str = "/_standin/orders";
 /// Largest request body the stand-in reads: orders are a few hundred bytes.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -254,6 +259,9 @@ async fn handle(
         Some(call) => call,
         None => return Ok(respond(Answer::error(400, "unreadable request"))),
     };
+    if let Some(answer) = control(&state, &call).await {
+        return Ok(respond(answer));
+    }
     let fault = take_fault(&state, &call).await;
     let answer = match fault {
         Some(Fault::Status { status, message }) => Answer::error(status, message),
@@ -290,6 +298,26 @@ async fn handle(
         }
     };
     Ok(respond(answer))
+}
+
+/// The stand-in's own endpoints, for a test in another process: `POST /_standin/faults` with
+/// an [`Injection`] as JSON, and `GET /_standin/orders?key=KEY` for an account's order count.
+async fn control(state: &Mutex<State>, call: &Call) -> Option<Answer> {
+    match (call.method.as_str(), call.path.as_str()) {
+        ("POST", CONTROL_FAULTS) => Some(match serde_json::from_slice(&call.body) {
+            Ok(injection) => {
+                state.lock().await.faults.push(injection);
+                Answer::ok(serde_json::json!({"injected": true}))
+            }
+            Err(error) => Answer::error(400, format!("not an injection: {error}")),
+        }),
+        ("GET", CONTROL_ORDERS) => {
+            let key = call.query.get("key").cloned().unwrap_or_default();
+            let count = routes::order_count(&mut *state.lock().await, &key).await;
+            Some(Answer::ok(serde_json::json!({"orders": count})))
+        }
+        _ => None,
+    }
 }
 
 async fn take_fault(state: &Mutex<State>, call: &Call) -> Option<Fault> {
