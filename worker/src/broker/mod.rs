@@ -28,9 +28,10 @@ use rust_decimal::Decimal;
 
 pub use credentials::{CredentialSource, Credentials, ResolveError};
 pub use model::{
-    Account, Bars, BarsRequest, BrokerDescription, CloseRequest, Environment, MarketClock, Order,
-    OrderAmount, OrderFilter, OrderLookup, OrderRequest, OrderStatus, OrderType, Placement,
-    Position, Quote, ReplaceRequest, Side, SymbolInfo, TimeInForce, Timeframe,
+    Account, Bars, BarsRequest, BrokerDescription, CloseAmount, CloseRequest, Environment,
+    MarketClock, Order, OrderAmount, OrderFilter, OrderLookup, OrderRequest, OrderStatus,
+    OrderType, Placement, Position, Quote, ReplaceRequest, Side, SymbolInfo, TimeInForce,
+    Timeframe,
 };
 pub use registry::BrokerRegistry;
 

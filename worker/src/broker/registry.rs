@@ -56,11 +56,19 @@ impl BrokerRegistry {
         registry
     }
 
-    /// A `paper`-only registry with default settings and no credential references.
+    /// A `paper`-only registry with default settings and no credential references, on a
+    /// clock stopped at a time every market but NSE trades (Monday 2026-01-05 15:00 UTC), so
+    /// equity orders fill whenever the tests run.
     #[cfg(test)]
     pub fn for_tests() -> Self {
-        let resolver = Arc::new(super::credentials::UnavailableResolver);
-        Self::with_paper(PaperConfig::default(), resolver)
+        use super::paper::market::test_clock::ManualClock;
+        let mut registry = Self::new(Arc::new(super::credentials::UnavailableResolver));
+        let clock = Arc::new(ManualClock::at(1_767_625_200));
+        registry.add(Box::new(PaperBroker::with_clock(
+            PaperConfig::default(),
+            clock,
+        )));
+        registry
     }
 
     /// Adds `broker`, replacing any broker of the same name. The first broker added becomes

@@ -1,4 +1,5 @@
-//! Tests of the paper broker through the [`Broker`] trait, on a hand-moved clock.
+//! Tests of the paper broker through the [`Broker`] trait, on a hand-moved clock: books,
+//! validation and idempotency here, the order lifecycle in `lifecycle_tests`.
 
 use std::sync::Arc;
 
@@ -6,20 +7,26 @@ use chrono::DateTime;
 use secrecy::SecretString;
 
 use super::market::test_clock::ManualClock;
+use super::market::{DEFAULT_SEED, default_symbols};
 use super::*;
+use crate::broker::{OrderAmount, OrderStatus, Side};
 
-/// A fixed moment: 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600;
+/// A fixed moment when New York and crypto trade: Monday 2026-01-05 10:00 in New York
+/// (15:00 UTC). NSE has closed by then; see [`NSE_OPEN`].
+pub(super) const T0: i64 = 1_767_625_200;
 
-fn d(text: &str) -> Decimal {
+/// Monday 2026-01-05 05:00 UTC: NSE open, New York closed.
+pub(super) const NSE_OPEN: i64 = 1_767_589_200;
+
+pub(super) fn d(text: &str) -> Decimal {
     text.parse().unwrap()
 }
 
-fn keys() -> Credentials {
+pub(super) fn keys() -> Credentials {
     Credentials::new(SecretString::from("key"), SecretString::from("secret"))
 }
 
-fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
+pub(super) fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::at(unix_seconds));
     (
         PaperBroker::with_clock(PaperConfig::default(), clock.clone()),
@@ -27,7 +34,12 @@ fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
     )
 }
 
-fn request(symbol: &str, side: Side, qty: &str, limit_price: Option<&str>) -> OrderRequest {
+pub(super) fn request(
+    symbol: &str,
+    side: Side,
+    qty: &str,
+    limit_price: Option<&str>,
+) -> OrderRequest {
     OrderRequest {
         symbol: symbol.to_owned(),
         side,
@@ -47,13 +59,16 @@ fn request(symbol: &str, side: Side, qty: &str, limit_price: Option<&str>) -> Or
 }
 
 /// The market the default paper broker trades on, to look prices up independently.
-fn reference_quote(symbol: &str, unix_seconds: i64) -> Quote {
+pub(super) fn reference_quote(symbol: &str, unix_seconds: i64) -> Quote {
     let market = PaperMarket::new(DEFAULT_SEED, default_symbols());
     let spec = market.spec(symbol).unwrap().clone();
     market.quote_at(&spec, DateTime::from_timestamp(unix_seconds, 0).unwrap())
 }
 
-async fn place(paper: &mut PaperBroker, order: OrderRequest) -> Result<Placement, BrokerError> {
+pub(super) async fn place(
+    paper: &mut PaperBroker,
+    order: OrderRequest,
+) -> Result<Placement, BrokerError> {
     paper.place_order(&keys(), order).await
 }
 
@@ -280,8 +295,12 @@ async fn malformed_orders_are_refused_with_advice() {
             "qty must be positive",
         ),
         (
-            request("AAPL", Side::Buy, "1.5", None),
-            "more decimal places than AAPL allows (0)",
+            request("AAPL", Side::Buy, "1.1234567", None),
+            "more decimal places than AAPL allows (6)",
+        ),
+        (
+            request("TCS.NS", Side::Buy, "1.5", None),
+            "more decimal places than TCS.NS allows (0)",
         ),
         (
             request("AAPL", Side::Buy, "1", Some("-1")),
@@ -310,7 +329,7 @@ async fn malformed_orders_are_refused_with_advice() {
 
 #[tokio::test]
 async fn cancelling_releases_the_reservation_once() {
-    let (mut paper, _clock) = paper_at(T0);
+    let (mut paper, _clock) = paper_at(NSE_OPEN);
     let placed = place(&mut paper, request("TCS.NS", Side::Buy, "3", Some("1.00")))
         .await
         .unwrap();
@@ -333,6 +352,26 @@ async fn cancelling_releases_the_reservation_once() {
 }
 
 #[tokio::test]
+async fn a_limit_price_off_the_tick_and_a_missing_stop_price_are_refused() {
+    let (mut paper, _clock) = paper_at(T0);
+    let off_tick = place(&mut paper, request("AAPL", Side::Buy, "1", Some("100.001"))).await;
+    assert!(matches!(
+        off_tick,
+        Err(BrokerError::PricePrecision {
+            max_decimals: 2,
+            ..
+        })
+    ));
+    let mut stop = request("AAPL", Side::Buy, "1", None);
+    stop.order_type = OrderType::Stop;
+    let error = place(&mut paper, stop).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a stop order needs stop_price: pass stop_price, or change type"
+    );
+}
+
+#[tokio::test]
 async fn empty_credentials_are_refused() {
     let (mut paper, _clock) = paper_at(T0);
     let empty = Credentials::new(SecretString::from(""), SecretString::from("secret"));
@@ -341,6 +380,31 @@ async fn empty_credentials_are_refused() {
         Err(BrokerError::CredentialsRefused { .. })
     ));
     paper.login(&keys()).await.unwrap();
+}
+
+#[tokio::test]
+async fn orders_are_found_by_id_and_by_client_order_id() {
+    let (mut paper, _clock) = paper_at(T0);
+    let mut order = request("MSFT", Side::Buy, "1", None);
+    order.client_order_id = "mine-1".into();
+    let placed = place(&mut paper, order).await.unwrap().order;
+    let by_id = paper
+        .order(&keys(), OrderLookup::OrderId(placed.order_id.clone()))
+        .await
+        .unwrap();
+    let by_client = paper
+        .order(&keys(), OrderLookup::ClientOrderId("mine-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(by_id, by_client);
+    assert_eq!(by_id.status, OrderStatus::Filled);
+    assert_eq!(by_id.filled_qty, d("1"));
+    assert_eq!(by_id.fills.len(), 1);
+    let unknown = paper
+        .order(&keys(), OrderLookup::ClientOrderId("nope".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind(), "unknown_order");
 }
 
 #[test]
