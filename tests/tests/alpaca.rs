@@ -344,3 +344,157 @@ fn an_error_body_that_echoes_the_secret_is_redacted_everywhere() {
     assert!(!error_text(&refused).contains(SECRET), "{refused}");
     harness.assert_secret_nowhere();
 }
+
+/// What a result means, without what legitimately differs between two brokers (ids, times,
+/// prices a few milliseconds apart, `BTC/USD` versus `BTC-USD`).
+fn outcome(result: &Value) -> Value {
+    if result["isError"] == true {
+        let sentence = text(result);
+        let kind = [
+            ("buying power", "insufficient_buying_power"),
+            ("cannot sell", "insufficient_position"),
+            ("unknown symbol", "unknown_symbol"),
+            ("already used for another order", "client_order_id_reused"),
+            ("not logged in", "not_logged_in"),
+            ("market is closed", "market_closed"),
+        ]
+        .iter()
+        .find(|(phrase, _)| sentence.contains(phrase))
+        .map_or("other", |(_, kind)| kind);
+        return json!({"error": kind});
+    }
+    let content = structured(result);
+    let order = |order: &Value| {
+        json!({
+            "symbol": order["symbol"].as_str().map(|symbol| symbol.replace('/', "-")),
+            "side": order["side"], "type": order["type"], "qty": order["qty"],
+            "status": order["status"], "time_in_force": order["time_in_force"],
+            "order_class": order["order_class"], "filled_qty": order["filled_qty"],
+            "filled": order["avg_fill_price"].is_string(),
+        })
+    };
+    if let Some(placed) = content.get("order") {
+        return json!({"order": order(placed), "replayed": content["replayed"]});
+    }
+    if let Some(orders) = content.get("orders").and_then(Value::as_array) {
+        return json!({"orders": orders.iter().map(order).collect::<Vec<_>>()});
+    }
+    if let Some(positions) = content.get("positions").and_then(Value::as_array) {
+        let positions: Vec<Value> = positions
+            .iter()
+            .map(|position| {
+                json!({"symbol": position["symbol"].as_str().map(|s| s.replace('/', "-")),
+                       "qty": position["qty"]})
+            })
+            .collect();
+        return json!({"positions": positions});
+    }
+    if content.get("cash").is_some() {
+        return json!({"cash": content["cash"], "currency": content["currency"]});
+    }
+    json!({"other": content.as_object().map(|object| object.keys().cloned().collect::<Vec<_>>())})
+}
+
+/// A price field of a result as a number, to compare two brokers within a tolerance.
+fn price(result: &Value, field: &str) -> f64 {
+    let value = &structured(result)[field];
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .or_else(|| value.as_f64())
+        .unwrap_or_else(|| panic!("no {field} in {result}"))
+}
+
+#[test]
+fn the_same_scenario_against_paper_and_alpaca_paper_agrees() {
+    let mut harness = start();
+    harness.login();
+    let paper_login = harness.call(
+        "broker_login",
+        json!({"broker": "paper", "api_key": "k", "api_secret": "s"}),
+    );
+    assert_eq!(paper_login["isError"], false, "{paper_login}");
+    let scenario: Vec<(&str, Value)> = vec![
+        ("account", json!({})),
+        (
+            "order_place",
+            json!({"symbol": "BTC-USD", "side": "buy", "qty": "0.01", "type": "market", "client_order_id": "d-1"}),
+        ),
+        (
+            "order_place",
+            json!({"symbol": "BTC-USD", "side": "buy", "qty": "0.01", "type": "market", "client_order_id": "d-1"}),
+        ),
+        (
+            "order_place",
+            json!({"symbol": "BTC-USD", "side": "buy", "qty": "0.02", "type": "market", "client_order_id": "d-1"}),
+        ),
+        (
+            "order_place",
+            json!({"symbol": "ETH-USD", "side": "buy", "qty": "0.5", "type": "limit", "limit_price": "1.00", "client_order_id": "d-2"}),
+        ),
+        ("orders", json!({"status": "open"})),
+        (
+            "order_place",
+            json!({"symbol": "ETH-USD", "side": "sell", "qty": "1", "type": "market", "client_order_id": "d-3"}),
+        ),
+        (
+            "order_place",
+            json!({"symbol": "BTC-USD", "side": "buy", "qty": "1000", "type": "market", "client_order_id": "d-4"}),
+        ),
+        ("quote", json!({"symbol": "ZZZZ"})),
+        ("positions", json!({})),
+        ("orders", json!({"status": "all"})),
+    ];
+    for (tool, arguments) in &scenario {
+        let mut outcomes = Vec::new();
+        for broker in ["paper", BROKER] {
+            let mut arguments = arguments.clone();
+            arguments["broker"] = json!(broker);
+            outcomes.push(outcome(&harness.call(tool, arguments)));
+        }
+        assert_eq!(
+            outcomes[0], outcomes[1],
+            "{tool} {arguments}: paper vs alpaca-paper"
+        );
+    }
+    // The open limit order, cancelled on each broker by its own id.
+    for broker in ["paper", BROKER] {
+        let open = harness.call("orders", json!({"broker": broker, "status": "open"}));
+        let order_id = structured(&open)["orders"][0]["order_id"].clone();
+        let cancelled = harness.call(
+            "order_cancel",
+            json!({"broker": broker, "order_id": order_id}),
+        );
+        assert_eq!(
+            outcome(&cancelled)["order"]["status"],
+            "cancelled",
+            "{broker}: {cancelled}"
+        );
+    }
+    // Same seed, same moment: the same market, to within the time between the two calls.
+    let paper_quote = harness.call("quote", json!({"broker": "paper", "symbol": "BTC-USD"}));
+    let alpaca_quote = harness.call("quote", json!({"broker": BROKER, "symbol": "BTC-USD"}));
+    for field in ["bid", "ask"] {
+        let (paper, alpaca) = (price(&paper_quote, field), price(&alpaca_quote, field));
+        assert!(
+            (paper - alpaca).abs() / paper < 0.01,
+            "{field}: paper {paper}, alpaca-paper {alpaca}"
+        );
+    }
+    assert_eq!(structured(&alpaca_quote)["currency"], "USD");
+    let indicator = json!({"symbol": "BTC-USD", "kind": "sma", "period": 5});
+    let mut values = Vec::new();
+    for broker in ["paper", BROKER] {
+        let mut arguments = indicator.clone();
+        arguments["broker"] = json!(broker);
+        let result = harness.call("indicator", arguments);
+        assert_eq!(result["isError"], false, "{broker}: {result}");
+        values.push(price(&result, "value"));
+    }
+    assert!(
+        (values[0] - values[1]).abs() / values[0] < 0.01,
+        "sma(5): paper {}, alpaca-paper {}",
+        values[0],
+        values[1]
+    );
+}
