@@ -47,10 +47,15 @@ fn login_quote_place_and_cancel_on_alpacas_paper_endpoint() {
         json!({"broker": "alpaca-paper", "order_id": order_id}),
     );
     ok(&cancelled, "order_cancel");
-    let status = structured(&cancelled)["order"]["status"].as_str().unwrap_or("");
+    let status = structured(&cancelled)["order"]["status"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         ["cancelled", "pending_cancel"].contains(&status),
         "{cancelled}"
     );
-    assert!(!bulkhead.stderr().contains(&secret), "the secret reached stderr");
+    assert!(
+        !bulkhead.stderr().contains(&secret),
+        "the secret reached stderr"
+    );
 }
