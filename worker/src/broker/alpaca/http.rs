@@ -203,8 +203,10 @@ impl AlpacaHttp {
             } else {
                 &body
             };
+            // A decoding error may quote the body, so it is scrubbed like one.
             return serde_json::from_slice(body).map_err(|error| Failure::NoAnswer {
-                reason: format!("unreadable answer from {}: {error}", request.path),
+                reason: scrubber
+                    .scrub(&format!("unreadable answer from {}: {error}", request.path)),
             });
         }
         let failure = status_failure(status, &headers, &body, &scrubber);
