@@ -309,7 +309,9 @@ pub fn refusal(broker: String, reason: &str, symbol: Option<&str>) -> BrokerErro
             available,
         };
     }
-    if lower.contains("insufficient qty") || lower.contains("position") {
+    if lower.contains("insufficient qty")
+        || (lower.contains("position") && lower.contains("insufficient"))
+    {
         return BrokerError::Rejected {
             broker,
             reason: format!("insufficient position ({reason}); reduce qty"),

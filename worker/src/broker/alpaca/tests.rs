@@ -299,6 +299,8 @@ fn refusals_become_sentences_a_model_can_act_on() {
         .kind(),
         "market_closed"
     );
+    let intent = refusal(broker(), "position_intent is not valid for this order", None);
+    assert!(!intent.to_string().contains("insufficient"), "{intent}");
     let validation = refusal(broker(), "qty must be > 0", None);
     assert_eq!(validation.kind(), "rejected");
     assert!(
