@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -97,6 +97,9 @@ pub enum Failure {
     /// The request may have been sent and acted on, but no answer came back: a timeout, a
     /// connection dropped mid-request, an unreadable answer.
     NoAnswer { reason: String },
+    /// The session's keys cannot be put in a request at all (characters a header cannot
+    /// carry): nothing was sent.
+    UnusableKeys,
 }
 
 /// Replaces a session's key and secret wherever they appear in text from outside.
@@ -180,8 +183,8 @@ impl AlpacaHttp {
         let mut builder = self
             .client
             .request(request.method.clone(), &url)
-            .header(KEY_HEADER, credentials.api_key().expose_secret())
-            .header(SECRET_HEADER, credentials.api_secret().expose_secret())
+            .header(KEY_HEADER, secret_header(credentials.api_key())?)
+            .header(SECRET_HEADER, secret_header(credentials.api_secret())?)
             .query(&request.query);
         if let Some(body) = request.body {
             builder = builder.json(&body);
@@ -231,6 +234,12 @@ impl AlpacaHttp {
             Failure::NotSent { reason } | Failure::NoAnswer { reason } => {
                 BrokerError::Unreachable { broker, reason }
             }
+            Failure::UnusableKeys => BrokerError::CredentialsRefused {
+                broker,
+                reason: "the key or secret holds characters an HTTP header cannot carry; check \
+                         that it was copied whole"
+                    .to_owned(),
+            },
             Failure::Status {
                 status,
                 reason,
@@ -376,6 +385,14 @@ impl<'a> Request<'a> {
         self.body = Some(body);
         self
     }
+}
+
+/// A key or secret as a header value marked sensitive, so no `Debug` of the request shows it.
+fn secret_header(secret: &secrecy::SecretString) -> Result<HeaderValue, Failure> {
+    let mut value =
+        HeaderValue::from_str(secret.expose_secret()).map_err(|_| Failure::UnusableKeys)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A failure of the transport, by whether the request can have reached Alpaca.

@@ -138,6 +138,7 @@ impl AlpacaBroker {
                 let lookup = match failure {
                     Failure::Status { status, reason, .. } => format!("{status}: {reason}"),
                     Failure::NotSent { reason } | Failure::NoAnswer { reason } => reason,
+                    Failure::UnusableKeys => "the keys cannot be sent".to_owned(),
                 };
                 Err(BrokerError::PlacementUnknown {
                     broker: self.name.clone(),

@@ -299,7 +299,11 @@ fn refusals_become_sentences_a_model_can_act_on() {
         .kind(),
         "market_closed"
     );
-    let intent = refusal(broker(), "position_intent is not valid for this order", None);
+    let intent = refusal(
+        broker(),
+        "position_intent is not valid for this order",
+        None,
+    );
     assert!(!intent.to_string().contains("insufficient"), "{intent}");
     let validation = refusal(broker(), "qty must be > 0", None);
     assert_eq!(validation.kind(), "rejected");
@@ -376,4 +380,16 @@ fn ids_and_symbols_stay_one_path_segment() {
     assert_eq!(path_segment("BTC/USD"), "BTC%2FUSD");
     assert_eq!(path_segment(".."), "-");
     assert_eq!(path_segment("BRK.B"), "BRK.B");
+}
+
+#[tokio::test]
+async fn keys_no_header_can_carry_are_refused_before_anything_is_sent() {
+    use crate::broker::Broker;
+    let credentials = Credentials::new(SecretString::from("PK\nKEY"), SecretString::from("secret"));
+    let error = broker("alpaca-paper")
+        .login(&credentials)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "credentials_refused", "{error}");
+    assert!(error.to_string().contains("copied whole"), "{error}");
 }
