@@ -6,7 +6,8 @@
 //! that the socket carries MCP JSON-RPC, one message per line, with the supervisor as client.
 //!
 //! The hello carries the worker's [`SandboxPolicy`] (resource limits the supervisor has already
-//! applied, which the worker checks), and `ready` names any part of the worker's own sandbox
+//! applied, which the worker checks) and its principal's trading policy
+//! ([`crate::trading::TradingPolicy`]), and `ready` names any part of the worker's own sandbox
 //! the kernel could not provide.
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,10 @@ pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 /// Handshake messages, tagged by the `bulkhead` member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "bulkhead", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one hello per worker's life: boxing it would save nothing worth the indirection"
+)]
 pub enum Control {
     /// Supervisor → worker: who you are and how to behave.
     Hello(Hello),
@@ -61,6 +66,10 @@ pub struct Hello {
     /// network timeouts to answer within it. `None`: the worker assumes the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_timeout_ms: Option<u64>,
+    /// The session principal's trading rails and live brokers (the defaults for a worker that
+    /// belongs to no principal yet: the catalog's, a pool worker's).
+    #[serde(default)]
+    pub trading: crate::trading::TradingPolicy,
 }
 
 /// What a worker answers once it accepts the hello.
@@ -167,6 +176,10 @@ mod tests {
                 data_url: "http://127.0.0.1:1".into(),
             }],
             call_timeout_ms: Some(60_000),
+            trading: crate::trading::TradingPolicy {
+                live_brokers: vec!["alpaca".into()],
+                ..Default::default()
+            },
         });
         let line = hello.to_line();
         assert!(line.starts_with(br#"{"bulkhead":"hello""#));

@@ -18,10 +18,13 @@ pub mod frame;
 pub mod handle;
 pub mod handshake;
 pub mod jsonrpc;
+pub mod trading;
 
 /// Version of the supervisor⇄worker contract. Bumped on any incompatible change to the
 /// handshake or to what either side may send; both sides refuse a peer with another version.
-pub const WORKER_PROTOCOL_VERSION: u32 = 1;
+/// 2: the hello carries the principal's trading policy (a worker that ignored it would trade
+/// without rails), and workers send `bulkhead/trading/*` requests.
+pub const WORKER_PROTOCOL_VERSION: u32 = 2;
 
 /// Environment variable the supervisor sets (to [`WORKER_PROTOCOL_VERSION`]) when it launches a
 /// worker. A worker started without it refuses to run.

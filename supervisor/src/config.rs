@@ -386,6 +386,32 @@ pub struct Options {
     /// Run workers that serve the conformance suite's fixtures (for scripts/conformance).
     #[arg(long, hide = true)]
     pub test_fixtures: bool,
+    /// Largest estimated notional of one order, in the account's currency, sized from the
+    /// broker's prices; `none` opts out explicitly [default: no limit].
+    #[arg(long, value_name = "AMOUNT|none")]
+    pub max_order_notional: Option<String>,
+    /// Largest sum of order notionals per principal per UTC day, across all its sessions (and
+    /// restarts, with --order-journal); `none` for no limit [default: no limit].
+    #[arg(long, value_name = "AMOUNT|none")]
+    pub max_daily_notional: Option<String>,
+    /// The only symbols orders may be for (comma-separated or repeated); `all` for any.
+    #[arg(long, value_name = "SYMBOLS", value_delimiter = ',')]
+    pub allowed_symbols: Vec<String>,
+    /// No orders at all for anyone (cancelling still works).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Enable a live-money broker (repeatable), e.g. alpaca; it is listed only to principals
+    /// with a maximum order notional (or an explicit `none`).
+    #[arg(long = "allow-live-broker", value_name = "BROKER")]
+    pub allow_live_brokers: Vec<String>,
+    /// A principal's own rail, over the defaults (repeatable): PRINCIPAL:KEY=VALUE, KEY one of
+    /// max_order_notional, max_daily_notional, allowed_symbols, read_only, allow_live_brokers.
+    #[arg(long = "principal-rail", value_name = "PRINCIPAL:KEY=VALUE")]
+    pub principal_rails: Vec<String>,
+    /// Append-only order journal: a JSON line before each order is sent and one with its
+    /// outcome, flushed to disk [default: none].
+    #[arg(long, value_name = "PATH")]
+    pub order_journal: Option<PathBuf>,
     /// External worker mode: `--wrap -- CMD ARGS...` and its `--wrap-*` flags.
     // Config file (future): `[worker] command = ["npx", "some-mcp-server"]` (see WrapOptions).
     #[command(flatten)]
@@ -413,6 +439,8 @@ pub struct Config {
     pub pool_size: usize,
     /// External worker mode: the stdio server each session runs instead of the built-in worker.
     pub wrap: Option<crate::wrap::WrapConfig>,
+    /// Trading rails per principal, live brokers, the order journal.
+    pub trading: crate::trading::TradingConfig,
 }
 
 impl Options {
@@ -481,6 +509,7 @@ impl Options {
             problems.extend(found);
             None
         });
+        let trading = self.trading(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -511,11 +540,65 @@ impl Options {
             broker_endpoints,
             pool_size: self.pool_size,
             wrap,
+            trading,
         })
     }
 }
 
 impl Options {
+    /// The trading rails: flags for everyone, `--principal-rail`s over them.
+    fn trading(&self, problems: &mut Vec<String>) -> crate::trading::TradingConfig {
+        use crate::trading::{RailSettings, TradingConfig, add_principal_rail};
+        let mut defaults = RailSettings::default();
+        let mut set = |flag: &str, key: &str, value: &str| {
+            if let Err(problem) = defaults.set(key, value) {
+                problems.push(format!("--{flag}: {problem}"));
+            }
+        };
+        if let Some(value) = &self.max_order_notional {
+            set("max-order-notional", "max_order_notional", value);
+        }
+        if let Some(value) = &self.max_daily_notional {
+            set("max-daily-notional", "max_daily_notional", value);
+        }
+        if !self.allowed_symbols.is_empty() {
+            set(
+                "allowed-symbols",
+                "allowed_symbols",
+                &self.allowed_symbols.join(","),
+            );
+        }
+        if self.read_only {
+            defaults.read_only = Some(true);
+        }
+        if !self.allow_live_brokers.is_empty() {
+            defaults.allow_live_brokers = Some(self.allow_live_brokers.clone());
+        }
+        let mut config = TradingConfig {
+            defaults,
+            journal: self.order_journal.clone(),
+            ..TradingConfig::default()
+        };
+        for spec in &self.principal_rails {
+            if let Err(problem) = add_principal_rail(&mut config.principals, spec) {
+                problems.push(problem);
+            }
+        }
+        problems.extend(config.check(self.test_tools));
+        if let Some(path) = &config.journal {
+            let parent = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty());
+            if parent.is_some_and(|parent| !parent.is_dir()) || path.is_dir() {
+                problems.push(format!(
+                    "--order-journal {}: its directory must exist and it must not be a directory",
+                    path.display()
+                ));
+            }
+        }
+        config
+    }
+
     fn confinement(&self, problems: &mut Vec<String>) -> Confinement {
         let sandbox = SandboxPolicy {
             max_memory_bytes: self.worker_max_memory,

@@ -21,6 +21,7 @@ mod signals;
 mod spawn;
 mod stdio;
 mod systemd;
+mod trading;
 mod worker;
 mod wrap;
 
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_protocol::brokers::{ALPACA_PAPER, NetworkBroker, WorkerNetwork};
+use bulkhead_protocol::brokers::{ALPACA_LIVE, ALPACA_PAPER, NetworkBroker, WorkerNetwork};
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,7 @@ use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
 use crate::session::{Principal, Registry, WorkerTemplate};
 use crate::spawn::{Spawner, WorkerCommand};
+use crate::trading::desk::TradingDesk;
 use crate::worker::WorkerSpec;
 
 /// Log filter when `RUST_LOG` is unset.
@@ -155,14 +157,29 @@ fn check_config(options: &config::ServeOptions, file_problems: Vec<String>) -> E
     }
 }
 
-/// The network brokers every worker offers besides `paper`: `alpaca-paper` always (a paper
-/// account risks nothing); `alpaca`, with real money, only when the operator enables it.
+/// The network brokers workers are told about besides `paper`: `alpaca-paper` always (a paper
+/// account risks nothing); `alpaca`, with real money, only when the operator enables it for
+/// some principal — and each worker lists it only when its own principal's policy does. The
+/// workers' network policy follows from this list, so without a live principal no worker may
+/// reach the live endpoints' ports.
 fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
-    config
-        .broker_endpoints
-        .get(ALPACA_PAPER)
-        .cloned()
+    let trading = &config.trading;
+    let live_for_someone = std::iter::once(None)
+        .chain(trading.principals.keys().map(|name| Some(name.as_str())))
+        .any(|principal| {
+            trading
+                .policy_for(principal)
+                .live_brokers
+                .iter()
+                .any(|broker| broker == ALPACA_LIVE)
+        });
+    let mut names = vec![ALPACA_PAPER];
+    if live_for_someone {
+        names.push(ALPACA_LIVE);
+    }
+    names
         .into_iter()
+        .filter_map(|name| config.broker_endpoints.get(name).cloned())
         .collect()
 }
 
@@ -182,6 +199,14 @@ fn start(
             return None;
         }
     };
+    let desk = match TradingDesk::start(config.trading.clone()) {
+        Ok(desk) => Arc::new(desk),
+        Err(error) => {
+            tracing::error!("{error}");
+            return None;
+        }
+    };
+    warn_about_trading(config);
     let brokers = network_brokers(config);
     let network = WorkerNetwork::for_brokers(&brokers);
     let template = WorkerTemplate {
@@ -205,6 +230,7 @@ fn start(
                 config.worker.clone(),
                 config.credentials_dir.clone(),
             ),
+            trading: Some(desk),
         },
         timeouts: config.timeouts,
     };
@@ -223,6 +249,30 @@ fn start(
         credentials: CredentialStore::new(config.credentials_dir.clone()),
     });
     Some((frontend, registry))
+}
+
+/// Says what in the trading configuration will not do what an operator may expect.
+fn warn_about_trading(config: &Config) {
+    let trading = &config.trading;
+    for unlisted in trading.unlisted_live_brokers() {
+        tracing::warn!(
+            "live broker {unlisted} is not listed: set max_order_notional for the principal (or `none` to opt out of one)"
+        );
+    }
+    let daily = std::iter::once(None)
+        .chain(trading.principals.keys().map(|name| Some(name.as_str())))
+        .any(|principal| {
+            trading
+                .policy_for(principal)
+                .rails
+                .max_daily_notional
+                .is_some()
+        });
+    if daily && trading.journal.is_none() {
+        tracing::warn!(
+            "max_daily_notional is kept in memory only: without --order-journal a restart starts the day from zero"
+        );
+    }
 }
 
 async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {

@@ -107,6 +107,8 @@ pub struct Connection {
     principal: Principal,
     /// The version `initialize` negotiated, if the client used it.
     negotiated: Mutex<Option<String>>,
+    /// The capabilities the client declared in `initialize` (sampling, elicitation, roots).
+    client_capabilities: Mutex<Value>,
     default_session: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation.
     pending: Mutex<HashMap<String, CancellationToken>>,
@@ -129,6 +131,7 @@ impl Connection {
             frontend,
             principal,
             negotiated: Mutex::new(None),
+            client_capabilities: Mutex::new(Value::Null),
             default_session: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             relayed: Mutex::new(HashMap::new()),
@@ -393,6 +396,13 @@ impl Connection {
             .negotiated
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(version.to_string());
+        *self
+            .client_capabilities
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = params
+            .and_then(|params| params.get("capabilities"))
+            .cloned()
+            .unwrap_or(Value::Null);
         Ok(version.to_string())
     }
 
@@ -805,9 +815,12 @@ impl Connection {
                     CallEvent::Notification(notification) => {
                         let _ = sink.send(notification);
                     }
-                    CallEvent::Request(request) => {
-                        relayed.keys.push(self.relay_request(&session.worker, request, sink));
-                    }
+                    CallEvent::Request(request) => match self.undeclared(&request) {
+                        // MCP forbids asking a client for what it did not declare; answering
+                        // at once also spares the worker a wait for an answer never coming.
+                        Some(refusal) => session.worker.respond(refusal),
+                        None => relayed.keys.push(self.relay_request(&session.worker, request, sink)),
+                    },
                     CallEvent::Reply(reply) => return unwrap_reply(reply),
                     CallEvent::Died(exit) => return Err(died(exit)),
                 },
@@ -825,6 +838,39 @@ impl Connection {
         }
     }
 }
+
+impl Connection {
+    /// The refusal of a worker's request for a capability this client did not declare in
+    /// `initialize` (sampling, elicitation, roots), if it is one.
+    fn undeclared(&self, request: &Value) -> Option<Value> {
+        let method = request["method"].as_str().unwrap_or_default();
+        let capability = CLIENT_CAPABILITY_METHODS
+            .iter()
+            .find(|(name, _)| *name == method)
+            .map(|(_, capability)| *capability)?;
+        let declared = self
+            .client_capabilities
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(capability)
+            .is_some_and(|value| !value.is_null());
+        (!declared).then(|| {
+            jsonrpc::error_response(
+                &request["id"],
+                codes::METHOD_NOT_FOUND,
+                &format!("{method}: the client did not declare the {capability} capability"),
+                None,
+            )
+        })
+    }
+}
+
+/// Server-to-client requests and the client capability each needs.
+const CLIENT_CAPABILITY_METHODS: [(&str, &str); 3] = [
+    ("elicitation/create", "elicitation"),
+    ("sampling/createMessage", "sampling"),
+    ("roots/list", "roots"),
+];
 
 /// The relayed requests of one call; dropping it forgets those still unanswered, so a client that
 /// never answers leaves nothing behind.

@@ -272,6 +272,12 @@ impl Registry {
         if self.wrapped().is_some() {
             return None;
         }
+        // A principal with rails of its own needs them in its worker's hello.
+        if let Some(desk) = &self.template.spec.trading
+            && !desk.config().is_default_for(_principal)
+        {
+            return None;
+        }
         self.pool.get()?.take(tag)
     }
 
@@ -300,6 +306,7 @@ impl Registry {
             let mut state = self.state();
             release(&mut state, principal);
             let worker = started?;
+            worker.bind(principal, &tag);
             if state.shutting_down {
                 Some(worker)
             } else {

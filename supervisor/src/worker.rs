@@ -32,6 +32,7 @@ use bulkhead_protocol::brokers::NetworkBroker;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
+use bulkhead_protocol::trading::CONTROL_METHOD_PREFIX;
 use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION, codes};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -40,7 +41,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::session::Principal;
 use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
+use crate::trading::desk::{Binding, TradingDesk, serve_control};
 use crate::wrap::WrappedServer;
 use crate::wrap::bridge::{self, ReplyFix, ServerEra};
 use crate::wrap::stderr::SharedTail;
@@ -86,6 +89,9 @@ pub struct WorkerSpec {
     pub max_frame_bytes: usize,
     /// External worker mode: the stdio server to run instead of the built-in worker.
     pub wrapped: Option<Arc<WrappedServer>>,
+    /// The trading desk: the policy in each hello, and the answers to `bulkhead/` requests
+    /// (`None` for a wrapped server, whose requests in that namespace are refused).
+    pub trading: Option<Arc<TradingDesk>>,
 }
 
 /// Why a worker is gone.
@@ -186,6 +192,8 @@ struct Shared {
     reaped: watch::Receiver<Option<std::process::ExitStatus>>,
     /// Why the actor is ending the worker, once it has decided.
     planned: Arc<OnceLock<ExitCause>>,
+    /// The session the worker serves, once bound: its `bulkhead/` requests act for it.
+    binding: Arc<OnceLock<Binding>>,
 }
 
 /// Cloneable handle to one worker process.
@@ -299,7 +307,7 @@ impl WorkerHandle {
                 timeouts.handshake,
                 tokio::time::timeout(
                     timeouts.handshake,
-                    handshake(&mut reader, &mut write_half, &spec, sandbox, pid),
+                    handshake(&mut reader, &mut write_half, &spec, sandbox, pid, principal),
                 )
                 .await
                 .map(|result| result.map(|initialize| (initialize, None))),
@@ -344,6 +352,7 @@ impl WorkerHandle {
         let (exit_tx, exit) = watch::channel(None);
         let reaped = child.status_watch();
         let planned = Arc::new(OnceLock::new());
+        let binding = Arc::new(OnceLock::new());
         let (frames, outbox) = mpsc::unbounded_channel();
         tokio::spawn(write_frames(write_half, outbox));
         let actor = Actor {
@@ -361,6 +370,8 @@ impl WorkerHandle {
             lease,
             wrapped: spec.wrapped.is_some(),
             stderr,
+            desk: spec.trading.clone().filter(|_| spec.wrapped.is_none()),
+            binding: binding.clone(),
         };
         tokio::spawn(actor.run());
         Ok(Self {
@@ -374,8 +385,18 @@ impl WorkerHandle {
                 exit,
                 reaped,
                 planned,
+                binding,
             }),
         })
+    }
+
+    /// Binds the worker to its session: its `bulkhead/` requests act for `principal` from now
+    /// on. A worker is bound once, when its session opens, and never rebound.
+    pub fn bind(&self, principal: &Principal, session_tag: &str) {
+        let _ = self.shared.binding.set(Binding {
+            principal: principal.clone(),
+            session_tag: session_tag.to_owned(),
+        });
     }
 
     /// The worker's process id.
@@ -535,6 +556,7 @@ async fn handshake(
     spec: &WorkerSpec,
     sandbox: SandboxPolicy,
     pid: u32,
+    principal: Option<&str>,
 ) -> Result<Value, String> {
     let hello = Control::Hello(Hello {
         protocol: WORKER_PROTOCOL_VERSION,
@@ -547,6 +569,11 @@ async fn handshake(
         fixtures: spec.fixtures,
         brokers: spec.brokers.clone(),
         call_timeout_ms: u64::try_from(spec.call_timeout.as_millis()).ok(),
+        trading: spec
+            .trading
+            .as_ref()
+            .map(|desk| desk.policy_for(principal))
+            .unwrap_or_default(),
     });
     let io_error = |error: std::io::Error| format!("socket error: {error}");
     writer.write_all(&hello.to_line()).await.map_err(io_error)?;
@@ -641,6 +668,9 @@ struct Actor {
     wrapped: bool,
     /// A wrapped server's stderr tail and its reader task; `None` for the built-in worker.
     stderr: Option<(SharedTail, tokio::task::JoinHandle<()>)>,
+    /// Answers the worker's `bulkhead/` requests (the built-in worker only).
+    desk: Option<Arc<TradingDesk>>,
+    binding: Arc<OnceLock<Binding>>,
 }
 
 /// How the actor's main loop ended.
@@ -775,6 +805,15 @@ impl Actor {
         }
         match jsonrpc::classify(value) {
             Ok(Message::Notification { method, params }) => self.on_notification(method, params),
+            Ok(Message::Request { id, method, params })
+                if method.starts_with(CONTROL_METHOD_PREFIX) =>
+            {
+                // Addressed to the supervisor itself, never to a client.
+                if let Some(writer) = self.writer.clone() {
+                    let binding = self.binding.get().cloned();
+                    serve_control(self.desk.clone(), binding, id, method, params, writer);
+                }
+            }
             Ok(Message::Request { id, method, params }) => {
                 // The wire does not say which call a server-to-client request belongs to;
                 // rmcp issues them from a tool handler, so the newest call in flight is the

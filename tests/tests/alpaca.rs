@@ -323,7 +323,10 @@ fn an_unreachable_broker_is_named_as_such() {
 
 #[test]
 fn an_error_body_that_echoes_the_secret_is_redacted_everywhere() {
-    let mut harness = start();
+    let journal = std::env::temp_dir().join(format!("bulkhead-echo-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&journal);
+    let journal_arg = journal.display().to_string();
+    let mut harness = start_with(&["--order-journal", &journal_arg]);
     harness.login();
     harness
         .standin
@@ -343,6 +346,13 @@ fn an_error_body_that_echoes_the_secret_is_redacted_everywhere() {
     let refused = harness.call("positions", json!({"broker": BROKER}));
     assert!(!error_text(&refused).contains(SECRET), "{refused}");
     harness.assert_secret_nowhere();
+    let journaled = std::fs::read_to_string(&journal).expect("the order journal");
+    assert!(
+        journaled.contains("echo") && journaled.contains("[REDACTED]"),
+        "the refused order is journaled, redacted: {journaled}"
+    );
+    assert!(!journaled.contains(SECRET) && !journaled.contains(KEY));
+    let _ = std::fs::remove_file(&journal);
 }
 
 /// What a result means, without what legitimately differs between two brokers (ids, times,
@@ -497,4 +507,77 @@ fn the_same_scenario_against_paper_and_alpaca_paper_agrees() {
         values[0],
         values[1]
     );
+}
+
+#[test]
+fn the_live_broker_is_listed_only_when_enabled_and_refuses_an_unconfirmed_order() {
+    let standin = StandIn::start(&[(KEY, SECRET)], Some(7));
+    let url = standin.url();
+    let live_urls = vec![
+        format!("--broker-url=alpaca.trading={url}"),
+        format!("--broker-url=alpaca.data={url}"),
+    ];
+    let names = |list: &Value| -> Vec<String> {
+        structured(list)["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|broker| broker["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut harness = start_at(standin, live_urls.clone(), &[]);
+    let list = harness.call("broker_list", json!({}));
+    assert!(!names(&list).contains(&"alpaca".to_owned()), "{list}");
+    drop(harness);
+
+    let standin = StandIn::start(&[(KEY, SECRET)], Some(7));
+    let url = standin.url();
+    let urls = vec![
+        format!("--broker-url=alpaca.trading={url}"),
+        format!("--broker-url=alpaca.data={url}"),
+    ];
+    let mut harness = start_at(
+        standin,
+        urls,
+        &[
+            "--allow-live-broker",
+            "alpaca",
+            "--max-order-notional",
+            "1000",
+        ],
+    );
+    let list = harness.call("broker_list", json!({}));
+    let live = structured(&list)["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|broker| broker["name"] == "alpaca")
+        .cloned()
+        .unwrap_or_else(|| panic!("alpaca is listed once enabled: {list}"));
+    assert_eq!(live["environment"], "live", "{list}");
+    let login = harness.call(
+        "broker_login",
+        json!({"broker": "alpaca", "api_key": KEY, "api_secret": "wrong"}),
+    );
+    assert!(
+        error_text(&login).contains("check that the keys belong to the live environment"),
+        "{login}"
+    );
+    let login = harness.call(
+        "broker_login",
+        json!({"broker": "alpaca", "api_key": KEY, "api_secret": SECRET}),
+    );
+    assert_eq!(login["isError"], false, "{login}");
+    // This client cannot answer an elicitation, so the live order fails closed.
+    let refused = harness.call(
+        "order_place",
+        json!({"broker": "alpaca", "symbol": "BTC/USD", "side": "buy", "qty": "0.001",
+               "type": "market", "client_order_id": "live-1"}),
+    );
+    assert!(
+        error_text(&refused).contains("the live order was not placed"),
+        "{refused}"
+    );
+    assert_eq!(structured(&refused)["error"]["kind"], "not_confirmed");
+    assert_eq!(harness.standin.order_count(KEY), 0);
 }

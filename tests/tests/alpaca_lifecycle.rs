@@ -326,3 +326,57 @@ async fn the_order_lifecycle_agrees_between_paper_and_alpaca_paper_on_the_stand_
         }
     );
 }
+
+/// Below the tools (which look a caller's id up first), Alpaca's own refusal of a reused id
+/// (422) is what keeps an order single: the adapter turns it into the original order or a
+/// refusal, exactly as paper does.
+#[tokio::test]
+async fn alpacas_duplicate_id_refusal_replays_or_refuses_like_paper() {
+    let standin = StandIn::start(&[(KEY, SECRET)], Some(SEED));
+    let mut paper = PaperBroker::new(PaperConfig {
+        seed: SEED,
+        ..PaperConfig::default()
+    });
+    let endpoints = NetworkBroker {
+        name: "alpaca-paper".into(),
+        trading_url: standin.url(),
+        data_url: standin.url(),
+    };
+    let mut alpaca = AlpacaBroker::new(&endpoints, Duration::from_secs(60)).unwrap();
+    let credentials = credentials();
+    let creds = &credentials;
+    let order = request(
+        "SOL-USD",
+        Side::Buy,
+        OrderAmount::Qty(decimal("2")),
+        "dup-1",
+    );
+    let replayed = |p: &bulkhead_worker::broker::Placement| json!([shape(&p.order), p.replayed]);
+    both!(
+        paper,
+        alpaca,
+        "the first",
+        |b| b.place_order(creds, order.clone()),
+        replayed
+    );
+    let again = both!(
+        paper,
+        alpaca,
+        "the same again",
+        |b| b.place_order(creds, order.clone()),
+        replayed
+    );
+    assert_eq!(again[1], true, "{again}");
+    let more = OrderRequest {
+        amount: OrderAmount::Qty(decimal("3")),
+        ..order.clone()
+    };
+    let refused = both!(
+        paper,
+        alpaca,
+        "more under the same id",
+        |b| b.place_order(creds, more.clone()),
+        replayed
+    );
+    assert_eq!(refused["error"], "client_order_id_reused", "{refused}");
+}

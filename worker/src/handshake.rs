@@ -129,6 +129,7 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
         let server = SessionServer::new(
             hello.test_tools,
             hello.paper_seed,
+            &hello.trading,
             &hello.brokers,
             call_deadline,
         );

@@ -11,10 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::META_RESOLVED_CREDENTIAL;
-use bulkhead_protocol::brokers::NetworkBroker;
+use bulkhead_protocol::brokers::{ALPACA_LIVE, NetworkBroker};
+use bulkhead_protocol::trading::TradingPolicy;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock, Implementation, ProtocolVersion,
+    ServerCapabilities, ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -24,12 +29,15 @@ use serde_json::json;
 
 use crate::broker::BrokerRegistry;
 use crate::broker::alpaca::AlpacaBroker;
+use crate::broker::confirm::ConfirmChannel;
 use crate::broker::credentials::UnavailableResolver;
+use crate::broker::desk::PeerDesk;
 use crate::broker::paper::PaperConfig;
 use crate::broker::tools::descriptions as describe;
 use crate::broker::tools::{
-    BrokerArgs, BrokerNameArgs, BrokerTools, IndicatorArgs, LoginArgs, OrderCancelArgs,
-    OrderPlaceArgs, OrdersArgs, QuoteArgs,
+    BarsArgs, BrokerArgs, BrokerNameArgs, BrokerTools, IndicatorArgs, LoginArgs, MarketClockArgs,
+    OrderCancelArgs, OrderGetArgs, OrderPlaceArgs, OrderReplaceArgs, OrdersArgs,
+    OrdersCancelAllArgs, PositionCloseArgs, QuoteArgs, SymbolsArgs, TradeContext,
 };
 use crate::probes;
 
@@ -77,11 +85,12 @@ struct ResolvedCredential {
 
 #[tool_router]
 impl SessionServer {
-    /// The server of one session: `paper`, then each network broker of the hello, whose
-    /// requests must answer within `call_deadline`.
+    /// The server of one session: `paper`, the network brokers of the hello (`alpaca`, with
+    /// real money, only when `trading` lists it), whose requests answer within `call_deadline`.
     pub fn new(
         test_tools: bool,
         paper_seed: Option<u64>,
+        trading: &TradingPolicy,
         network_brokers: &[NetworkBroker],
         call_deadline: Duration,
     ) -> Self {
@@ -98,8 +107,13 @@ impl SessionServer {
         // `credential_ref` is resolved by the supervisor, which passes the secret in the
         // request's `_meta` (see `broker_login`); the registry's own resolver is never reached
         // for a reference the supervisor could resolve.
-        let mut registry = BrokerRegistry::with_paper(paper, Arc::new(UnavailableResolver));
+        let resolver = Arc::new(UnavailableResolver);
+        let mut registry = BrokerRegistry::for_session(paper, trading, test_tools, resolver);
+        let live_enabled = |name: &str| trading.live_brokers.iter().any(|live| live == name);
         for endpoints in network_brokers {
+            if endpoints.name == ALPACA_LIVE && !live_enabled(ALPACA_LIVE) {
+                continue;
+            }
             match AlpacaBroker::new(endpoints, call_deadline) {
                 Ok(broker) => registry.add(Box::new(broker)),
                 Err(error) => tracing::error!(%error, "broker left out of this session"),
@@ -107,7 +121,7 @@ impl SessionServer {
         }
         Self {
             tool_router,
-            broker: BrokerTools::new(registry),
+            broker: BrokerTools::new(registry, trading.rails.clone()),
         }
     }
 
@@ -186,20 +200,92 @@ impl SessionServer {
         Ok(self.broker.orders(args).await)
     }
 
+    #[tool(description = describe::ORDER_GET, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn order_get(
+        &self,
+        Parameters(args): Parameters<OrderGetArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.order_get(args).await)
+    }
+
     #[tool(description = describe::ORDER_PLACE, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
     async fn order_place(
         &self,
         Parameters(args): Parameters<OrderPlaceArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(self.broker.order_place(args).await)
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let trade = trade_context(&context, responses, state);
+        Ok(self.broker.order_place(args, trade).await)
+    }
+
+    #[tool(description = describe::ORDER_REPLACE, annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
+    async fn order_replace(
+        &self,
+        Parameters(args): Parameters<OrderReplaceArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let trade = trade_context(&context, responses, state);
+        Ok(self.broker.order_replace(args, trade).await)
     }
 
     #[tool(description = describe::ORDER_CANCEL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
     async fn order_cancel(
         &self,
         Parameters(args): Parameters<OrderCancelArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(self.broker.order_cancel(args).await)
+        let desk = PeerDesk::new(context.peer.clone());
+        Ok(self.broker.order_cancel(args, &desk).await)
+    }
+
+    #[tool(description = describe::ORDERS_CANCEL_ALL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
+    async fn orders_cancel_all(
+        &self,
+        Parameters(args): Parameters<OrdersCancelAllArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let desk = PeerDesk::new(context.peer.clone());
+        Ok(self.broker.orders_cancel_all(args, &desk).await)
+    }
+
+    #[tool(description = describe::POSITION_CLOSE, annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
+    async fn position_close(
+        &self,
+        Parameters(args): Parameters<PositionCloseArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let trade = trade_context(&context, responses, state);
+        Ok(self.broker.position_close(args, trade).await)
+    }
+
+    #[tool(description = describe::BARS, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn bars(
+        &self,
+        Parameters(args): Parameters<BarsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.bars(args).await)
+    }
+
+    #[tool(description = describe::MARKET_CLOCK, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn market_clock(
+        &self,
+        Parameters(args): Parameters<MarketClockArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.market_clock(args).await)
+    }
+
+    #[tool(description = describe::SYMBOLS, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn symbols(
+        &self,
+        Parameters(args): Parameters<SymbolsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.symbols(args).await)
     }
 
     #[tool(description = describe::INDICATOR, annotations(read_only_hint = true, open_world_hint = true))]
@@ -333,6 +419,37 @@ impl SessionServer {
             Ok(content) => CallToolResult::success(vec![ContentBlock::text(content)]),
             Err(reason) => CallToolResult::error(vec![ContentBlock::text(reason)]),
         }
+    }
+}
+
+/// Where a trading call's orders are announced (the supervisor) and how a live order is
+/// confirmed: an elicitation request for older protocols, an input-required result for
+/// 2026-07-28 requests (whose `_meta` says whether the client can elicit).
+fn trade_context(
+    context: &RequestContext<RoleServer>,
+    responses: Option<rmcp::model::InputResponses>,
+    state: Option<String>,
+) -> TradeContext {
+    let modern = context
+        .protocol_version()
+        .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+    let confirm = if modern {
+        ConfirmChannel::InputRequired {
+            client_can_elicit: context
+                .client_capabilities()
+                .is_some_and(|capabilities| capabilities.elicitation.is_some()),
+            responses,
+            state,
+        }
+    } else {
+        ConfirmChannel::Elicit {
+            peer: context.peer.clone(),
+            cancelled: context.ct.clone(),
+        }
+    };
+    TradeContext {
+        desk: Arc::new(PeerDesk::new(context.peer.clone())),
+        confirm,
     }
 }
 

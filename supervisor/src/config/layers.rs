@@ -42,6 +42,12 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("sessions.max_frame_bytes", "max-frame-bytes"),
     ("credentials.dir", "credentials-dir"),
     ("pool.size", "pool-size"),
+    ("trading.max_order_notional", "max-order-notional"),
+    ("trading.max_daily_notional", "max-daily-notional"),
+    ("trading.allowed_symbols", "allowed-symbols"),
+    ("trading.read_only", "read-only"),
+    ("trading.allow_live_brokers", "allow-live-broker"),
+    ("trading.order_journal", "order-journal"),
     ("worker.renames", "wrap-rename"),
     ("worker.pass_env", "wrap-env"),
     ("worker.allow_paths", "wrap-allow-path"),
@@ -82,6 +88,10 @@ fn broker_endpoint_key(key: &str) -> Option<String> {
     let kind = field.strip_suffix("_url")?;
     Some(format!("{name}.{kind}"))
 }
+/// The file's per-principal rails: `[principals.<name>] <rail> = <value>` stands for
+/// `--principal-rail <name>:<rail>=<value>`.
+const PRINCIPALS_PREFIX: &str = "principals.";
+const PRINCIPAL_RAIL_FLAG: &str = "principal-rail";
 
 /// Flags that are not configuration (or name the file itself) and read no environment.
 const NOT_LAYERED: [&str; 5] = ["help", "version", "config", "test-tools", "wrap"];
@@ -225,6 +235,16 @@ fn file_arguments(
             }
             continue;
         }
+        if let Some(rest) = key.strip_prefix(PRINCIPALS_PREFIX) {
+            if given(PRINCIPAL_RAIL_FLAG) {
+                continue;
+            }
+            match principal_rail(rest, &value) {
+                Ok(flag) => arguments.push(flag),
+                Err(problem) => problems.push(format!("config file {where_}: {key}: {problem}")),
+            }
+            continue;
+        }
         let endpoint = broker_endpoint_key(&key);
         let long = match (&endpoint, FILE_KEYS.iter().find(|(known, _)| *known == key)) {
             (Some(_), _) => BROKER_URL_FLAG,
@@ -261,6 +281,36 @@ fn file_arguments(
         arguments.extend(flags);
     }
     Ok((arguments, trailing, problems))
+}
+
+/// `<name>.<rail>` and its value as a `--principal-rail` flag (the rail is checked later,
+/// with every other problem).
+fn principal_rail(rest: &str, value: &toml::Value) -> Result<OsString, String> {
+    let Some((name, rail)) = rest.rsplit_once('.') else {
+        return Err("expected a rail inside a [principals.<name>] table".into());
+    };
+    if !crate::trading::RAIL_KEYS.contains(&rail) {
+        return Err(format!(
+            "unknown rail; the rails are {}",
+            crate::trading::RAIL_KEYS.join(", ")
+        ));
+    }
+    let scalar = |value: &toml::Value| match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(number) => Ok(number.to_string()),
+        toml::Value::Float(number) => Ok(number.to_string()),
+        toml::Value::Boolean(flag) => Ok(flag.to_string()),
+        other => Err(format!("expected a value, got {}", other.type_str())),
+    };
+    let text = match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Result<Vec<_>, _>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    Ok(format!("--{PRINCIPAL_RAIL_FLAG}={name}:{rail}={text}").into())
 }
 
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
@@ -356,6 +406,7 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
                 (broker.name.clone(), urls)
             })
             .collect::<serde_json::Map<String, Value>>(),
+        "trading": config.trading.summary(),
         "pool": {"size": config.pool_size},
         // The wrapped command is shown, but never the values of the variables passed to it.
         "wrap": config.wrap.as_ref().map(|wrap| json!({

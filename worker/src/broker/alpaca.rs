@@ -44,9 +44,6 @@ const CRYPTO_LOCATION: &str = "us";
 const MAX_ORDERS_LISTED: usize = 500;
 /// The call deadline a worker assumes when its hello names none: the supervisor's default.
 pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(60);
-/// Decimal places of a position quantity computed from a percentage: Alpaca's fractional
-/// precision.
-const QTY_DECIMALS: u32 = 9;
 
 /// One Alpaca broker of one session.
 pub struct AlpacaBroker {

@@ -14,10 +14,13 @@
 #![forbid(unsafe_code)]
 
 pub mod alpaca;
+pub mod confirm;
 pub mod credentials;
+pub mod desk;
 pub mod indicators;
 pub mod model;
 pub mod paper;
+pub mod rails;
 pub mod registry;
 pub mod tools;
 
@@ -33,6 +36,7 @@ pub use model::{
     OrderType, Placement, Position, Quote, ReplaceRequest, Side, SymbolInfo, TimeInForce,
     Timeframe,
 };
+pub use rails::RailRefusal;
 pub use registry::BrokerRegistry;
 
 /// What every broker call returns: a boxed future, so `dyn Broker` works.

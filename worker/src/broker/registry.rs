@@ -9,13 +9,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bulkhead_protocol::trading::TradingPolicy;
+
 use super::credentials::{CredentialResolver, CredentialSource, Credentials};
 use super::paper::{PaperBroker, PaperConfig};
 use super::{
-    Account, Bars, BarsRequest, Broker, BrokerDescription, BrokerError, CloseRequest, MarketClock,
-    Order, OrderFilter, OrderLookup, OrderRequest, Placement, Position, Quote, ReplaceRequest,
-    SymbolInfo,
+    Account, Bars, BarsRequest, Broker, BrokerDescription, BrokerError, CloseRequest, Environment,
+    MarketClock, Order, OrderFilter, OrderLookup, OrderRequest, Placement, Position, Quote,
+    ReplaceRequest, SymbolInfo,
 };
+
+/// A test-only flavour of `paper` whose environment is `live`: the live-order rules (listed
+/// only when the operator enabled it with a cap; every order confirmed by the user) are tested
+/// with it end to end, without money. It exists only with `--test-tools`.
+pub use bulkhead_protocol::trading::TEST_LIVE_BROKER;
 
 /// One broker as `broker_list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +60,27 @@ impl BrokerRegistry {
     pub fn with_paper(config: PaperConfig, resolver: Arc<dyn CredentialResolver>) -> Self {
         let mut registry = Self::new(resolver);
         registry.add(Box::new(PaperBroker::new(config)));
+        registry
+    }
+
+    /// The registry of a session: `paper`, and each live broker the principal's `policy`
+    /// enables (a live broker that is not enabled is not listed at all). `test_brokers` adds
+    /// the test-only [`TEST_LIVE_BROKER`] when the policy enables it.
+    pub fn for_session(
+        paper: PaperConfig,
+        policy: &TradingPolicy,
+        test_brokers: bool,
+        resolver: Arc<dyn CredentialResolver>,
+    ) -> Self {
+        let mut registry = Self::with_paper(paper.clone(), resolver);
+        let enabled = |name: &str| policy.live_brokers.iter().any(|broker| broker == name);
+        if test_brokers && enabled(TEST_LIVE_BROKER) {
+            registry.add(Box::new(PaperBroker::new(PaperConfig {
+                name: TEST_LIVE_BROKER.to_owned(),
+                environment: Environment::Live,
+                ..paper
+            })));
+        }
         registry
     }
 

@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 
 use super::http::{Api, Failure, Request};
-use super::wire::{WireOrder, WirePosition, alpaca_symbol, is_crypto};
-use super::{AlpacaBroker, MAX_ORDERS_LISTED, QTY_DECIMALS, path_segment};
+use super::wire::{WireAsset, WireOrder, WirePosition, alpaca_symbol, is_crypto};
+use super::{AlpacaBroker, MAX_ORDERS_LISTED, path_segment};
 use crate::broker::model::CloseAmount;
 use crate::broker::{
     BrokerError, CloseRequest, Credentials, Order, OrderAmount, OrderFilter, OrderLookup,
@@ -192,9 +192,20 @@ impl AlpacaBroker {
         let qty = match request.amount {
             CloseAmount::All => held,
             CloseAmount::Qty(qty) => qty.min(held),
-            CloseAmount::Percent(percent) => (held * percent / Decimal::ONE_HUNDRED)
-                .round_dp_with_strategy(QTY_DECIMALS, rust_decimal::RoundingStrategy::ToZero),
+            CloseAmount::Percent(percent) => {
+                let step = self.qty_increment(credentials, &symbol).await?;
+                round_down_to(held * percent / Decimal::ONE_HUNDRED, step)
+            }
         };
+        if qty <= Decimal::ZERO {
+            return Err(BrokerError::Rejected {
+                broker: self.name.clone(),
+                reason: format!(
+                    "that share of the {held} {symbol} held is less than the smallest quantity \
+                     it trades in; close a larger part"
+                ),
+            });
+        }
         let order = OrderRequest {
             symbol: position.symbol.clone(),
             side: position.closing_side(),
@@ -212,6 +223,23 @@ impl AlpacaBroker {
             client_order_id: request.client_order_id,
         };
         Ok(self.place(credentials, order).await?.order)
+    }
+
+    /// The quantity step of `symbol`'s orders: the asset's `min_trade_increment`, else a
+    /// fractionable asset's finest step, else one.
+    async fn qty_increment(
+        &self,
+        credentials: &Credentials,
+        symbol: &str,
+    ) -> Result<Decimal, BrokerError> {
+        // A pair goes in a path without its slash (`BTCUSD`), as for positions.
+        let path = format!("/v2/assets/{}", path_segment(&symbol.replace('/', "")));
+        let asset: WireAsset = self
+            .http
+            .send(credentials, Request::get(Api::Trading, path))
+            .await
+            .map_err(|failure| self.http.error(failure))?;
+        Ok(asset.into_model().qty_increment)
     }
 
     /// An order endpoint's failure: 404 is an unknown order, 422 an order past `action`.
@@ -244,5 +272,33 @@ impl AlpacaBroker {
             }
             failure => self.http.error(failure),
         }
+    }
+}
+
+/// `qty` rounded down to a whole number of `step`s (a zero or negative step leaves it whole).
+fn round_down_to(qty: Decimal, step: Decimal) -> Decimal {
+    if step <= Decimal::ZERO {
+        return qty.trunc();
+    }
+    ((qty / step).trunc() * step).normalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_of_a_position_rounds_down_to_the_assets_step() {
+        let qty = |text: &str| text.parse::<Decimal>().unwrap();
+        assert_eq!(
+            round_down_to(qty("0.0139358"), qty("0.00000001")),
+            qty("0.0139358")
+        );
+        assert_eq!(
+            round_down_to(qty("0.013935876"), qty("0.00000001")),
+            qty("0.01393587")
+        );
+        assert_eq!(round_down_to(qty("7.5"), Decimal::ONE), qty("7"));
+        assert_eq!(round_down_to(qty("0.4"), Decimal::ONE), Decimal::ZERO);
     }
 }
