@@ -5,7 +5,18 @@
 //! - `json`: one JSON object per event (for log shippers).
 //! - `journald`: no timestamp (the journal adds its own) and an `<N>` syslog priority prefix,
 //!   which journald reads from a service's stderr to set each line's priority.
+//!
+//! One event is one line in every format, whatever its fields hold: log fields carry text that
+//! clients and wrapped servers chose (tool names, a server's stderr), and a newline, carriage
+//! return or terminal escape in them must not start a line that reads as another event (an
+//! audit line of another principal, say). JSON escapes control characters by itself; the text
+//! and journald formats write fields through [`EscapedFields`], which escapes them in every
+//! field and message, and quotes any field value that holds a space, `=` or quote, so a value
+//! cannot pose as further fields either. Fixing it here, not where a field is logged, covers
+//! every field of every process.
 #![forbid(unsafe_code)]
+
+mod escape;
 
 use std::fmt;
 
@@ -13,6 +24,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+pub use escape::EscapedFields;
 
 /// A log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,9 +63,12 @@ pub fn init(filter: tracing_subscriber::EnvFilter, format: Format) {
         .with_writer(std::io::stderr)
         .with_ansi(false);
     let _ = match format {
-        Format::Text => builder.try_init(),
+        Format::Text => builder.fmt_fields(EscapedFields).try_init(),
         Format::Json => builder.json().try_init(),
-        Format::Journald => builder.event_format(Journald).try_init(),
+        Format::Journald => builder
+            .fmt_fields(EscapedFields)
+            .event_format(Journald)
+            .try_init(),
     };
 }
 

@@ -8,6 +8,11 @@
 //! both Bulkhead variables, and executes `PATH` with `ARGV0 ARGS...` and the rest of its
 //! environment. There is no handshake: a wrapped server speaks only MCP, and the process the
 //! supervisor spawned is, by construction, the one on the socket.
+//!
+//! The shim reports what the kernel could not enforce on [`EXEC_REPORT_FD`], the write end of
+//! a pipe only the supervisor reads, one [`ExecReport::line`] per sentence, and closes it
+//! before `execve` — so the wrapped program never holds it, and nothing it writes (on stderr or
+//! anywhere) can pass for the shim's report.
 
 use std::path::PathBuf;
 
@@ -18,6 +23,45 @@ pub const EXEC_FLAG: &str = "--exec";
 
 /// Environment variable carrying the [`ExecPolicy`] as JSON; removed before `execve`.
 pub const ENV_EXEC_POLICY: &str = "BULKHEAD_EXEC_POLICY";
+
+/// Descriptor of the shim's report pipe (descriptors 0 and 1 are the session's socket, 2 is
+/// stderr).
+pub const EXEC_REPORT_FD: i32 = 3;
+
+/// Most bytes of a shim's report the supervisor reads: a few sentences; more is not the shim.
+pub const MAX_EXEC_REPORT_BYTES: usize = 16 * 1024;
+
+/// What the shim reports on [`EXEC_REPORT_FD`], one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecReport {
+    /// A protection this kernel could not enforce, as a sentence.
+    Degraded(String),
+}
+
+impl ExecReport {
+    const DEGRADED: &str = "degraded ";
+
+    /// The report as one line (newlines inside become spaces).
+    pub fn line(&self) -> String {
+        match self {
+            ExecReport::Degraded(sentence) => {
+                format!(
+                    "{}{}\n",
+                    Self::DEGRADED,
+                    sentence.replace(['\n', '\r'], " ")
+                )
+            }
+        }
+    }
+
+    /// Every report in `text`; lines that are not reports are skipped.
+    pub fn parse_all(text: &str) -> Vec<Self> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix(Self::DEGRADED))
+            .map(|sentence| ExecReport::Degraded(sentence.to_string()))
+            .collect()
+    }
+}
 
 /// Exit code of a shim whose policy could not be applied (like a refused handshake).
 pub const EXIT_EXEC_REFUSED: i32 = 79;
@@ -54,6 +98,23 @@ pub enum NetworkPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_round_trip_one_line_each() {
+        let reports = [
+            ExecReport::Degraded("landlock: partly\nenforced".into()),
+            ExecReport::Degraded("seccomp unavailable".into()),
+        ];
+        let text: String = reports.iter().map(ExecReport::line).collect();
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(
+            ExecReport::parse_all(&format!("{text}junk\n")),
+            vec![
+                ExecReport::Degraded("landlock: partly enforced".into()),
+                ExecReport::Degraded("seccomp unavailable".into()),
+            ]
+        );
+    }
 
     #[test]
     fn a_policy_round_trips_and_missing_fields_take_defaults() {

@@ -72,6 +72,11 @@ pub const TOKENS_CREDENTIAL: &str = "tokens";
 /// Name of the admin token in `$CREDENTIALS_DIRECTORY`, used when `--admin-token-file` is not
 /// given.
 pub const ADMIN_TOKEN_CREDENTIAL: &str = "admin-token";
+/// Name of the metrics token in `$CREDENTIALS_DIRECTORY`, used when `--metrics-token-file` is
+/// not given.
+pub const METRICS_TOKEN_CREDENTIAL: &str = "metrics-token";
+/// Shortest admin or metrics token: a guessable one would protect nothing.
+const MIN_TOKEN_LEN: usize = 16;
 
 /// A file systemd passed in `$CREDENTIALS_DIRECTORY`, if it exists.
 fn credential_file(name: &str) -> Option<PathBuf> {
@@ -115,9 +120,22 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = DEFAULT_MAX_FRAME_BYTES;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
 /// Open HTTP connections at once; each costs a task and a buffer, so this bounds memory.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Requests per second per principal, sustained: far above an agent's pace, far below a flood.
+/// Time a client gets to send a request's whole body once its headers are in: room for the
+/// 4 MiB body limit at about 1 Mbit/s, and no longer can a trickling body hold a connection.
+pub const DEFAULT_BODY_TIMEOUT_SECS: f64 = 30.0;
+/// The default share of `--max-connections` one principal may keep busy (`1/N`): never all of
+/// them, so another principal always finds a slot.
+pub const DEFAULT_PRINCIPAL_SHARE_DIVISOR: usize = 2;
+/// `subscriptions/listen` streams one principal may hold open: a client needs one; a few more
+/// cover several clients under one token, and each holds a connection for as long as it lives.
+pub const DEFAULT_MAX_LISTEN_PER_PRINCIPAL: usize = 8;
+/// Requests per second per authenticated principal, sustained: far above an agent's pace, far
+/// below a flood. With `--no-auth` there is no limit unless one is given: every caller is the
+/// one principal `anonymous` on a trusted local machine, so a per-principal bucket would only
+/// throttle the local user's own clients (a test suite's bursts tripped it), while the
+/// connection limit and the header timeout still bound what a local flood can take.
 pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
-/// Requests a principal may send in a burst.
+/// Requests an authenticated principal may send in a burst.
 pub const DEFAULT_RATE_BURST: f64 = 100.0;
 /// Seconds between SSE keep-alive comments: under common 30 s proxy idle timeouts, and how
 /// soon a vanished client's call is noticed and cancelled.
@@ -158,18 +176,63 @@ pub struct ServeOptions {
     /// Most open HTTP connections.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Sustained requests per second per principal.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_PER_SECOND)]
-    pub rate_limit: f64,
-    /// Burst of requests per principal.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_BURST)]
-    pub rate_burst: f64,
+    /// Connections one principal may keep busy with requests (SSE streams included)
+    /// [default: half of --max-connections, at least 1]; past it, 503 and the connection closes.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_principal: Option<usize>,
+    /// `subscriptions/listen` streams one principal may hold open.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LISTEN_PER_PRINCIPAL)]
+    pub max_listen_per_principal: usize,
+    /// Seconds a client gets to send a request's body once its headers are in (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
+    pub body_timeout: f64,
+    /// Sustained requests per second per principal [default: 50; none with --no-auth].
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<f64>,
+    /// Burst of requests per principal [default: 100; none with --no-auth].
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<f64>,
     /// File holding the admin API's bearer token; without it the admin API is disabled.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the bearer token `/metrics` requires. Without it, `/metrics` is served
+    /// only on loopback and Unix-socket listeners (a local Prometheus scrapes without setup;
+    /// a public listener shows nothing to strangers).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Seconds between SSE keep-alive comments.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SSE_KEEPALIVE_SECS)]
     pub sse_keepalive: f64,
+    /// OAuth 2.1 access tokens: `--oauth-issuer`, `--public-url` and their `--oauth-*` flags.
+    #[command(flatten)]
+    pub oauth: crate::http::oauth::OAuthOptions,
+}
+
+/// The SHA-256 digest of the token in `path` (trimmed); every problem goes to `problems`.
+fn read_token_file(
+    what: &str,
+    path: &std::path::Path,
+    problems: &mut Vec<String>,
+) -> Option<[u8; 32]> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if token.trim().len() >= MIN_TOKEN_LEN => {
+            Some(crate::http::auth::digest(token.trim()))
+        }
+        Ok(_) => {
+            problems.push(format!(
+                "{what} token in {} must be at least {MIN_TOKEN_LEN} characters",
+                path.display()
+            ));
+            None
+        }
+        Err(error) => {
+            problems.push(format!(
+                "cannot read {what} token file {}: {error}",
+                path.display()
+            ));
+            None
+        }
+    }
 }
 
 impl ServeOptions {
@@ -194,9 +257,13 @@ impl ServeOptions {
             (None, None) => Some(DEFAULT_HTTP_ADDR.parse().expect("valid default address")),
             (http, _) => http,
         };
+        let oauth = self.oauth.resolve(&mut problems);
         let auth = if self.no_auth {
             if self.tokens.is_some() {
                 problems.push("--no-auth and --tokens exclude each other".into());
+            }
+            if !self.oauth.oauth_issuers.is_empty() {
+                problems.push("--no-auth and --oauth-issuer exclude each other".into());
             }
             if let Some(addr) = http
                 && !addr.ip().is_loopback()
@@ -216,54 +283,65 @@ impl ServeOptions {
                 problems.extend(found);
                 Tokens::default()
             });
+            if let Some(oauth) = &oauth {
+                oauth.check_static_principals(&tokens.principals(), &mut problems);
+            }
             AuthMode::Tokens {
                 tokens,
+                unix_peer_uid: self.unix_peer_uid,
+            }
+        } else if !self.oauth.oauth_issuers.is_empty() {
+            // Access tokens alone (and peer uids over --unix): no static token matches.
+            AuthMode::Tokens {
+                tokens: Tokens::default(),
                 unix_peer_uid: self.unix_peer_uid,
             }
         } else if self.unix_peer_uid && http.is_none() {
             AuthMode::UnixPeerUid
         } else {
-            problems.push("choose how callers authenticate: --tokens FILE, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
+            problems.push("choose how callers authenticate: --tokens FILE, --oauth-issuer URL, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
             AuthMode::None
         };
         if self.unix_peer_uid && self.unix.is_none() {
             problems.push("--unix-peer-uid needs --unix".into());
         }
-        let admin_token_file = self
+        let admin_token = self
             .admin_token_file
             .clone()
-            .or_else(|| credential_file(ADMIN_TOKEN_CREDENTIAL));
-        let admin_token = admin_token_file
-            .as_ref()
-            .and_then(|path| match std::fs::read_to_string(path) {
-                Ok(token) if token.trim().len() >= 16 => {
-                    Some(crate::http::auth::digest(token.trim()))
-                }
-                Ok(_) => {
-                    problems.push(format!(
-                        "admin token in {} must be at least 16 characters",
-                        path.display()
-                    ));
-                    None
-                }
-                Err(error) => {
-                    problems.push(format!(
-                        "cannot read admin token file {}: {error}",
-                        path.display()
-                    ));
-                    None
-                }
-            });
+            .or_else(|| credential_file(ADMIN_TOKEN_CREDENTIAL))
+            .and_then(|path| read_token_file("admin", &path, &mut problems));
+        let metrics_token = self
+            .metrics_token_file
+            .clone()
+            .or_else(|| credential_file(METRICS_TOKEN_CREDENTIAL))
+            .and_then(|path| read_token_file("metrics", &path, &mut problems));
         if self.max_body_bytes < 1024 {
             problems.push("--max-body-bytes must be at least 1024".into());
         }
         if self.max_connections == 0 {
             problems.push("--max-connections must be at least 1".into());
         }
-        if self.rate_limit.is_nan()
-            || self.rate_limit <= 0.0
-            || self.rate_burst.is_nan()
-            || self.rate_burst < 1.0
+        let principal_share = self
+            .max_connections_per_principal
+            .unwrap_or_else(|| (self.max_connections / DEFAULT_PRINCIPAL_SHARE_DIVISOR).max(1));
+        if principal_share == 0 || principal_share > self.max_connections {
+            problems.push(format!(
+                "--max-connections-per-principal must be between 1 and --max-connections ({}), got {principal_share}",
+                self.max_connections
+            ));
+        }
+        if self.max_listen_per_principal == 0 {
+            problems.push("--max-listen-per-principal must be at least 1".into());
+        }
+        let rate = match (self.rate_limit, self.rate_burst, self.no_auth) {
+            (None, None, true) => None,
+            (limit, burst, _) => Some((
+                limit.unwrap_or(DEFAULT_RATE_PER_SECOND),
+                burst.unwrap_or(DEFAULT_RATE_BURST),
+            )),
+        };
+        if let Some((limit, burst)) = rate
+            && (limit.is_nan() || limit <= 0.0 || burst.is_nan() || burst < 1.0)
         {
             problems.push("--rate-limit must be positive and --rate-burst at least 1".into());
         }
@@ -277,23 +355,31 @@ impl ServeOptions {
             }
         };
         let header_timeout = seconds("--header-timeout", self.header_timeout);
+        let body_timeout = seconds("--body-timeout", self.body_timeout);
         let sse_keepalive = seconds("--sse-keepalive", self.sse_keepalive);
         if !problems.is_empty() {
             return Err(problems);
         }
+        // The public URL's host is one this server answers to by definition.
+        let mut allowed_hosts = self.allow_hosts.clone();
+        allowed_hosts.extend(oauth.as_ref().and_then(|oauth| oauth.public_host()));
         Ok(HttpConfig {
             http,
             unix: self.unix.clone(),
             auth,
             allowed_origins: self.allow_origins.clone(),
-            allowed_hosts: self.allow_hosts.clone(),
+            allowed_hosts,
             max_body_bytes: self.max_body_bytes,
             header_timeout,
             max_connections: self.max_connections,
-            rate_per_second: self.rate_limit,
-            rate_burst: self.rate_burst,
+            principal_share,
+            listen_share: self.max_listen_per_principal,
+            body_timeout,
+            rate,
             admin_token,
+            metrics_token,
             sse_keepalive,
+            oauth,
         })
     }
 }
@@ -318,7 +404,8 @@ pub struct Options {
     /// Most sessions one principal may hold.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)]
     pub max_sessions_per_principal: usize,
-    /// At the session limit, end the least recently used idle session instead of refusing.
+    /// At a session limit, end the caller's own least recently used idle session instead of
+    /// refusing (never another principal's).
     #[arg(long)]
     pub evict_idle: bool,
     /// Most requests in flight per session.

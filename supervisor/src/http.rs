@@ -1,20 +1,25 @@
 //! `bulkhead serve`: MCP over Streamable HTTP, on loopback TCP and/or a Unix socket, plus the
 //! operations endpoints.
 //!
-//! The accept loop bounds connections with a semaphore and serves each with hyper's HTTP/1.1
-//! server, whose header-read timeout closes slow-header (slowloris) connections. Every request
+//! The accept loop bounds connections ([`slots`]: a slot per connection, a share per principal,
+//! idle keep-alive connections reclaimed) and serves each with hyper's HTTP/1.1 server, whose
+//! header-read timeout closes slow-header (slowloris) connections; a body has its own timeout. Every request
 //! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
-//! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only), `Origin`
-//! allow-list, bearer token → principal ([`auth`]), per-principal rate limit, then the body is
-//! read up to the size limit. rmcp's own HTTP service is not used: it answers 2026-07-28
+//! [`ops`], the protected-resource metadata to [`oauth`]. Protection runs before any body is
+//! read: `Host` allow-list (TCP only) and `Origin` allow-list on every endpoint; for `/mcp`
+//! then bearer token → principal ([`auth`] for static tokens, then [`oauth`] for access tokens)
+//! and the per-principal rate limit, then the body is read up to the size limit; `/metrics` and
+//! the admin API check their own tokens. rmcp's own HTTP service is not used: it answers 2026-07-28
 //! requests without consulting a session manager, so it could not route them to per-session
 //! workers.
 
 pub mod auth;
 mod body;
 mod endpoint;
+pub mod oauth;
 mod ops;
 mod rate;
+mod slots;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +35,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::mcp::{Connection, Frontend};
@@ -66,12 +70,22 @@ pub struct HttpConfig {
     pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
+    /// Time to receive a request's body once its headers are in.
+    pub body_timeout: Duration,
     pub max_connections: usize,
-    pub rate_per_second: f64,
-    pub rate_burst: f64,
+    /// Connections one principal may keep busy with requests.
+    pub principal_share: usize,
+    /// `subscriptions/listen` streams one principal may hold.
+    pub listen_share: usize,
+    /// Per-principal requests per second and burst; `None`: no limit.
+    pub rate: Option<(f64, f64)>,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token: Option<[u8; 32]>,
+    /// SHA-256 of the token `/metrics` requires; `None`: served on local listeners only.
+    pub metrics_token: Option<[u8; 32]>,
     pub sse_keepalive: Duration,
+    /// Access tokens from OAuth issuers, beside the static tokens and peer uids of `auth`.
+    pub oauth: Option<oauth::OAuthConfig>,
 }
 
 /// A legacy (2025-era) HTTP session: an `Mcp-Session-Id` and the connection behind it.
@@ -87,7 +101,10 @@ pub struct HttpState {
     legacy: Mutex<HashMap<String, LegacySession>>,
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
-    rate: rate::Limiter,
+    rate: Option<rate::Limiter>,
+    /// Connection slots and per-principal shares.
+    slots: Arc<slots::Slots>,
+    oauth: Option<Arc<oauth::ResourceServer>>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -122,14 +139,27 @@ impl Listener {
 
 impl HttpState {
     pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
-        let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        let rate = config
+            .rate
+            .map(|(per_second, burst)| rate::Limiter::new(per_second, burst));
+        let slots = slots::Slots::new(
+            config.max_connections,
+            config.principal_share,
+            config.listen_share,
+        );
+        let oauth = config
+            .oauth
+            .clone()
+            .map(|oauth| Arc::new(oauth::ResourceServer::new(oauth)));
         Arc::new(Self {
+            slots,
             frontend,
             config,
             node,
             legacy: Mutex::new(HashMap::new()),
             modern: Mutex::new(HashMap::new()),
             rate,
+            oauth,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
@@ -137,6 +167,10 @@ impl HttpState {
 
     /// Mark the service ready (listeners bound, catalog loaded) or not.
     pub fn set_ready(&self, ready: bool) {
+        if ready && let (Some(oauth), Some(catalog)) = (&self.oauth, self.frontend.catalog.loaded())
+        {
+            oauth.check_catalog(&catalog);
+        }
         self.ready.store(ready, Ordering::Relaxed);
     }
 
@@ -154,7 +188,7 @@ impl HttpState {
         modern
             .entry(principal.clone())
             .or_insert_with(|| {
-                Connection::new(self.frontend.clone(), principal.clone(), discard_sink())
+                Connection::shared(self.frontend.clone(), principal.clone(), discard_sink())
             })
             .clone()
     }
@@ -162,7 +196,7 @@ impl HttpState {
 
 /// A sink for messages that belong to no request; HTTP has nowhere to put them.
 fn discard_sink() -> crate::mcp::Sink {
-    tokio::sync::mpsc::unbounded_channel().0
+    tokio::sync::mpsc::channel(1).0
 }
 
 /// Bind the configured listeners (removing a stale Unix socket file first).
@@ -220,15 +254,12 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
             }
         })
     };
-    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    if let Some(oauth) = &state.oauth {
+        oauth.warm_up();
+    }
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
-        loops.spawn(accept_loop(
-            state.clone(),
-            listener,
-            permits.clone(),
-            shutdown.clone(),
-        ));
+        loops.spawn(accept_loop(state.clone(), listener, shutdown.clone()));
     }
     while loops.join_next().await.is_some() {}
     sweeper.abort();
@@ -237,24 +268,30 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy)]
 enum Peer {
-    Tcp,
-    Unix { uid: Option<u32> },
+    /// Through a TCP listener; `local` when that listener is bound to loopback.
+    Tcp {
+        local: bool,
+    },
+    Unix {
+        uid: Option<u32>,
+    },
 }
 
-async fn accept_loop(
-    state: Arc<HttpState>,
-    listener: Listener,
-    permits: Arc<Semaphore>,
-    shutdown: CancellationToken,
-) {
+impl Peer {
+    /// Whether the connection came through a listener only this machine can reach.
+    fn through_local_listener(self) -> bool {
+        match self {
+            Peer::Tcp { local } => local,
+            Peer::Unix { .. } => true,
+        }
+    }
+}
+
+/// Accept connections, each with a connection slot. The slot is taken after `accept`, so that
+/// a waiting connection can make the oldest idle keep-alive connection give its slot up; at
+/// most one accepted connection per listener waits for a slot.
+async fn accept_loop(state: Arc<HttpState>, listener: Listener, shutdown: CancellationToken) {
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            () = shutdown.cancelled() => return,
-        };
         let accepted = tokio::select! {
             accepted = accept(&listener) => accepted,
             () = shutdown.cancelled() => return,
@@ -266,6 +303,13 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let permit = tokio::select! {
+            permit = state.slots.acquire() => match permit {
+                Some(permit) => permit,
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
         };
         let state = state.clone();
         tokio::spawn(async move {
@@ -286,7 +330,12 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
         Listener::Tcp(listener) => {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok((Stream::Tcp(stream), Peer::Tcp))
+            // The listener's address, not the connection's: a listener bound to a public (or
+            // unspecified) address is public, whoever connects.
+            let local = listener
+                .local_addr()
+                .is_ok_and(|addr| addr.ip().is_loopback());
+            Ok((Stream::Tcp(stream), Peer::Tcp { local }))
         }
         Listener::Unix(listener, _) => {
             let (stream, _) = listener.accept().await?;
@@ -298,10 +347,20 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
 
 async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
     let header_timeout = state.config.header_timeout;
-    let service = hyper::service::service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(state, peer, request).await) }
-    });
+    let slot = state.slots.connection();
+    let requests = Arc::new(slot);
+    let service = {
+        let requests = requests.clone();
+        hyper::service::service_fn(move |request| {
+            let state = state.clone();
+            // Busy until the response is finished; idle (reclaimable) in between.
+            let in_progress = requests.request();
+            async move {
+                let response = route(state, peer, request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| body.hold(in_progress)))
+            }
+        })
+    };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -309,14 +368,18 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
         .keep_alive(true);
     let served = match stream {
         Stream::Tcp(stream) => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            drive(
+                builder.serve_connection(TokioIo::new(stream), service),
+                &requests,
+            )
+            .await
         }
         Stream::Unix(stream) => {
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            drive(
+                builder.serve_connection(TokioIo::new(stream), service),
+                &requests,
+            )
+            .await
         }
     };
     if let Err(error) = served {
@@ -324,16 +387,61 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
     }
 }
 
+/// Serve one connection to its end, closing it gracefully (at once when idle) if its slot is
+/// reclaimed.
+async fn drive<I, S>(
+    connection: hyper::server::conn::http1::Connection<I, S>,
+    slot: &slots::ConnectionSlot,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        () = slot.close_requested() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
 async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) -> Response<Body> {
+    // Every endpoint, not only /mcp: a browser tricked by DNS rebinding must not read the
+    // metrics or reach the admin API either.
+    if let Err(response) = check_host_and_origin(&state, peer, &request) {
+        return response;
+    }
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
-        (_, "/mcp") => match check_front_door(&state, peer, &request) {
-            Ok(principal) => endpoint::handle(state, principal, request).await,
+        (_, "/mcp") => match check_principal(&state, peer, &request).await {
+            Ok((principal, scopes)) => match state.slots.admit(&principal) {
+                Some(share) => endpoint::handle(state, principal, scopes, request)
+                    .await
+                    .map(|body| body.hold(share)),
+                None => share_refused(
+                    Rejection::PrincipalShare,
+                    &format!(
+                        "this principal already keeps {} connections busy, its share of the server's; retry when one is done",
+                        state.slots.shares().0
+                    ),
+                ),
+            },
             Err(response) => response,
         },
+        (&Method::GET, path)
+            if state
+                .oauth
+                .as_ref()
+                .is_some_and(|oauth| oauth.serves_metadata(path)) =>
+        {
+            oauth_metadata(&state)
+        }
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
-        (&Method::GET, "/metrics") => ops::metrics(&state),
+        (&Method::GET, "/metrics") => ops::metrics(&state, peer.through_local_listener(), &request),
         (_, path) if path == "/admin/sessions" || path.starts_with("/admin/sessions/") => {
             ops::admin(&state, request).await
         }
@@ -341,15 +449,25 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
     }
 }
 
-/// Host, Origin, authentication and rate limit, in that order. Returns the principal.
+/// The protected-resource metadata (the Host and Origin rules already ran in [`route`]).
+fn oauth_metadata(state: &HttpState) -> Response<Body> {
+    match &state.oauth {
+        Some(oauth) => oauth.metadata(),
+        None => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The `Host` allow-list (TCP only) and the `Origin` allow-list, for every endpoint.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn check_front_door(
+fn check_host_and_origin(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
+) -> Result<(), Response<Body>> {
     let headers = request.headers();
-    if matches!(peer, Peer::Tcp) && !host_allowed(&state.config, headers.get(hyper::header::HOST)) {
+    if matches!(peer, Peer::Tcp { .. })
+        && !host_allowed(&state.config, headers.get(hyper::header::HOST))
+    {
         METRICS.reject(Rejection::Host);
         return Err(rpc_error_response(
             StatusCode::FORBIDDEN,
@@ -367,8 +485,18 @@ fn check_front_door(
             "forbidden: this Origin is not allowed",
         ));
     }
-    let principal = authenticate(state, peer, request)?;
-    if let Some(retry_after) = state.rate.check(&principal) {
+    Ok(())
+}
+
+/// Authentication and rate limit, in that order. Returns the principal, and the scopes of an
+/// OAuth caller.
+async fn check_principal(
+    state: &HttpState,
+    peer: Peer,
+    request: &Request<Incoming>,
+) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
+    let (principal, scopes) = authenticate(state, peer, request).await?;
+    if let Some(retry_after) = state.rate.as_ref().and_then(|rate| rate.check(&principal)) {
         METRICS.reject(Rejection::RateLimited);
         let mut response = rpc_error_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -380,15 +508,23 @@ fn check_front_door(
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
         return Err(response);
     }
-    Ok(principal)
+    Ok((principal, scopes))
 }
 
-#[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn authenticate(
+/// The caller's principal: a static token, else the Unix peer's uid where allowed, else an
+/// OAuth access token. A token in the query string is refused whatever else is sent.
+async fn authenticate(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
+) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
+    if oauth::has_query_token(request.uri()) {
+        METRICS.reject(Rejection::Unauthorized);
+        return Err(match &state.oauth {
+            Some(oauth) => oauth.unauthorized(true),
+            None => unauthorized(Some("invalid_request")),
+        });
+    }
     let token = request
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -396,7 +532,7 @@ fn authenticate(
         .and_then(auth::bearer);
     let peer_uid = match peer {
         Peer::Unix { uid } => uid,
-        Peer::Tcp => None,
+        Peer::Tcp { .. } => None,
     };
     let principal = match &state.config.auth {
         AuthMode::None => Some(Principal::from(auth::ANONYMOUS)),
@@ -410,24 +546,59 @@ fn authenticate(
             None => None,
         },
     };
-    principal.ok_or_else(|| {
-        METRICS.reject(Rejection::Unauthorized);
-        let mut response = rpc_error_response(
-            StatusCode::UNAUTHORIZED,
-            bulkhead_protocol::codes::INVALID_REQUEST,
-            "unauthorized: send Authorization: Bearer <token>",
-        );
-        let challenge = if token.is_some() {
-            "Bearer realm=\"bulkhead\", error=\"invalid_token\""
-        } else {
-            "Bearer realm=\"bulkhead\""
-        };
-        response.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        );
+    if let Some(principal) = principal {
+        return Ok((principal, None));
+    }
+    let refused = match (&state.oauth, token) {
+        (Some(oauth), Some(token)) => match oauth.authenticate(token).await {
+            Ok((principal, scopes)) => return Ok((principal, Some(scopes))),
+            Err(response) => response,
+        },
+        (Some(oauth), None) => oauth.unauthorized(false),
+        (None, token) => unauthorized(token.map(|_| "invalid_token")),
+    };
+    METRICS.reject(Rejection::Unauthorized);
+    Err(refused)
+}
+
+/// `401` when only static tokens are accepted, with the RFC 6750 error code if there is one.
+fn unauthorized(error: Option<&'static str>) -> Response<Body> {
+    let mut response = rpc_error_response(
+        StatusCode::UNAUTHORIZED,
+        bulkhead_protocol::codes::INVALID_REQUEST,
+        "unauthorized: send Authorization: Bearer <token>",
+    );
+    let challenge = match error {
+        Some(error) => format!("Bearer realm=\"bulkhead\", error=\"{error}\""),
+        None => "Bearer realm=\"bulkhead\"".to_string(),
+    };
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
         response
-    })
+            .headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+/// Seconds a principal at its share is told to wait.
+const SHARE_RETRY_AFTER: u32 = 1;
+
+/// `503` for a principal at one of its shares, closing the connection (its body is unread, and
+/// the slot goes back to everyone).
+fn share_refused(reason: Rejection, message: &str) -> Response<Body> {
+    METRICS.reject(reason);
+    let mut response = rpc_error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        bulkhead_protocol::codes::INVALID_REQUEST,
+        message,
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::RETRY_AFTER,
+        HeaderValue::from(SHARE_RETRY_AFTER),
+    );
+    headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];

@@ -110,10 +110,16 @@ pub enum Rejection {
     SessionLimit,
     BadRequest,
     UnknownSession,
+    /// A principal already had its share of the HTTP connections busy.
+    PrincipalShare,
+    /// A principal already had its share of `subscriptions/listen` streams open.
+    ListenShare,
+    /// A request body did not arrive within `--body-timeout`.
+    BodyTimeout,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 8] = [
+    const ALL: [Rejection; 11] = [
         Rejection::Unauthorized,
         Rejection::Origin,
         Rejection::Host,
@@ -122,6 +128,9 @@ impl Rejection {
         Rejection::SessionLimit,
         Rejection::BadRequest,
         Rejection::UnknownSession,
+        Rejection::PrincipalShare,
+        Rejection::ListenShare,
+        Rejection::BodyTimeout,
     ];
 
     fn as_str(self) -> &'static str {
@@ -134,6 +143,9 @@ impl Rejection {
             Rejection::SessionLimit => "session_limit",
             Rejection::BadRequest => "bad_request",
             Rejection::UnknownSession => "unknown_session",
+            Rejection::PrincipalShare => "principal_share",
+            Rejection::ListenShare => "listen_share",
+            Rejection::BodyTimeout => "body_timeout",
         }
     }
 }

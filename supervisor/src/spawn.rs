@@ -50,7 +50,7 @@ use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, OnceLock};
 
-use bulkhead_protocol::exec::{ENV_EXEC_POLICY, ExecPolicy};
+use bulkhead_protocol::exec::{ENV_EXEC_POLICY, ExecPolicy, ExecReport, MAX_EXEC_REPORT_BYTES};
 use bulkhead_protocol::handshake::SandboxPolicy;
 use bulkhead_protocol::{ENV_WORKER_PROTOCOL, WORKER_PROTOCOL_VERSION, WORKER_SOCKET_FD};
 use nix::errno::Errno;
@@ -142,16 +142,17 @@ pub struct WorkerLease {
 }
 
 impl WorkerLease {
-    /// Signal worker `pid`'s whole tree: with SIGKILL, everything in its cgroup at once
-    /// (`cgroup.kill`, which also catches processes that left its process group); then its
-    /// process group and every descendant.
-    pub fn signal_tree(&self, pid: u32, signal: Signal) {
+    /// Signal what worker `pid` started: with SIGKILL, everything in its cgroup at once
+    /// (`cgroup.kill`, which also catches processes that left its process group); then every
+    /// descendant, wherever its group. The worker itself and its group are signalled through
+    /// its [`Child`].
+    pub fn signal_descendants(&self, pid: u32, signal: Signal) {
         if signal == Signal::SIGKILL
             && let Some(cgroup) = &self.cgroup
         {
             cgroup.kill();
         }
-        tree::signal_tree(pid, signal);
+        tree::signal_descendants(pid, signal);
     }
 
     /// SIGKILL everything left in the worker's cgroup, if it has one (safe after reaping: the
@@ -283,9 +284,9 @@ struct ChildPlan {
     cgroup_procs: Option<CString>,
     ids: Option<(Uid, Gid)>,
     rlimits: Vec<(Resource, u64)>,
-    /// The socket to place on descriptor 3 (built-in worker; a wrapped server gets it on 0 and
-    /// 1 through `Stdio`).
-    socket_fd: Option<i32>,
+    /// The descriptor to place on descriptor 3: the built-in worker's socket, or the write end
+    /// of a wrapped server's report pipe (its socket is on 0 and 1 through `Stdio`).
+    fd_3: Option<i32>,
     supervisor_pid: Pid,
 }
 
@@ -320,11 +321,20 @@ fn spawn_worker(
             }
         }
     }
+    // A wrapped server's exec shim reports on a pipe of its own, which it closes before it
+    // executes the server: nothing the server writes can pass for the shim's report.
+    let report_pipe = match &command.wrapped {
+        Some(_) => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?),
+        None => None,
+    };
     let plan = ChildPlan {
         cgroup_procs: cgroup.as_ref().map(cgroup::WorkerCgroup::procs_path),
         ids,
         rlimits,
-        socket_fd: command.wrapped.is_none().then(|| child_end.as_raw_fd()),
+        fd_3: match &report_pipe {
+            Some((_, write_end)) => Some(write_end.as_raw_fd()),
+            None => Some(child_end.as_raw_fd()),
+        },
         supervisor_pid,
     };
 
@@ -357,8 +367,8 @@ fn spawn_worker(
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
     // system calls (open, write, prctl, setgroups, setresgid, setresuid, setrlimit, getppid,
     // dup2, fcntl) through nix's thin wrappers on values prepared before the fork, allocating
-    // nothing. `plan.socket_fd` stays open in the child because `child_end` is still alive in
-    // the parent at fork time.
+    // nothing. `plan.fd_3` stays open in the child because `child_end` and `report_pipe` are
+    // still alive in the parent at fork time.
     unsafe {
         process.pre_exec(move || prepare_child(&plan));
     }
@@ -375,6 +385,11 @@ fn spawn_worker(
     };
     drop(process);
     drop(child_end);
+    if let Some((read_end, write_end)) = report_pipe {
+        // Only the child may hold the write end, so the pipe ends when the shim closes it.
+        drop(write_end);
+        read_exec_report(read_end, child.id())?;
+    }
     let stderr = stderr
         .map(|pipe| tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.into()))
         .transpose()?;
@@ -450,7 +465,7 @@ fn prepare_child(plan: &ChildPlan) -> io::Result<()> {
     if getppid() != plan.supervisor_pid {
         return Err(Errno::ESRCH.into());
     }
-    let Some(socket_fd) = plan.socket_fd else {
+    let Some(socket_fd) = plan.fd_3 else {
         return Ok(());
     };
     if socket_fd != WORKER_SOCKET_FD {
@@ -489,28 +504,47 @@ fn drop_capability_bounding_set() -> io::Result<()> {
     Ok(())
 }
 
+/// Read a wrapped server's exec shim report (bounded) in the background, until the shim closes
+/// its end before it executes the server (or exits), and log it.
+fn read_exec_report(read_end: std::os::fd::OwnedFd, pid: u32) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)?;
+    tokio::spawn(async move {
+        let mut text = Vec::new();
+        let limit = u64::try_from(MAX_EXEC_REPORT_BYTES).unwrap_or(u64::MAX);
+        if pipe.take(limit).read_to_end(&mut text).await.is_err() {
+            return;
+        }
+        let degraded: Vec<String> = ExecReport::parse_all(&String::from_utf8_lossy(&text))
+            .into_iter()
+            .map(|ExecReport::Degraded(sentence)| sentence)
+            .collect();
+        report_worker_sandbox(pid, &degraded);
+    });
+    Ok(())
+}
+
+/// Most distinct sandbox sentences remembered: a kernel lacks a handful of protections; the set
+/// must stay bounded whatever a worker's `ready` says.
+const MAX_REMEMBERED_SENTENCES: usize = 64;
+
 /// Log what a worker's own sandbox could not apply on this kernel: each distinct sentence once
-/// at `warn` (it is the same for every worker of this supervisor), repeats at `debug`.
+/// at `warn` (it is the same for every worker of this supervisor), repeats at `debug`. Once
+/// [`MAX_REMEMBERED_SENTENCES`] are remembered, new ones are logged at `debug` only.
 pub fn report_worker_sandbox(pid: u32, degraded: &[String]) {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
     for sentence in degraded {
         let first = seen
             .lock()
-            .map(|mut seen| seen.insert(sentence.clone()))
-            .unwrap_or(true);
+            .map(|mut seen| seen.len() < MAX_REMEMBERED_SENTENCES && seen.insert(sentence.clone()))
+            .unwrap_or(false);
         if first {
             tracing::warn!(pid, "worker sandbox degraded: {sentence}");
         } else {
             tracing::debug!(pid, "worker sandbox degraded: {sentence}");
         }
     }
-}
-
-/// Send `signal` to the process group led by worker `pid` (the worker and anything it started).
-pub fn signal_group(pid: u32, signal: Signal) -> nix::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
-    nix::sys::signal::killpg(Pid::from_raw(pid), signal)
 }
 
 #[cfg(test)]

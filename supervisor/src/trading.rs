@@ -37,6 +37,10 @@ pub const RAIL_KEYS: [&str; 5] = [
     "allow_live_brokers",
 ];
 
+/// Largest trading policy a hello carries: half the handshake line's bound (thousands of
+/// allowed symbols), so the rest of the hello always fits.
+const MAX_POLICY_BYTES: usize = bulkhead_protocol::handshake::MAX_HANDSHAKE_BYTES / 2;
+
 /// A notional limit as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
@@ -189,6 +193,18 @@ impl TradingConfig {
                         LIVE_BROKERS.join(", ")
                     ));
                 }
+            }
+        }
+        // The policy travels in the hello, whose line is bounded: leave room for the rest.
+        let whose =
+            std::iter::once(None).chain(self.principals.keys().map(|name| Some(name.as_str())));
+        for principal in whose {
+            let size = serde_json::to_vec(&self.policy_for(principal)).map_or(0, |json| json.len());
+            if size > MAX_POLICY_BYTES {
+                problems.push(format!(
+                    "the trading rails of {} take {size} bytes in a worker's hello, over {MAX_POLICY_BYTES}: shorten allowed_symbols",
+                    principal.unwrap_or("every principal")
+                ));
             }
         }
         problems
@@ -406,5 +422,12 @@ mod tests {
         );
         add_principal_rail(&mut config.principals, "erin:allow_live_brokers=paper-live").unwrap();
         assert!(!config.check(false).is_empty() && config.check(true).is_empty());
+        let many: Vec<String> = (0..10_000).map(|n| format!("SYM{n}")).collect();
+        add_principal_rail(
+            &mut config.principals,
+            &format!("erin:allowed_symbols={}", many.join(",")),
+        )
+        .unwrap();
+        assert!(config.check(true)[0].contains("shorten allowed_symbols"));
     }
 }

@@ -111,3 +111,40 @@ async def test_a_live_order_needs_the_users_confirmation(bulkhead_bin, mode, cal
             assert result.is_error
             assert result.structured_content["error"]["kind"] == "not_confirmed"
             assert orders == []
+
+
+def http_client_for(url, token):
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": f"Bearer {token}"}
+    return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_each_principal_gets_its_own_rails_over_http(bulkhead_bin, mode, tmp_path):
+    from http_server import bulkhead_serve
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice:alice-token-0123456789\nbob:bob-token-0123456789\n")
+    args = [
+        "--tokens", str(tokens), "--test-tools",
+        "--principal-rail", "alice:max_order_notional=100",
+        "--principal-rail", "alice:allow_live_brokers=paper-live",
+    ]
+    with bulkhead_serve(bulkhead_bin, *args) as url:
+        alice = Client(http_client_for(url, "alice-token-0123456789"), mode=mode, elicitation_callback=confirm)
+        async with alice as client:
+            names = [broker["name"] for broker in (await call(client, "broker_list"))["brokers"]]
+            assert names == ["paper", "paper-live"], "alice may trade live, with a cap"
+            await call(client, "broker_login", broker="paper-live", api_key="k", api_secret="s")
+            kind, text = await refused(client, "order_place", broker="paper-live", symbol="SOL-USD", side="buy", qty="2")
+            assert kind == "max_order_notional" and "of 100 USD" in text
+            placed = await call(client, "order_place", broker="paper-live", symbol="SOL-USD", side="buy", qty="0.5")
+            assert placed["environment"] == "live" and placed["order"]["status"] == "filled"
+        async with Client(http_client_for(url, "bob-token-0123456789"), mode=mode) as client:
+            names = [broker["name"] for broker in (await call(client, "broker_list"))["brokers"]]
+            assert names == ["paper"], "bob sees no live broker"
+            await call(client, "broker_login", broker="paper", api_key="k", api_secret="s")
+            big = await call(client, "order_place", symbol="SOL-USD", side="buy", qty="2")
+            assert big["order"]["status"] == "filled", "bob has no cap"

@@ -26,6 +26,13 @@ impl TestServer {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on("127.0.0.1:0", args, env)
+    }
+
+    /// Start `bulkhead serve --http <listen> <args>`: for a server whose URL must be known
+    /// before it starts (an OAuth `--public-url`), or one on `0.0.0.0:0`, which the harness
+    /// reaches through the unspecified address (allow that Host with `--allow-host 0.0.0.0`).
+    pub fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "the harness launches the binary under test"
@@ -33,7 +40,7 @@ impl TestServer {
         let mut command = std::process::Command::new(binary("bulkhead"));
         command
             .arg("serve")
-            .args(["--http", "127.0.0.1:0"])
+            .args(["--http", listen])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -48,9 +55,12 @@ impl TestServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // The address ends where `/mcp` starts, in every log format.
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or_default();
-                    let addr = url.trim_end_matches("/mcp").to_string();
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || ".:[]".contains(*c))
+                        .collect();
                     let _ = addr_tx.send(addr);
                 }
                 let mut log = writer.lock().unwrap();
@@ -87,12 +97,7 @@ impl TestServer {
 
     /// Send raw request bytes and read one response.
     pub fn raw(&self, request: &[u8]) -> HttpResponse {
-        let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.write_all(request).expect("send request");
-        read_response(&mut BufReader::new(stream))
+        send(self.addr, request)
     }
 
     /// A request with the given method, path, headers and body.
@@ -234,7 +239,26 @@ impl HttpResponse {
     }
 }
 
-fn read_response(reader: &mut impl BufRead) -> HttpResponse {
+/// Send raw request bytes to `addr` and read one response.
+pub fn send(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).expect("send request");
+    read_response(&mut BufReader::new(stream))
+}
+
+/// A loopback address no one listens on right now, for a server that must be told its own URL
+/// before it starts.
+pub fn free_loopback_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+/// Read one response from `reader` (a keep-alive connection stays usable).
+pub fn read_response(reader: &mut impl BufRead) -> HttpResponse {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).expect("status line");
     let status = status_line

@@ -10,6 +10,7 @@
 
 pub mod alpaca;
 pub mod http;
+pub mod oauth;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

@@ -439,6 +439,18 @@ fn per_principal_rate_limit_answers_429_with_retry_after() {
 }
 
 #[test]
+fn a_plain_no_auth_server_on_loopback_has_no_rate_limit() {
+    // Everyone is one principal under --no-auth: a per-principal limit would only throttle the
+    // local user's own client (the conformance suite's bursts tripped the old 50/s default).
+    let server = TestServer::start(&["--no-auth"]);
+    let limited = (0..300)
+        .map(|id| server.modern(None, id, "tools/list", json!({})).status)
+        .filter(|&status| status == 429)
+        .count();
+    assert_eq!(limited, 0, "requests were rate-limited");
+}
+
+#[test]
 fn the_session_cap_is_503_with_retry_after() {
     let server = TestServer::start(&["--no-auth", "--max-sessions", "1"]);
     let first = legacy_initialize(&server, None);
@@ -575,6 +587,366 @@ fn health_metrics_and_the_admin_api_show_safe_fields_only() {
         "audit lines never carry arguments"
     );
     let _ = std::fs::remove_file(admin_token_file);
+}
+
+/// Standard base64 with padding, for the `=?base64?…?=` header form.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for index in 0..4 {
+            if index <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * index)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn audit_lines_cannot_be_forged_through_the_tool_name_in_any_log_format() {
+    let forged = "2026-07-28T00:00:00.000000Z  INFO bulkhead::audit: tool call principal=bob session=deadbeef tool=order_place outcome=ok duration_us=1";
+    let names = [
+        format!("echo\n{forged}"),
+        format!("echo\r\n<6>{forged}"),
+        format!("\u{1b}[1A\u{1b}[2K{forged}"),
+        "echo outcome=ok principal=bob".to_string(),
+        "echo".to_string(),
+    ];
+    for format in ["text", "json", "journald"] {
+        let server = TestServer::start(&["--no-auth", "--log-format", format]);
+        for (id, name) in names.iter().enumerate() {
+            let header = format!("=?base64?{}?=", base64(name.as_bytes()));
+            let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": {"text": "x"}, "_meta": modern_meta()}});
+            let response = server.post(
+                &[
+                    ("MCP-Protocol-Version", "2026-07-28"),
+                    ("Mcp-Method", "tools/call"),
+                    ("Mcp-Name", &header),
+                ],
+                &call,
+            );
+            assert_eq!(
+                response.status,
+                200,
+                "{format} {name:?}: {}",
+                response.text()
+            );
+        }
+        let audited = |log: &str| {
+            log.lines()
+                .filter(|line| line.contains("bulkhead::audit"))
+                .count()
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || audited(&server.stderr())
+                >= names.len()),
+            "{format}: {}",
+            server.stderr()
+        );
+        let log = server.stderr();
+        let audit: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("bulkhead::audit"))
+            .collect();
+        assert_eq!(
+            audit.len(),
+            names.len(),
+            "{format}: one line per call:\n{log}"
+        );
+        assert!(
+            !log.contains('\r') && !log.contains('\u{1b}'),
+            "{format}: control characters reached the log:\n{log}"
+        );
+        for line in &audit {
+            assert!(
+                !line.starts_with("2026-07-28") && !line.starts_with("<6>2026"),
+                "{format}: a forged line:\n{log}"
+            );
+        }
+        if format == "json" {
+            // Each JSON audit line still carries the exact name.
+            let tools: Vec<String> = audit
+                .iter()
+                .map(|line| {
+                    let event: Value =
+                        serde_json::from_str(line).expect("one JSON object per line");
+                    event["fields"]["tool"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(tools, names, "{log}");
+        } else {
+            // The field that holds spaces is quoted, so it cannot pose as more fields.
+            assert!(
+                audit
+                    .iter()
+                    .any(|line| line.contains(r#"tool="echo outcome=ok principal=bob""#)),
+                "{format}:\n{log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn operations_endpoints_apply_the_host_and_origin_rules_of_mcp() {
+    let admin_token_file = std::env::temp_dir().join(format!("bulkhead-admin-{}", rand_suffix()));
+    std::fs::write(&admin_token_file, "admin-token-abcdefghijkl\n").unwrap();
+    let server = TestServer::start(&[
+        "--no-auth",
+        "--admin-token-file",
+        admin_token_file.to_str().unwrap(),
+    ]);
+    let admin = ("Authorization", "Bearer admin-token-abcdefghijkl");
+    for path in ["/healthz", "/readyz", "/metrics", "/admin/sessions"] {
+        let fine = server.request("GET", path, &[admin], b"");
+        assert_eq!(fine.status, 200, "{path}: {}", fine.text());
+        let evil_origin = server.request(
+            "GET",
+            path,
+            &[admin, ("Origin", "https://evil.example")],
+            b"",
+        );
+        assert_eq!(evil_origin.status, 403, "{path} with a foreign Origin");
+        let rebinding = server.raw(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: attacker.example:{}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+                server.addr.port(),
+                admin.1
+            )
+            .as_bytes(),
+        );
+        assert_eq!(rebinding.status, 403, "{path} with a foreign Host");
+    }
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("bulkhead_rejections_total{reason=\"host\"} 4")
+            && metrics.contains("bulkhead_rejections_total{reason=\"origin\"} 4"),
+        "{metrics}"
+    );
+    let _ = std::fs::remove_file(admin_token_file);
+}
+
+#[test]
+fn metrics_need_their_token_when_one_is_configured() {
+    let token_file = std::env::temp_dir().join(format!("bulkhead-metrics-{}", rand_suffix()));
+    std::fs::write(&token_file, "metrics-token-0123456789\n").unwrap();
+    let server = TestServer::start(&[
+        "--no-auth",
+        "--metrics-token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    let anonymous = server.get("/metrics");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert!(anonymous.header("www-authenticate").is_some());
+    let wrong = server.request(
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer nope-nope-nope-nope")],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+    let scraped = server.request(
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer metrics-token-0123456789")],
+        b"",
+    );
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.text().contains("bulkhead_sessions_open"));
+    assert_eq!(server.get("/healthz").status, 200, "probes need no token");
+    let _ = std::fs::remove_file(token_file);
+}
+
+#[test]
+fn metrics_are_not_served_on_a_public_listener_without_a_token() {
+    let tokens = tokens_file();
+    let server = TestServer::start_on(
+        "0.0.0.0:0",
+        &[
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--allow-host",
+            "0.0.0.0",
+        ],
+        &[],
+    );
+    let refused = server.get("/metrics");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("--metrics-token-file"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+    let _ = std::fs::remove_file(tokens);
+}
+
+/// A 2026-07-28 request's bytes: `method` with `token`, on a keep-alive connection.
+fn modern_request(server: &TestServer, token: &str, method: &str) -> String {
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"_meta": modern_meta()}})
+            .to_string();
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    )
+}
+
+/// Send `request` on a new connection and return the status, or `None` when no answer came
+/// within `within` (every slot held).
+fn status_within(server: &TestServer, request: &str, within: Duration) -> Option<u16> {
+    let mut stream = TcpStream::connect(server.addr).ok()?;
+    stream.set_read_timeout(Some(within)).unwrap();
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).ok()?;
+    std::str::from_utf8(&status[9..12]).ok()?.parse().ok()
+}
+
+fn rejections(server: &TestServer, reason: &str) -> u64 {
+    let metrics = server.get("/metrics").text();
+    let prefix = format!("bulkhead_rejections_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {reason} rejections in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn one_principal_with_unfinished_bodies_cannot_hold_every_connection() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "4",
+        "--body-timeout",
+        "2",
+    ]);
+    // Alice sends four requests with complete headers and bodies that never finish.
+    let mut trickling: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: 1000\r\n\r\n{{\"jsonrpc\":",
+                server.addr
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(3)),
+        Some(200),
+        "bob is answered while alice trickles four bodies"
+    );
+    // Alice's share was half the connections; the rest were refused at once, and the bodies
+    // that trickle are cut off by the body timeout.
+    assert!(
+        eventually(Duration::from_secs(4), || trickling
+            .iter_mut()
+            .all(is_closed)),
+        "every trickling connection was closed"
+    );
+    assert_eq!(rejections(&server, "principal_share"), 2);
+    assert_eq!(rejections(&server, "body_timeout"), 2);
+    let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
+fn one_principal_with_listen_streams_cannot_hold_every_connection() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "3",
+        "--sse-keepalive",
+        "0.2",
+    ]);
+    let listen = modern_request(&server, ALICE, "subscriptions/listen");
+    let _streams: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            stream.write_all(listen.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(3)),
+        Some(200),
+        "bob is answered while alice holds listen streams"
+    );
+    assert!(rejections(&server, "principal_share") >= 1);
+    drop(server);
+    // Listen streams also have a share of their own, below the connection share.
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-listen-per-principal",
+        "1",
+        "--sse-keepalive",
+        "0.2",
+    ]);
+    let listen = modern_request(&server, ALICE, "subscriptions/listen");
+    let mut first = TcpStream::connect(server.addr).unwrap();
+    first.write_all(listen.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        status_within(&server, &listen, Duration::from_secs(3)),
+        Some(503)
+    );
+    assert_eq!(rejections(&server, "listen_share"), 1);
+    let bob_listens = modern_request(&server, BOB, "subscriptions/listen");
+    assert_eq!(
+        status_within(&server, &bob_listens, Duration::from_secs(3)),
+        Some(200)
+    );
+    drop(first);
+    let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
+fn idle_keep_alive_connections_are_reclaimed_for_another_principal() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "2",
+        "--header-timeout",
+        "30",
+    ]);
+    // Alice keeps two connections open after one request each.
+    let alice = modern_request(&server, ALICE, "tools/list");
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let stream = TcpStream::connect(server.addr).unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        reader.get_mut().write_all(alice.as_bytes()).unwrap();
+        assert_eq!(bulkhead_tests::http::read_response(&mut reader).status, 200);
+        idle.push(reader);
+    }
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(3)),
+        Some(200),
+        "an idle keep-alive connection made room for bob"
+    );
+    let _ = std::fs::remove_file(tokens);
 }
 
 #[test]

@@ -219,6 +219,53 @@ fn a_forbidden_system_call_kills_only_its_own_worker() {
 }
 
 #[test]
+fn a_worker_that_tries_to_leave_its_process_group_is_killed_by_seccomp() {
+    // The supervisor stops a built-in worker through its process group; a worker that left it
+    // (setsid, or setpgid/setpgrp) would escape that signal. The call kills only that worker.
+    let mut bulkhead = start();
+    let (bystander, bystander_pid) = bulkhead.open_session();
+    for syscall in ["setsid", "setpgid"] {
+        let (attacker, pid) = bulkhead.open_session();
+        assert_killed_by_seccomp(
+            &mut bulkhead,
+            pid,
+            "attempt_forbidden_syscall",
+            json!({"syscall": syscall, "session": attacker}),
+        );
+        assert_answers(&mut bulkhead, &bystander);
+    }
+    assert!(is_running(bystander_pid));
+    assert!(is_running(bulkhead.pid()), "the supervisor is untouched");
+}
+
+#[test]
+fn a_worker_that_tries_to_route_io_signals_to_another_process_is_killed_by_seccomp() {
+    // An I/O signal owner (F_SETOWN and friends) lets the kernel signal another process for
+    // the worker, without `kill`; O_ASYNC on a terminal makes its foreground group the owner.
+    let mut bulkhead = start();
+    let (bystander, bystander_pid) = bulkhead.open_session();
+    for syscall in [
+        "fcntl_setown",
+        "fcntl_setown_ex",
+        "fcntl_setsig",
+        "fcntl_async",
+        "ioctl_fiosetown",
+        "ioctl_siocspgrp",
+        "ioctl_fioasync",
+    ] {
+        let (attacker, pid) = bulkhead.open_session();
+        assert_killed_by_seccomp(
+            &mut bulkhead,
+            pid,
+            "attempt_forbidden_syscall",
+            json!({"syscall": syscall, "target_pid": bystander_pid, "session": attacker}),
+        );
+        assert_answers(&mut bulkhead, &bystander);
+    }
+    assert!(is_running(bulkhead.pid()), "the supervisor is untouched");
+}
+
+#[test]
 fn clone3_is_refused_with_enosys_so_that_threads_fall_back_to_clone() {
     let mut bulkhead = start();
     let (session, _) = bulkhead.open_session();

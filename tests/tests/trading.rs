@@ -366,3 +366,37 @@ fn a_2026_client_confirms_a_live_order_with_an_input_required_round() {
     assert_eq!(placed["resultType"], "complete", "{placed}");
     assert_eq!(placed["structuredContent"]["order"]["status"], "filled");
 }
+
+#[test]
+fn a_principal_with_rails_of_its_own_never_gets_a_pre_spawned_worker_without_them() {
+    // Pool workers start with the defaults' policy (no cap here); `local` has a cap of its own.
+    let mut bulkhead = TestSupervisor::new()
+        .args([
+            "--pool-size",
+            "2",
+            "--principal-rail",
+            "local:max_order_notional=10",
+        ])
+        .start_legacy();
+    let _ = bulkhead.request("tools/list", json!({}));
+    let live = |bulkhead: &Running| -> Vec<u32> {
+        children_of(bulkhead.pid())
+            .into_iter()
+            .filter(|(_, state)| *state != 'Z' && *state != 'X')
+            .map(|(pid, _)| pid)
+            .collect()
+    };
+    let filled = eventually(std::time::Duration::from_secs(10), || {
+        live(&bulkhead).len() == 2
+    });
+    assert!(filled, "the pool did not fill: {:?}", live(&bulkhead));
+    let pooled = live(&bulkhead);
+    let (session, pid) = bulkhead.open_session();
+    assert!(
+        !pooled.contains(&pid),
+        "{pid} came from the pool {pooled:?}"
+    );
+    login(&mut bulkhead, Some(&session), "paper");
+    let refused = order(&mut bulkhead, buy(Some(&session), "SOL-USD", "1"));
+    assert_eq!(error_kind(&refused), "max_order_notional", "{refused}");
+}

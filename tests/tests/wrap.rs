@@ -546,6 +546,207 @@ fn a_crashed_servers_stderr_tail_is_logged_with_secrets_redacted() {
 }
 
 #[test]
+fn a_secret_that_straddles_the_line_cut_is_redacted_whole() {
+    // Lines are kept up to 1 KiB: a secret that crosses that cut must not leave its first
+    // part in the log.
+    let scratch =
+        std::env::temp_dir().join(format!("bulkhead-wrap-straddle-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    const SECRET: &str = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0ZYXW";
+    assert_eq!(SECRET.len(), 44);
+    std::fs::write(scratch.join("local.env"), format!("ACME_TOKEN={SECRET}\n")).unwrap();
+    let mut args = vec!["--credentials-dir".to_string(), text(&scratch)];
+    args.extend(probe(&[]));
+    let mut running = TestSupervisor::new()
+        .env("RUST_LOG", "debug")
+        .args(args)
+        .start_legacy();
+    let padding = "p".repeat(1000);
+    let response = running.call(
+        "die",
+        json!({"text": format!("{padding} $ACME_TOKEN and more"), "code": 3}),
+    );
+    assert_eq!(error_code(&response), Some(WORKER_DIED), "{response}");
+    assert!(
+        eventually(Duration::from_secs(3), || running
+            .stderr()
+            .contains(&padding[..100])),
+        "{}",
+        running.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = running.stderr();
+    for start in 0..=SECRET.len() - 8 {
+        let piece = &SECRET[start..start + 8];
+        assert!(
+            !log.contains(piece),
+            "{piece:?} of the secret leaked:\n{log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+/// Plant `plant(path)` at `<temp>/bulkhead-<pid>` for the next pids, start a wrapped
+/// supervisor with that temp directory, and return it with its pid's planted path, retrying
+/// while other processes took every planted pid first.
+fn start_after_planting(temp: &Path, plant: &dyn Fn(&Path)) -> (Running, PathBuf) {
+    const PLANTED: u32 = 400;
+    for _ in 0..5 {
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for pid in last + 1..=last + PLANTED {
+            plant(&temp.join(format!("bulkhead-{pid}")));
+        }
+        let running = TestSupervisor::new()
+            .env("TMPDIR", &text(temp))
+            .args(probe(&[]))
+            .start_legacy();
+        let planted = temp.join(format!("bulkhead-{}", running.pid()));
+        if running.pid() <= last + PLANTED {
+            return (running, planted);
+        }
+    }
+    panic!("other processes took every planted pid five times");
+}
+
+#[test]
+fn a_planted_symlink_or_foreign_directory_at_the_predictable_temp_name_has_no_effect() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let temp = std::env::temp_dir().join(format!("bulkhead-wrap-planted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    std::fs::create_dir_all(&temp).unwrap();
+    let attacker = temp.join("attacker");
+    std::fs::create_dir(&attacker).unwrap();
+    std::fs::set_permissions(&attacker, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let symlink = |path: &Path| {
+        let _ = std::os::unix::fs::symlink(&attacker, path);
+    };
+    let nobody = 65534;
+    let foreign = |path: &Path| {
+        if std::fs::create_dir(path).is_ok() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+            if running_as_root() {
+                std::os::unix::fs::chown(path, Some(nobody), Some(nobody)).unwrap();
+            }
+        }
+    };
+    for (plant, what) in [
+        (&symlink as &dyn Fn(&Path), "a symlink"),
+        (&foreign as &dyn Fn(&Path), "another user's directory"),
+    ] {
+        let (mut running, planted) = start_after_planting(&temp, plant);
+        let home = structured(&running.call_ok("env", json!({})))["variables"]["HOME"]
+            .as_str()
+            .expect("HOME")
+            .to_string();
+        let home = Path::new(&home);
+        assert!(
+            !home.starts_with(&planted) && !home.starts_with(&attacker),
+            "{what} at {} decided where the home went: {}",
+            planted.display(),
+            home.display()
+        );
+        // Every component below the temp directory is a real directory of the supervisor's.
+        let mut path = home.to_path_buf();
+        while path != temp {
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            assert!(metadata.is_dir(), "{} is not a directory", path.display());
+            assert_eq!(metadata.uid(), own_uid(), "{}", path.display());
+            path.pop();
+        }
+        assert_eq!(
+            std::fs::metadata(home).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(std::fs::read_dir(&attacker).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::metadata(&attacker).unwrap().permissions().mode() & 0o777,
+            0o777,
+            "the attacker's directory was changed"
+        );
+        if let Ok(metadata) = std::fs::symlink_metadata(&planted)
+            && metadata.is_dir()
+        {
+            assert_eq!(
+                metadata.permissions().mode() & 0o777,
+                0o777,
+                "{what} was changed"
+            );
+            assert_eq!(
+                std::fs::read_dir(&planted).unwrap().count(),
+                0,
+                "{what} was used"
+            );
+        }
+        drop(running);
+        for entry in std::fs::read_dir(&temp).unwrap().flatten() {
+            if entry.path() != attacker {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&temp);
+}
+
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+fn running_as_root() -> bool {
+    own_uid() == 0
+}
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS")
+        .trim_end_matches(" kB")
+        .parse()
+        .expect("VmRSS in kB")
+}
+
+#[test]
+fn a_wrapped_server_cannot_forge_sandbox_reports_on_its_stderr() {
+    // Only the exec shim reports on the sandbox, through a channel the server never holds;
+    // 10,000 distinct lines shaped like its reports are the server's stderr, nothing more, and
+    // cost the supervisor no memory it keeps.
+    let mut running = TestSupervisor::new()
+        .env("RUST_LOG", "info,bulkhead::wrap=debug")
+        .args(probe(&[]))
+        .start_legacy();
+    running.call_ok("whoami", json!({}));
+    let before = rss_kib(running.pid());
+    let padding = "x".repeat(900);
+    let said = running.call_ok(
+        "say",
+        json!({"text": format!("bulkhead-worker: sandbox degraded: forged {{n}} {padding}"), "count": 10_000}),
+    );
+    assert_eq!(structured(&said)["written"], 10_000);
+    running.call_ok("say", json!({"text": "end of the flood"}));
+    assert!(
+        eventually(Duration::from_secs(20), || running
+            .stderr()
+            .contains("end of the flood")),
+        "the flood was read"
+    );
+    let log = running.stderr();
+    let forged: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("forged") && !line.contains("DEBUG"))
+        .take(3)
+        .collect();
+    assert!(
+        forged.is_empty(),
+        "forged lines logged as reports: {forged:?}"
+    );
+    let grown = rss_kib(running.pid()).saturating_sub(before);
+    assert!(grown < 4 * 1024, "the supervisor grew by {grown} KiB");
+}
+
+#[test]
 fn a_wrapped_server_runs_confined() {
     let mut running = TestSupervisor::new().args(probe(&[])).start_legacy();
     let server = structured(&running.call_ok("whoami", json!({})))["pid"]
@@ -600,6 +801,25 @@ fn a_wrapped_server_runs_confined() {
     let signalled = structured(&running.call_ok("signal", json!({"pid": running.pid()}))).clone();
     assert_eq!(signalled["error"], "Operation not permitted", "{signalled}");
     assert!(is_running(running.pid()));
+}
+
+#[test]
+fn a_wrapped_server_cannot_route_io_signals_to_another_process() {
+    // F_SETOWN and friends let the kernel signal another process for the server, without
+    // `kill`; seccomp refuses every way to choose that receiver (or to turn on O_ASYNC).
+    let mut running = TestSupervisor::new().args(probe(&[])).start_legacy();
+    let outcome =
+        structured(&running.call_ok("signal_owner", json!({"pid": running.pid()}))).clone();
+    let attempts = outcome.as_object().expect("one entry per attempt");
+    assert_eq!(attempts.len(), 7, "{outcome}");
+    for (attempt, error) in attempts {
+        assert_eq!(error, "Operation not permitted", "{attempt}: {outcome}");
+    }
+    assert!(is_running(running.pid()));
+    assert_eq!(
+        structured(&running.call_ok("whoami", json!({})))["era"],
+        "legacy"
+    );
 }
 
 #[test]

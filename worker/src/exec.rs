@@ -8,14 +8,19 @@
 //! reads its [`ExecPolicy`] from [`ENV_EXEC_POLICY`], enters the sandbox, removes both Bulkhead
 //! variables from the environment and executes the server with whatever environment is left,
 //! which the supervisor built for this session alone. The pid stays the same, so the process the
-//! supervisor spawned is the one on the socket. What the kernel could not enforce is written to
-//! stderr, which the supervisor reads.
+//! supervisor spawned is the one on the socket. What the kernel could not enforce is reported on
+//! the report pipe ([`EXEC_REPORT_FD`]), which the shim closes before `execve`: the server
+//! never holds it, so it cannot forge a report (its stderr is just its stderr).
 
 use std::ffi::{CString, OsString};
+use std::io::Write;
+use std::os::fd::FromRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::ExitCode;
 
-use bulkhead_protocol::exec::{ENV_EXEC_POLICY, EXIT_EXEC_FAILED, EXIT_EXEC_REFUSED, ExecPolicy};
+use bulkhead_protocol::exec::{
+    ENV_EXEC_POLICY, EXEC_REPORT_FD, EXIT_EXEC_FAILED, EXIT_EXEC_REFUSED, ExecPolicy, ExecReport,
+};
 use bulkhead_protocol::{ENV_WORKER_PROTOCOL, EXIT_NOT_SUPERVISED};
 
 use crate::sandbox;
@@ -43,10 +48,19 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             return exit_code(EXIT_EXEC_REFUSED);
         }
     };
+    // SAFETY: descriptor 3 is the report pipe the supervisor placed there (checked above); it
+    // is owned by nothing else in this process, and this `File` closes it exactly once.
+    let mut report_pipe = unsafe { std::fs::File::from_raw_fd(EXEC_REPORT_FD) };
     match sandbox::enter_for_exec(&policy) {
         Ok(report) => {
-            for sentence in report.degraded {
-                eprintln!("{PREFIX} sandbox degraded: {sentence}");
+            let lines: String = report
+                .degraded
+                .into_iter()
+                .map(|sentence| ExecReport::Degraded(sentence).line())
+                .collect();
+            if let Err(error) = report_pipe.write_all(lines.as_bytes()) {
+                eprintln!("{PREFIX} cannot report to the supervisor: {error}");
+                return exit_code(EXIT_EXEC_REFUSED);
             }
         }
         Err(error) => {
@@ -54,6 +68,8 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             return exit_code(EXIT_EXEC_REFUSED);
         }
     }
+    // Closed before execve: the server never holds the report channel.
+    drop(report_pipe);
     let error = execute(&program, &argv);
     eprintln!(
         "{PREFIX} cannot execute {}: {error}",
@@ -62,19 +78,25 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     exit_code(EXIT_EXEC_FAILED)
 }
 
-/// The supervisor's marks: the protocol variable, and the session's socket on stdin and stdout.
+/// The supervisor's marks: the protocol variable, the session's socket on stdin and stdout, and
+/// the report pipe.
 fn check_launched_by_supervisor() -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
     if std::env::var_os(ENV_WORKER_PROTOCOL).is_none() {
         return Err(format!("{ENV_WORKER_PROTOCOL} is not set"));
     }
+    let file_type = |fd: i32| {
+        std::fs::metadata(format!("/proc/self/fd/{fd}")).map(|metadata| metadata.file_type())
+    };
     for fd in [0, 1] {
-        let is_socket = std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|metadata| {
-            use std::os::unix::fs::FileTypeExt;
-            metadata.file_type().is_socket()
-        });
-        if !is_socket {
+        if !file_type(fd).is_ok_and(|kind| kind.is_socket()) {
             return Err(format!("descriptor {fd} is not the supervisor's socket"));
         }
+    }
+    if !file_type(EXEC_REPORT_FD).is_ok_and(|kind| kind.is_fifo()) {
+        return Err(format!(
+            "descriptor {EXEC_REPORT_FD} is not the supervisor's report pipe"
+        ));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The worker's side of the start-up: take the inherited socket, answer the supervisor's hello
 //! (checking that the limits it names are in place), set up logging, then hand the socket to
-//! rmcp.
+//! rmcp, with every server wrapped so that cancelled requests are stopped and acknowledged
+//! ([`crate::acknowledge`]).
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -14,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use crate::broker::alpaca::DEFAULT_CALL_DEADLINE;
+use crate::acknowledge::Acknowledging;
 use crate::fixtures::FixtureServer;
 use crate::sandbox;
 use crate::tools::SessionServer;
@@ -112,7 +114,7 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
         tracing::debug!(pid = std::process::id(), "worker ready");
         if hello.fixtures {
             // Test only: the conformance suite's fixtures instead of the broker tools.
-            let service = FixtureServer::new()
+            let service = Acknowledging::new(FixtureServer::new())
                 .serve((read_half, write_half))
                 .await
                 .map_err(|error| Failure::Serve(error.to_string()))?;
@@ -133,8 +135,7 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
             &hello.brokers,
             call_deadline,
         );
-        let service = server
-            .clone()
+        let service = Acknowledging::new(server.clone())
             .serve((read_half, write_half))
             .await
             .map_err(|error| Failure::Serve(error.to_string()))?;

@@ -54,6 +54,26 @@ pub enum ForbiddenSyscall {
     IoUringSetup,
     /// `ioctl(0, TIOCSTI)`.
     Tiocsti,
+    /// `setsid()`: leaving its session and process group, where the supervisor's group
+    /// signals would no longer reach it.
+    Setsid,
+    /// `setpgid(0, 0)` (glibc's `setpgrp()`): a process group of its own.
+    Setpgid,
+    /// `fcntl(F_SETOWN, target)` on a fresh socket: SIGIO/SIGURG for it would go to the target.
+    FcntlSetown,
+    /// `fcntl(F_SETOWN_EX, {F_OWNER_PID, target})` on a fresh socket.
+    FcntlSetownEx,
+    /// `fcntl(F_SETSIG, SIGTERM)` on a fresh socket: the signal its owner would get.
+    FcntlSetsig,
+    /// `fcntl(F_SETFL, O_ASYNC)` on a fresh socket (on a terminal, the kernel would make the
+    /// terminal's foreground process group its owner).
+    FcntlAsync,
+    /// `ioctl(FIOSETOWN, &target)` on a fresh socket.
+    IoctlFiosetown,
+    /// `ioctl(SIOCSPGRP, &target)` on a fresh socket.
+    IoctlSiocspgrp,
+    /// `ioctl(FIOASYNC, &1)` on a fresh socket.
+    IoctlFioasync,
     /// `clone3` with no arguments: answered with ENOSYS, not fatal.
     Clone3,
 }
@@ -197,6 +217,17 @@ pub fn attempt_forbidden_syscall(args: &ForbiddenSyscallArgs) -> String {
             unsafe { libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSTI, &byte) }
         }
         // SAFETY: see above.
+        ForbiddenSyscall::Setsid => unsafe { libc::syscall(libc::SYS_setsid) },
+        // SAFETY: see above.
+        ForbiddenSyscall::Setpgid => unsafe { libc::syscall(libc::SYS_setpgid, 0, 0) },
+        ForbiddenSyscall::FcntlSetown
+        | ForbiddenSyscall::FcntlSetownEx
+        | ForbiddenSyscall::FcntlSetsig
+        | ForbiddenSyscall::FcntlAsync
+        | ForbiddenSyscall::IoctlFiosetown
+        | ForbiddenSyscall::IoctlSiocspgrp
+        | ForbiddenSyscall::IoctlFioasync => return signal_owner(args.syscall, target),
+        // SAFETY: see above.
         ForbiddenSyscall::Clone3 => unsafe {
             libc::syscall(libc::SYS_clone3, std::ptr::null::<libc::c_void>(), 0)
         },
@@ -214,6 +245,78 @@ fn describe(syscall: ForbiddenSyscall, result: libc::c_long) -> String {
     } else {
         format!("{syscall:?} returned {result}")
     }
+}
+
+/// Make `target` (or, for `F_SETSIG` and `O_ASYNC`, whoever owns it) the receiver of a fresh
+/// socket's I/O signals, then close it, so nothing is ever delivered.
+fn signal_owner(syscall: ForbiddenSyscall, target: libc::pid_t) -> String {
+    /// `struct f_owner_ex` (libc does not define it for every target).
+    #[repr(C)]
+    struct OwnerEx {
+        kind: libc::c_int,
+        pid: libc::pid_t,
+    }
+    let mut pair = [0 as libc::c_int; 2];
+    // A socket, since FIOSETOWN and SIOCSPGRP are socket requests.
+    // SAFETY: `pair` is a two-element array that outlives the call.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return describe(syscall, -1);
+    }
+    let fd = pair[0];
+    // The kernel's numbers (the same on every Linux architecture); libc lacks some of them.
+    const F_OWNER_PID: libc::c_int = 1;
+    const F_SETSIG: libc::c_int = 10;
+    const F_SETOWN_EX: libc::c_int = 15;
+    const FIOSETOWN: libc::c_ulong = 0x8901;
+    const SIOCSPGRP: libc::c_ulong = 0x8902;
+    let owner = OwnerEx {
+        kind: F_OWNER_PID,
+        pid: target,
+    };
+    let one: libc::c_int = 1;
+    // Every arm passes integers or pointers to locals that outlive the call.
+    let result = match syscall {
+        // SAFETY: see above.
+        ForbiddenSyscall::FcntlSetown => unsafe {
+            libc::syscall(libc::SYS_fcntl, fd, libc::F_SETOWN, target)
+        },
+        // SAFETY: see above.
+        ForbiddenSyscall::FcntlSetownEx => unsafe {
+            libc::syscall(libc::SYS_fcntl, fd, F_SETOWN_EX, &owner)
+        },
+        // SAFETY: see above.
+        ForbiddenSyscall::FcntlSetsig => unsafe {
+            libc::syscall(libc::SYS_fcntl, fd, F_SETSIG, libc::SIGTERM)
+        },
+        // SAFETY: see above.
+        ForbiddenSyscall::FcntlAsync => unsafe {
+            libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFL, libc::O_ASYNC)
+        },
+        // SAFETY: see above.
+        ForbiddenSyscall::IoctlFiosetown => unsafe {
+            libc::syscall(libc::SYS_ioctl, fd, FIOSETOWN, &target)
+        },
+        // SAFETY: see above.
+        ForbiddenSyscall::IoctlSiocspgrp => unsafe {
+            libc::syscall(libc::SYS_ioctl, fd, SIOCSPGRP, &target)
+        },
+        // SAFETY: see above.
+        _ => unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::FIOASYNC, &one) },
+    };
+    let outcome = describe(syscall, result);
+    for end in pair {
+        // SAFETY: both descriptors were created above and are owned by nothing else.
+        unsafe { libc::close(end) };
+    }
+    outcome
 }
 
 /// One fork whose child exits at once.

@@ -78,14 +78,16 @@ pub fn enter(network: &WorkerNetwork) -> Result<Report, SandboxError> {
 }
 
 /// Enter the part of the sandbox that survives `execve`, for a wrapped server the exec shim is
-/// about to become (see [`exec_policy`]): descriptors above stderr closed, `PR_SET_NO_NEW_PRIVS`,
-/// every capability dropped, Landlock and seccomp by `policy`. Non-dumpability and the
+/// about to become (see [`exec_policy`]): descriptors above the report pipe closed,
+/// `PR_SET_NO_NEW_PRIVS`, every capability dropped, Landlock and seccomp by `policy`. Non-dumpability and the
 /// environment allow-list do not survive `execve` (the kernel makes a process dumpable again
 /// when it executes an ordinary program), so they are not attempted here; the supervisor
 /// builds the environment, and Landlock keeps other sessions away from `/proc/<pid>`.
 pub fn enter_for_exec(policy: &ExecPolicy) -> Result<Report, SandboxError> {
     let mut report = Report::default();
-    process::close_descriptors_from(3)
+    // Above the report pipe, which the shim closes itself once it has reported.
+    let first = u32::try_from(bulkhead_protocol::exec::EXEC_REPORT_FD + 1).unwrap_or(4);
+    process::close_descriptors_from(first)
         .map_err(|error| SandboxError::new("closing inherited descriptors", error))?;
     process::forbid_privileges().map_err(|error| SandboxError::new("prctl", error))?;
     process::drop_capabilities()

@@ -17,8 +17,10 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResponse, CallToolResult, ContentBlock, Implementation, ProtocolVersion,
-    ServerCapabilities, ServerConfig,
+    CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult, ContentBlock,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -27,6 +29,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::attachments::{self, LogLevel};
 use crate::broker::BrokerRegistry;
 use crate::broker::alpaca::AlpacaBroker;
 use crate::broker::confirm::ConfirmChannel;
@@ -59,6 +62,8 @@ const TEST_TOOLS: [&str; 6] = [
 pub struct SessionServer {
     tool_router: ToolRouter<Self>,
     broker: BrokerTools,
+    /// The level an older-era client chose with `logging/setLevel`.
+    log_level: LogLevel,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -122,6 +127,16 @@ impl SessionServer {
         Self {
             tool_router,
             broker: BrokerTools::new(registry, trading.rails.clone()),
+            log_level: LogLevel::default(),
+        }
+    }
+
+    /// Tells a client that wants log messages what became of an order (its result's sentence).
+    async fn log_outcome(&self, context: &RequestContext<RoleServer>, response: &CallToolResponse) {
+        if let CallToolResponse::Complete(result) = response
+            && let Some(text) = result.content.first().and_then(|block| block.as_text())
+        {
+            attachments::log(&self.log_level, context, &text.text).await;
         }
     }
 
@@ -217,7 +232,9 @@ impl SessionServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let trade = trade_context(&context, responses, state);
-        Ok(self.broker.order_place(args, trade).await)
+        let response = self.broker.order_place(args, trade).await;
+        self.log_outcome(&context, &response).await;
+        Ok(response)
     }
 
     #[tool(description = describe::ORDER_REPLACE, annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
@@ -229,7 +246,9 @@ impl SessionServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let trade = trade_context(&context, responses, state);
-        Ok(self.broker.order_replace(args, trade).await)
+        let response = self.broker.order_replace(args, trade).await;
+        self.log_outcome(&context, &response).await;
+        Ok(response)
     }
 
     #[tool(description = describe::ORDER_CANCEL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
@@ -239,7 +258,10 @@ impl SessionServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let desk = PeerDesk::new(context.peer.clone());
-        Ok(self.broker.order_cancel(args, &desk).await)
+        let result = self.broker.order_cancel(args, &desk).await;
+        self.log_outcome(&context, &CallToolResponse::Complete(result.clone()))
+            .await;
+        Ok(result)
     }
 
     #[tool(description = describe::ORDERS_CANCEL_ALL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
@@ -249,7 +271,10 @@ impl SessionServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let desk = PeerDesk::new(context.peer.clone());
-        Ok(self.broker.orders_cancel_all(args, &desk).await)
+        let result = self.broker.orders_cancel_all(args, &desk).await;
+        self.log_outcome(&context, &CallToolResponse::Complete(result.clone()))
+            .await;
+        Ok(result)
     }
 
     #[tool(description = describe::POSITION_CLOSE, annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
@@ -261,7 +286,9 @@ impl SessionServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let trade = trade_context(&context, responses, state);
-        Ok(self.broker.position_close(args, trade).await)
+        let response = self.broker.position_close(args, trade).await;
+        self.log_outcome(&context, &response).await;
+        Ok(response)
     }
 
     #[tool(description = describe::BARS, annotations(read_only_hint = true, open_world_hint = true))]
@@ -455,9 +482,95 @@ fn trade_context(
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SessionServer {
+    /// The same capabilities in both eras: no resource subscriptions (in 2026-07-28 they would
+    /// promise `subscriptions/listen` deliveries), no list changes (the catalog is fixed).
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-            Implementation::new("bulkhead-worker", env!("CARGO_PKG_VERSION")),
-        )
+        let capabilities = json!({
+            "tools": {},
+            "logging": {},
+            "resources": {},
+            "prompts": {},
+            "completions": {},
+        });
+        let capabilities: ServerCapabilities =
+            serde_json::from_value(capabilities).unwrap_or_default();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "bulkhead-worker",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    #[allow(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but served in every era we speak"
+    )]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log_level.set(request.level);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let request = serde_json::to_value(&request).unwrap_or_default();
+        attachments::complete(&self.broker, &request).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        attachments::list_prompts()
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        attachments::get_prompt(&self.broker, &request.name, request.arguments.as_ref())
+            .await
+            .map(GetPromptResponse::Complete)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        attachments::list_resources()
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        attachments::list_resource_templates()
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        attachments::read_resource(&self.broker, &request.uri)
+            .await
+            .map(ReadResourceResponse::Complete)
     }
 }
+
+/// What the worker tells a client about itself (the supervisor adds its own about sessions).
+const INSTRUCTIONS: &str = "A trading broker session: log in with broker_login, then use the \
+    market data, account and order tools. broker_list says whether a broker is simulated, paper \
+    or live (real money; every live order asks you to confirm). Your operator's trading rails \
+    apply to every order; order_place with dry_run: true shows an order without placing it.";

@@ -65,11 +65,34 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("http.max_body_bytes", "max-body-bytes"),
     ("http.header_timeout_secs", "header-timeout"),
     ("http.max_connections", "max-connections"),
+    (
+        "http.max_connections_per_principal",
+        "max-connections-per-principal",
+    ),
+    ("http.max_listen_per_principal", "max-listen-per-principal"),
+    ("http.body_timeout_secs", "body-timeout"),
     ("http.rate_limit", "rate-limit"),
     ("http.rate_burst", "rate-burst"),
     ("http.admin_token_file", "admin-token-file"),
+    ("http.metrics_token_file", "metrics-token-file"),
     ("http.sse_keepalive_secs", "sse-keepalive"),
+    ("http.public_url", "public-url"),
+    ("http.oauth.issuers", "oauth-issuer"),
+    ("http.oauth.audiences", "oauth-audience"),
+    ("http.oauth.principal_claim", "oauth-principal-claim"),
+    ("http.oauth.scopes", "oauth-scope"),
+    (TOOL_SCOPES_TABLE, "oauth-tool-scope"),
+    ("http.oauth.required_claims", "oauth-required-claim"),
+    ("http.oauth.algorithms", "oauth-algorithm"),
+    (
+        "http.oauth.jwks_refresh_interval_secs",
+        "oauth-jwks-refresh-interval",
+    ),
 ];
+
+/// The file table of per-tool scopes: `[http.oauth.tool_scopes] order_place = ["trade"]`
+/// stands for `--oauth-tool-scope order_place=trade`.
+const TOOL_SCOPES_TABLE: &str = "http.oauth.tool_scopes";
 
 /// The file key for external worker mode's command: `command = ["npx", "some-server"]` stands
 /// for `--wrap -- npx some-server`.
@@ -215,6 +238,13 @@ fn file_arguments(
     let mut arguments = Vec::new();
     let mut trailing = Vec::new();
     for (key, value) in entries {
+        let (key, value) = match tool_scopes_entry(key, value) {
+            Ok(entry) => entry,
+            Err(problem) => {
+                problems.push(format!("config file {where_}: {problem}"));
+                continue;
+            }
+        };
         if key == WRAP_COMMAND_KEY {
             match value.as_array().map(|items| {
                 items
@@ -281,6 +311,36 @@ fn file_arguments(
         arguments.extend(flags);
     }
     Ok((arguments, trailing, problems))
+}
+
+/// A `[http.oauth.tool_scopes]` entry `TOOL = SCOPE | [SCOPES]` as the table key with
+/// `TOOL=SCOPE` values; any other entry unchanged.
+fn tool_scopes_entry(key: String, value: toml::Value) -> Result<(String, toml::Value), String> {
+    let Some(tool) = key
+        .strip_prefix(TOOL_SCOPES_TABLE)
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return Ok((key, value));
+    };
+    let scopes = match &value {
+        toml::Value::String(scope) => vec![scope.clone()],
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if scopes.is_empty() {
+        return Err(format!(
+            "{key}: expected a scope or a non-empty array of scopes"
+        ));
+    }
+    let flags = scopes
+        .into_iter()
+        .map(|scope| toml::Value::String(format!("{tool}={scope}")))
+        .collect();
+    Ok((TOOL_SCOPES_TABLE.to_string(), toml::Value::Array(flags)))
 }
 
 /// `<name>.<rail>` and its value as a `--principal-rail` flag (the rail is checked later,
@@ -425,10 +485,15 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "max_body_bytes": http.max_body_bytes,
             "header_timeout_secs": http.header_timeout.as_secs_f64(),
             "max_connections": http.max_connections,
-            "rate_limit": http.rate_per_second,
-            "rate_burst": http.rate_burst,
+            "max_connections_per_principal": http.principal_share,
+            "max_listen_per_principal": http.listen_share,
+            "body_timeout_secs": http.body_timeout.as_secs_f64(),
+            "rate_limit": http.rate.map(|(per_second, _)| per_second),
+            "rate_burst": http.rate.map(|(_, burst)| burst),
             "admin_token": http.admin_token.map(|_| "[redacted]"),
+            "metrics_token": http.metrics_token.map(|_| "[redacted]"),
             "sse_keepalive_secs": http.sse_keepalive.as_secs_f64(),
+            "oauth": http.oauth.as_ref().map(crate::http::oauth::OAuthConfig::summary),
         },
     })
 }

@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::oauth::Scopes;
 use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
 use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::mcp::Connection;
@@ -37,11 +38,17 @@ const HEADER_NAME: &str = "mcp-name";
 const HEADER_SESSION_ID: &str = "mcp-session-id";
 /// Seconds a client at a session limit is told to wait.
 const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
+/// Messages of one request (notifications, the final response) waiting for its response
+/// stream, which holds 16 encoded chunks of its own: a few per stream keep it flowing, and a
+/// client that does not read holds back its request's task, not the supervisor's memory.
+const REQUEST_QUEUE: usize = 16;
 
-/// Handle one request to `/mcp` from an authenticated principal.
+/// Handle one request to `/mcp` from an authenticated principal (with its scopes, if it came
+/// with an OAuth access token).
 pub async fn handle(
     state: Arc<HttpState>,
     principal: Principal,
+    scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -56,7 +63,7 @@ pub async fn handle(
         return response;
     }
     match *request.method() {
-        Method::POST => post(state, principal, request).await,
+        Method::POST => post(state, principal, scopes, request).await,
         Method::DELETE if request.headers().contains_key(HEADER_SESSION_ID) => {
             delete(&state, &principal, request.headers()).await
         }
@@ -78,10 +85,12 @@ pub async fn handle(
 async fn post(
     state: Arc<HttpState>,
     principal: Principal,
+    scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, state.config.max_body_bytes).await {
+    let bytes = match read_body(body, state.config.max_body_bytes, state.config.body_timeout).await
+    {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -92,6 +101,9 @@ async fn post(
             return json_response(StatusCode::BAD_REQUEST, &error.to_response());
         }
     };
+    if let Some(refused) = check_tool_scope(&state, scopes.as_ref(), &message) {
+        return refused;
+    }
     let headers = &parts.headers;
     let id = request_id(&message);
     let version = match header(headers, HEADER_PROTOCOL_VERSION) {
@@ -118,9 +130,49 @@ async fn post(
     }
 }
 
+/// The `403` for an OAuth caller calling a tool whose scopes its token lacks.
+fn check_tool_scope(
+    state: &HttpState,
+    scopes: Option<&Scopes>,
+    message: &Message,
+) -> Option<Response<Body>> {
+    let (Some(oauth), Some(scopes)) = (&state.oauth, scopes) else {
+        return None;
+    };
+    let Message::Request { method, params, .. } = message else {
+        return None;
+    };
+    let tool = params.as_ref()?.get("name")?.as_str()?;
+    (method == "tools/call")
+        .then(|| oauth.check_tool(scopes, tool))
+        .flatten()
+}
+
+/// The whole body, up to `limit` bytes, within `timeout`: a body that trickles in holds a
+/// connection and a principal's share, so it gets `408` and the connection is closed.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
-    match Limited::new(body, limit).collect().await {
+async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response<Body>> {
+    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await
+    else {
+        METRICS.reject(Rejection::BodyTimeout);
+        let mut response = rpc_error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::INVALID_REQUEST,
+            &format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(response);
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error
@@ -181,7 +233,7 @@ async fn modern(
             dispatch(state, &connection, headers, id, method, params, true).await
         }
         other => {
-            connection.on_message(other, &discard_sink());
+            connection.on_message(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -217,7 +269,7 @@ async fn legacy(
             dispatch(state, &connection, headers, id, method, params, false).await
         }
         other => {
-            connection.on_message(other, &discard_sink());
+            connection.on_message(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -231,13 +283,13 @@ async fn initialize(
     params: Option<Value>,
 ) -> Response<Body> {
     let connection = Connection::new(state.frontend.clone(), principal.clone(), discard_sink());
-    let (sink, mut replies) = mpsc::unbounded_channel();
+    let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     let request = Message::Request {
         id: id.clone(),
         method: "initialize".into(),
         params,
     };
-    connection.on_message(request, &sink);
+    connection.on_message(request, &sink).await;
     drop(sink);
     let Some(reply) = replies.recv().await else {
         return rpc_error_response(
@@ -350,19 +402,38 @@ async fn dispatch(
     params: Option<Value>,
     modern: bool,
 ) -> Response<Body> {
+    // A listen stream holds its connection for as long as the client likes: a share of its own.
+    let listen_share = if method == "subscriptions/listen" {
+        match state.slots.admit_listen(connection.principal()) {
+            Some(share) => Some(share),
+            None => {
+                return super::share_refused(
+                    Rejection::ListenShare,
+                    &format!(
+                        "this principal already holds {} subscriptions/listen streams, its share; close one first",
+                        state.slots.shares().1
+                    ),
+                );
+            }
+        }
+    } else {
+        None
+    };
     let streaming = method == "subscriptions/listen"
         || (method == "tools/call"
             && accepts_event_stream(headers)
             && goes_to_a_worker(params.as_ref()));
-    let (sink, mut replies) = mpsc::unbounded_channel();
-    connection.on_message(
-        Message::Request {
-            id: id.clone(),
-            method,
-            params,
-        },
-        &sink,
-    );
+    let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
+    connection
+        .on_message(
+            Message::Request {
+                id: id.clone(),
+                method,
+                params,
+            },
+            &sink,
+        )
+        .await;
     drop(sink);
     if !streaming {
         return json_reply(replies, &id, modern).await;
@@ -371,11 +442,15 @@ async fn dispatch(
     // alone; commit to SSE once anything else arrives or the keep-alive interval passes, so
     // progress reaches the client and a vanished client is noticed.
     let keepalive = state.config.sse_keepalive;
-    match tokio::time::timeout(keepalive, replies.recv()).await {
+    let response = match tokio::time::timeout(keepalive, replies.recv()).await {
         Ok(Some(message)) if is_final(&message, &id) => json_final(&message, modern),
         Ok(Some(message)) => event_stream(replies, id, keepalive, Some(message)),
         Ok(None) => accepted(),
         Err(_) => event_stream(replies, id, keepalive, None),
+    };
+    match listen_share {
+        Some(share) => response.map(|body| body.hold(share)),
+        None => response,
     }
 }
 
@@ -397,7 +472,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 /// Wait for the final response; notifications cannot travel on a JSON response and are
 /// dropped (clients that want them accept `text/event-stream`).
 async fn json_reply(
-    mut replies: mpsc::UnboundedReceiver<Value>,
+    mut replies: mpsc::Receiver<Value>,
     id: &Value,
     modern: bool,
 ) -> Response<Body> {
@@ -460,7 +535,7 @@ fn status_for(message: &Value, modern: bool) -> StatusCode {
 /// comments in between, closed after the final response. When the client goes away the
 /// forwarding task stops and drops the reply channel, which cancels the request.
 fn event_stream(
-    mut replies: mpsc::UnboundedReceiver<Value>,
+    mut replies: mpsc::Receiver<Value>,
     id: Value,
     keepalive: Duration,
     first: Option<Value>,

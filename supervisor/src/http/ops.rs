@@ -1,7 +1,8 @@
 //! Operations endpoints: health, readiness, Prometheus metrics and the admin API.
 //!
 //! `/healthz` answers while the process serves at all; `/readyz` only once the listeners are
-//! bound and the tool catalog is loaded, and no longer once draining starts. The admin API
+//! bound and the tool catalog is loaded, and no longer once draining starts. `/metrics` needs
+//! the metrics token when one is configured, and is otherwise served only on local listeners. The admin API
 //! (`/admin/sessions`, `/admin/sessions/<handle>`) needs the admin token and shows safe fields
 //! only — handle, principal, times, worker pid, calls in flight — never arguments or
 //! credentials.
@@ -30,7 +31,30 @@ pub fn readyz(state: &HttpState) -> Response<Body> {
     }
 }
 
-pub fn metrics(state: &HttpState) -> Response<Body> {
+/// Prometheus text. With a metrics token, only for a caller that presents it; without one,
+/// only through a loopback or Unix-socket listener: a Prometheus on the same machine scrapes
+/// without setup, and a listener others can reach shows nothing to strangers (session counts
+/// and call rates are the operator's business).
+pub fn metrics(
+    state: &HttpState,
+    local_listener: bool,
+    request: &Request<Incoming>,
+) -> Response<Body> {
+    match state.config.metrics_token {
+        Some(expected) if !presents_token(request, &expected) => {
+            return unauthorized(
+                "metrics token required\n",
+                "Bearer realm=\"bulkhead-metrics\"",
+            );
+        }
+        None if !local_listener => {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "/metrics is served only on loopback and Unix-socket listeners unless --metrics-token-file is set\n",
+            );
+        }
+        _ => {}
+    }
     let text = METRICS.render(state.frontend.registry.live_count());
     let mut response = Response::new(Body::full(text.into()));
     response.headers_mut().insert(
@@ -48,19 +72,8 @@ pub async fn admin(state: &Arc<HttpState>, request: Request<Incoming>) -> Respon
             "the admin API is disabled (no admin token configured)\n",
         );
     };
-    let presented = request
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(auth::bearer)
-        .map(auth::digest);
-    if !presented.is_some_and(|digest| auth::constant_time_eq(&digest, &expected)) {
-        let mut response = plain(StatusCode::UNAUTHORIZED, "admin token required\n");
-        response.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"bulkhead-admin\""),
-        );
-        return response;
+    if !presents_token(&request, &expected) {
+        return unauthorized("admin token required\n", "Bearer realm=\"bulkhead-admin\"");
     }
     let registry = &state.frontend.registry;
     let path = request.uri().path();
@@ -86,6 +99,26 @@ pub async fn admin(state: &Arc<HttpState>, request: Request<Incoming>) -> Respon
         },
         _ => plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE\n"),
     }
+}
+
+/// Whether the request's bearer token has the SHA-256 digest `expected` (constant time).
+fn presents_token(request: &Request<Incoming>, expected: &[u8; 32]) -> bool {
+    request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(auth::bearer)
+        .map(auth::digest)
+        .is_some_and(|digest| auth::constant_time_eq(&digest, expected))
+}
+
+fn unauthorized(text: &'static str, challenge: &'static str) -> Response<Body> {
+    let mut response = plain(StatusCode::UNAUTHORIZED, text);
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 fn describe(state: &HttpState, session: &Session) -> Value {

@@ -4,16 +4,24 @@
 //! Real servers write caches and temporary files (`~/.npm`, `~/.cache`, `$TMPDIR`). A shared
 //! home or `/tmp` would be a channel between sessions, and the supervisor's own home is not the
 //! server's business, so each wrapped server gets `HOME` and `TMPDIR` pointing at a fresh 0700
-//! directory of its own under `<temp>/bulkhead-<supervisor pid>/` (0711, so a per-session uid can
-//! reach its own directory and list nothing), and Landlock lets it write there. Directories left
-//! by a supervisor that died are removed at the next start.
+//! directory of its own under one directory per supervisor, and Landlock lets it write there.
+//!
+//! That per-supervisor directory is made like `mkdtemp`: `<temp>/bulkhead-<pid>-<6 random>`,
+//! created atomically (an existing name is never reused, and a symlink there is never followed),
+//! then made 0700 — 0711 when servers get uids of their own, so each can reach its own home and
+//! list nothing — through a descriptor opened without following links. A name someone else
+//! planted (a symlink, another user's directory, the old predictable `bulkhead-<pid>`) has no
+//! effect. Directories left by a supervisor that died are removed at the next start, if they
+//! are real directories of this uid.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
 /// Prefix of the per-supervisor directory under the temporary directory.
@@ -29,7 +37,7 @@ impl PrivateHome {
     /// Create the next home, owned by `ids` when the server gets a uid of its own.
     pub(super) fn create(ids: Option<(Uid, Gid)>) -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let base = base()?;
+        let base = base(ids.is_some())?;
         let path = base.join(format!("home-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         let home = Self { path };
@@ -57,27 +65,32 @@ impl Drop for PrivateHome {
     }
 }
 
-/// `<temp>/bulkhead-<pid>`, created once (removing those of supervisors that are gone).
-fn base() -> io::Result<PathBuf> {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(base) = BASE.get() {
+/// `<temp>/bulkhead-<pid>-<random>`, created once (removing those of supervisors that are gone).
+/// `shared` when each server runs as a uid of its own, which must be able to reach its home.
+fn base(shared: bool) -> io::Result<PathBuf> {
+    static BASE: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut base = BASE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(base) = &*base {
         return Ok(base.clone());
     }
     let temp = std::env::temp_dir();
     remove_stale(&temp);
-    let base = temp.join(format!("{DIR_PREFIX}{}", std::process::id()));
-    match std::fs::DirBuilder::new().mode(0o711).create(&base) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-            // Left by an earlier process with our pid: it must be ours now, and private.
-            std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))?;
-        }
-        Err(error) => return Err(error),
-    }
-    Ok(BASE.get_or_init(|| base).clone())
+    let template = temp.join(format!("{DIR_PREFIX}{}-XXXXXX", std::process::id()));
+    let created = nix::unistd::mkdtemp(&template).map_err(io::Error::from)?;
+    // Through a descriptor of the directory mkdtemp made, never a path a link could redirect.
+    let directory = nix::fcntl::open(
+        &created,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let mode = if shared { 0o711 } else { 0o700 };
+    nix::sys::stat::fchmod(&directory, Mode::from_bits_truncate(mode)).map_err(io::Error::from)?;
+    Ok(base.insert(created).clone())
 }
 
-/// Remove `bulkhead-<pid>` directories whose supervisor no longer runs.
+/// Remove `bulkhead-<pid>[-<random>]` directories whose supervisor no longer runs: real
+/// directories of this uid only, never a symlink or another user's.
 fn remove_stale(temp: &Path) {
     let Ok(entries) = std::fs::read_dir(temp) else {
         return;
@@ -87,14 +100,17 @@ fn remove_stale(temp: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|name| name.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
         };
-        let owned_by_us = entry.metadata().is_ok_and(|metadata| {
-            std::os::unix::fs::MetadataExt::uid(&metadata) == Uid::effective().as_raw()
+        // `DirEntry::metadata` does not follow a symlink.
+        let ours = entry.metadata().is_ok_and(|metadata| {
+            metadata.is_dir()
+                && std::os::unix::fs::MetadataExt::uid(&metadata) == Uid::effective().as_raw()
         });
-        if owned_by_us && !Path::new(&format!("/proc/{pid}")).exists() {
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

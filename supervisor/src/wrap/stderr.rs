@@ -7,8 +7,10 @@
 //! provisioned for this session become `[redacted]`, and so does the value of anything shaped
 //! like a credential (`API_KEY=…`, `token: …`, `Bearer …`) — before it is logged or kept. The
 //! [`Tail`] holds at most [`TAIL_LINES`] lines and [`TAIL_BYTES`] bytes (lines are cut at
-//! [`MAX_LINE_BYTES`]), so a chatty server costs bounded memory. Lines from the exec shim
-//! (`bulkhead-worker: …`) are the sandbox's own reports and are logged at `warn`.
+//! [`MAX_LINE_BYTES`] after redaction, never before, so a cut cannot split a secret), so a
+//! chatty server costs bounded memory. Every line is the server's, whatever it looks like: the
+//! exec shim reports on the sandbox through a pipe of its own (see `spawn`), never here, so a
+//! server cannot forge those reports.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,8 +22,11 @@ use zeroize::Zeroizing;
 pub const TAIL_LINES: usize = 50;
 /// Bytes of stderr kept per server.
 pub const TAIL_BYTES: usize = 8 * 1024;
-/// Longest line kept; the rest of a longer line is dropped.
+/// Longest line kept, after redaction; the rest of a longer line is dropped.
 pub const MAX_LINE_BYTES: usize = 1024;
+/// Most bytes of one line read before it is redacted and cut to [`MAX_LINE_BYTES`]: room for
+/// long secrets around the cut, while a line that never ends costs bounded memory.
+const MAX_READ_LINE_BYTES: usize = 16 * 1024;
 /// Shortest provisioned value that is redacted wherever it appears (shorter ones would redact
 /// ordinary words and digits).
 const MIN_SECRET_LEN: usize = 4;
@@ -39,9 +44,6 @@ const SENSITIVE_WORDS: [&str; 9] = [
     "COOKIE",
     "SESSION",
 ];
-/// Prefix of the exec shim's own lines.
-const SHIM_PREFIX: &str = "bulkhead-worker:";
-const DEGRADED_PREFIX: &str = "bulkhead-worker: sandbox degraded: ";
 
 /// Replaces secrets in a line.
 #[derive(Default)]
@@ -64,6 +66,39 @@ impl Redactor {
             secrets,
             names: provisioned.iter().map(|(name, _)| name.clone()).collect(),
         }
+    }
+
+    /// `line` — the first [`MAX_READ_LINE_BYTES`] of a longer one when `truncated` — redacted
+    /// first, then cut to [`MAX_LINE_BYTES`], so no cut ever splits a secret: a secret's start
+    /// left at the end of a truncated line is removed too.
+    fn redact_and_cut(&self, line: &str, truncated: bool) -> String {
+        let mut text = self.redact(line);
+        if truncated {
+            let partial = self.partial_secret_suffix(&text);
+            text.truncate(text.len() - partial);
+        }
+        if text.len() > MAX_LINE_BYTES || truncated {
+            let mut cut = text.len().min(MAX_LINE_BYTES);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str(" […]");
+        }
+        text
+    }
+
+    /// Length of the longest end of `text` that is the start of a provisioned value.
+    fn partial_secret_suffix(&self, text: &str) -> usize {
+        self.secrets
+            .iter()
+            .filter_map(|secret| {
+                (1..secret.len())
+                    .rev()
+                    .find(|&length| text.as_bytes().ends_with(&secret.as_bytes()[..length]))
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// `line` with every secret and credential-shaped value replaced.
@@ -178,7 +213,7 @@ pub fn collect(
                     emit(&writer, &redactor, &tag, pid, &line, overlong);
                     line.clear();
                     overlong = false;
-                } else if line.len() < MAX_LINE_BYTES {
+                } else if line.len() < MAX_READ_LINE_BYTES {
                     line.push(byte);
                 } else {
                     overlong = true;
@@ -194,17 +229,8 @@ pub fn collect(
 
 fn emit(tail: &SharedTail, redactor: &Redactor, tag: &str, pid: u32, line: &[u8], overlong: bool) {
     let text = String::from_utf8_lossy(line);
-    let mut text = redactor.redact(text.trim_end_matches('\r'));
-    if overlong {
-        text.push_str(" […]");
-    }
-    if let Some(sentence) = text.strip_prefix(DEGRADED_PREFIX) {
-        crate::spawn::report_worker_sandbox(pid, &[sentence.to_string()]);
-    } else if text.starts_with(SHIM_PREFIX) {
-        tracing::warn!(session = %tag, pid, "{text}");
-    } else {
-        tracing::debug!(session = %tag, pid, "server stderr: {text}");
-    }
+    let text = redactor.redact_and_cut(text.trim_end_matches('\r'), overlong);
+    tracing::debug!(session = %tag, pid, "server stderr: {text}");
     tail.lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(text);
@@ -239,6 +265,24 @@ mod tests {
             "got Bearer [redacted]"
         );
         assert_eq!(redactor.redact("ab is short"), "ab is short");
+    }
+
+    #[test]
+    fn lines_are_redacted_before_they_are_cut() {
+        let secret = "sk-live-0123456789abcdef0123456789abcdef0123";
+        let redactor = Redactor::new(&[("ACME".into(), Zeroizing::new(secret.into()))]);
+        let straddling = format!("{} {secret} end", "p".repeat(1000));
+        let kept = redactor.redact_and_cut(&straddling, false);
+        assert!(kept.ends_with(" [redacted] end"), "{kept}");
+        let long = format!("{} {secret}", "p".repeat(MAX_LINE_BYTES));
+        let kept = redactor.redact_and_cut(&long, false);
+        assert!(kept.len() <= MAX_LINE_BYTES + " […]".len() && kept.ends_with(" […]"));
+        assert!(!kept.contains("sk-"), "{kept}");
+        // A line truncated at the read limit inside a secret (redaction may have shrunk what
+        // came before, so that end can fall within the kept bytes) loses the secret's start.
+        let truncated = format!("{secret} {}", &secret[..30]);
+        let kept = redactor.redact_and_cut(&truncated, true);
+        assert_eq!(kept, "[redacted]  […]");
     }
 
     #[test]

@@ -275,13 +275,25 @@ pub enum BrokerError {
         what: String,
         advice: String,
     },
+    #[allow(
+        dead_code,
+        reason = "network adapters construct it; paper never fails so"
+    )]
     #[error("{broker} refused the order: {reason}")]
     Rejected { broker: String, reason: String },
+    #[allow(
+        dead_code,
+        reason = "network adapters construct it; paper never fails so"
+    )]
     #[error("{broker} is rate-limiting requests: retry in {retry_after_seconds} s")]
     RateLimited {
         broker: String,
         retry_after_seconds: u64,
     },
+    #[allow(
+        dead_code,
+        reason = "network adapters construct it; paper never fails so"
+    )]
     #[error("{broker} is unreachable ({reason}): try again later")]
     Unreachable { broker: String, reason: String },
     #[error(

@@ -11,7 +11,8 @@
 //! kernel's administration or other processes' memory: ptrace, mounts, namespaces (also through
 //! `clone` flags), bpf, perf, modules, kexec, keyrings, identity changes, userfaultfd, io_uring
 //! (libuv falls back to its thread pool), terminal injection; and it refuses signals to the
-//! supervisor and to every process (`kill(-1)`), which covers kernels without Landlock's
+//! supervisor and to every process (`kill(-1)`), and naming another receiver of a descriptor's
+//! I/O signals (`F_SETOWN` and friends, `O_ASYNC`), which covers kernels without Landlock's
 //! signal scoping. `clone3` answers `ENOSYS` so glibc uses `clone`, whose flags the filter can
 //! read; x32-numbered calls still kill the process.
 
@@ -27,7 +28,8 @@ use seccompiler::{SeccompAction, SeccompCmpOp, SeccompRule};
 
 use super::filesystem::{TARGET_ABI, describe_shortfall, ensure_single_threaded};
 use super::seccomp::{
-    BEYOND_THE_PROCESS, always, install_filters, int_arg, masked_arg, rule, terminal_injection,
+    BEYOND_THE_PROCESS, always, install_filters, int_arg, io_signal_owner, ioctl_requests,
+    masked_arg, rule,
 };
 
 /// `clone` flags that create namespaces.
@@ -114,7 +116,8 @@ fn refusals(supervisor_pid: u32) -> BTreeMap<i64, Vec<SeccompRule>> {
             vec![rule(vec![int_arg(0, SeccompCmpOp::Eq, supervisor)])],
         );
     }
-    rules.insert(libc::SYS_ioctl, terminal_injection());
+    rules.insert(libc::SYS_ioctl, ioctl_requests());
+    rules.insert(libc::SYS_fcntl, io_signal_owner());
     rules.insert(
         libc::SYS_prctl,
         vec![rule(vec![int_arg(

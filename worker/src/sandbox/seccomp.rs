@@ -5,9 +5,10 @@
 //! every libc, tokio or kernel update (rseq, clone3, statx, futex_waitv...). An allow-list that
 //! misses one kills sessions at random in production, which is crash semantics for users. The
 //! calls listed here are the ones that reach beyond the process — other processes (ptrace,
-//! process_vm_*, signals to other pids, new processes), the kernel's administration (mount,
-//! modules, kexec, reboot, swap, clock, keyrings, bpf, perf), namespaces, identity changes — or
-//! that have a history of kernel exploits with no use in a worker (userfaultfd, io_uring). A
+//! process_vm_*, signals to other pids, also through a descriptor's I/O signal owner; new
+//! processes; leaving its process group), the kernel's administration (mount, modules, kexec,
+//! reboot, swap, clock, keyrings, bpf, perf), namespaces, identity changes — or that have a
+//! history of kernel exploits with no use in a worker (userfaultfd, io_uring). A
 //! worker never legitimately makes any of them, so a hit is an attack or a bug, and the process
 //! dies with SIGSYS; the supervisor reports the session as crashed.
 //!
@@ -110,8 +111,12 @@ pub(super) const BEYOND_THE_PROCESS: &[libc::c_long] = &[
 ];
 
 /// What the built-in worker is also denied, unlike a wrapped server: it never starts a process
-/// or program, nor signals one (the deny-list allows signals to its own pid by argument).
+/// or program, nor signals one (the deny-list allows signals to its own pid by argument), nor
+/// leaves the process group the supervisor signals it through (`setsid`; `setpgid`, which is
+/// also glibc's `setpgrp()`: x86_64 and aarch64 have no `setpgrp` system call).
 const WORKER_ONLY: &[libc::c_long] = &[
+    libc::SYS_setsid,
+    libc::SYS_setpgid,
     libc::SYS_pidfd_open,
     libc::SYS_pidfd_send_signal,
     libc::SYS_tkill,
@@ -240,7 +245,8 @@ fn deny_list(own_pid: u64) -> BTreeMap<i64, Vec<SeccompRule>> {
             rule(vec![not_zero(1), not_self(1)]),
         ],
     );
-    rules.insert(libc::SYS_ioctl, terminal_injection());
+    rules.insert(libc::SYS_ioctl, ioctl_requests());
+    rules.insert(libc::SYS_fcntl, io_signal_owner());
     // Becoming dumpable again, or naming a ptracer.
     rules.insert(
         libc::SYS_prctl,
@@ -282,7 +288,7 @@ pub(super) fn masked_arg(index: u8, mask: u64, value: u64) -> SeccompCondition {
 }
 
 /// `ioctl` requests that type into the terminal stderr may be attached to.
-pub(super) fn terminal_injection() -> Vec<SeccompRule> {
+fn terminal_injection() -> Vec<SeccompRule> {
     [libc::TIOCSTI, libc::TIOCLINUX]
         .into_iter()
         .map(|request| {
@@ -293,6 +299,45 @@ pub(super) fn terminal_injection() -> Vec<SeccompRule> {
             )])
         })
         .collect()
+}
+
+/// Every `ioctl` request a worker is refused: terminal injection and I/O signal owners.
+pub(super) fn ioctl_requests() -> Vec<SeccompRule> {
+    let mut rules = terminal_injection();
+    rules.extend(
+        [FIOSETOWN, SIOCSPGRP, FIOASYNC]
+            .into_iter()
+            .map(|request| rule(vec![int_arg(1, SeccompCmpOp::Eq, request)])),
+    );
+    rules
+}
+
+/// The kernel's `fcntl`/`ioctl` numbers for I/O signal owners (the same on every Linux
+/// architecture; libc lacks some of them).
+const F_SETSIG: u64 = 10;
+const F_SETOWN_EX: u64 = 15;
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
+const FIOASYNC: u64 = 0x5452;
+
+/// `fcntl` commands that would let the kernel signal another process for this one, without
+/// `kill` (and past Landlock's signal scoping on kernels without it): naming the receiver of a
+/// descriptor's SIGIO/SIGURG (`F_SETOWN`, `F_SETOWN_EX`), choosing that signal (`F_SETSIG`),
+/// and turning on `O_ASYNC` (`F_SETFL`), which on a terminal makes the terminal's foreground
+/// process group the receiver. Without them a descriptor's owner stays unset or, for leases
+/// and directory notifications, the process itself.
+pub(super) fn io_signal_owner() -> Vec<SeccompRule> {
+    let command = |value: u64| int_arg(1, SeccompCmpOp::Eq, value);
+    let o_async = u64::from(libc::O_ASYNC as u32);
+    vec![
+        rule(vec![command(libc::F_SETOWN as u64)]),
+        rule(vec![command(F_SETOWN_EX)]),
+        rule(vec![command(F_SETSIG)]),
+        rule(vec![
+            command(libc::F_SETFL as u64),
+            masked_arg(2, o_async, o_async),
+        ]),
+    ]
 }
 
 /// A filter that kills any x32-numbered call (the architecture check passes for them, since

@@ -113,23 +113,6 @@ impl Market {
             .find(|session| session.open <= time)
     }
 
-    /// The sessions that overlap `[from, to)`, oldest first (none for a market without hours).
-    pub fn sessions_between(self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Session> {
-        let mut sessions = Vec::new();
-        let mut date = self.local_date(from) - Duration::days(1);
-        let last = self.local_date(to) + Duration::days(1);
-        while date <= last {
-            if let Some(session) = self.session_on(date)
-                && session.close > from
-                && session.open < to
-            {
-                sessions.push(session);
-            }
-            date += Duration::days(1);
-        }
-        sessions
-    }
-
     /// The first instant at or after `time` at which the market is open.
     pub fn next_open_instant(self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if !self.has_hours() {
@@ -282,11 +265,6 @@ mod tests {
         assert_eq!(
             us.next_open_instant(at("2026-01-03T15:00:00Z")),
             Some(at("2026-01-05T14:30:00Z"))
-        );
-        assert_eq!(
-            us.sessions_between(at("2026-01-02T00:00:00Z"), at("2026-01-06T00:00:00Z"))
-                .len(),
-            2
         );
     }
 }

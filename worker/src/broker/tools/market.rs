@@ -49,7 +49,17 @@ impl BrokerTools {
         respond(symbols(&mut *self.registry.lock().await, args).await)
     }
 
-    /// A quote as a resource's JSON (the `quote://{symbol}` template).
+    /// The active broker's symbols (none when it cannot say), for completions.
+    pub async fn symbol_names(&self) -> Vec<String> {
+        let mut registry = self.registry.lock().await;
+        registry
+            .symbols(None, None)
+            .await
+            .map(|symbols| symbols.into_iter().map(|symbol| symbol.symbol).collect())
+            .unwrap_or_default()
+    }
+
+    /// A quote as a resource's JSON (the `bulkhead://quote/{symbol}` template).
     pub async fn quote_value(&self, symbol: &str) -> Result<serde_json::Value, ToolError> {
         let mut registry = self.registry.lock().await;
         let broker = registry.target(None)?;
