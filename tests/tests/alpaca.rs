@@ -139,6 +139,11 @@ fn refused_keys_say_to_check_the_environment_and_nothing_works_before_login() {
         .cloned()
         .expect("alpaca-paper is listed");
     assert_eq!(alpaca["authenticated"], false, "{list}");
+    assert_eq!(alpaca["environment"], "paper", "{list}");
+    assert!(
+        !list.to_string().contains("\"alpaca\""),
+        "the live broker is not listed: {list}"
+    );
 }
 
 #[test]

@@ -14,8 +14,8 @@ use rmcp::ServiceExt;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
-use crate::broker::alpaca::DEFAULT_CALL_DEADLINE;
 use crate::acknowledge::Acknowledging;
+use crate::broker::alpaca::DEFAULT_CALL_DEADLINE;
 use crate::fixtures::FixtureServer;
 use crate::sandbox;
 use crate::tools::SessionServer;
