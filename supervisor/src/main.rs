@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulkhead_protocol::brokers::{ALPACA_LIVE, ALPACA_PAPER, NetworkBroker, WorkerNetwork};
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +157,32 @@ fn check_config(options: &config::ServeOptions, file_problems: Vec<String>) -> E
     }
 }
 
+/// The network brokers workers are told about besides `paper`: `alpaca-paper` always (a paper
+/// account risks nothing); `alpaca`, with real money, only when the operator enables it for
+/// some principal — and each worker lists it only when its own principal's policy does. The
+/// workers' network policy follows from this list, so without a live principal no worker may
+/// reach the live endpoints' ports.
+fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
+    let trading = &config.trading;
+    let live_for_someone = std::iter::once(None)
+        .chain(trading.principals.keys().map(|name| Some(name.as_str())))
+        .any(|principal| {
+            trading
+                .policy_for(principal)
+                .live_brokers
+                .iter()
+                .any(|broker| broker == ALPACA_LIVE)
+        });
+    let mut names = vec![ALPACA_PAPER];
+    if live_for_someone {
+        names.push(ALPACA_LIVE);
+    }
+    names
+        .into_iter()
+        .filter_map(|name| config.broker_endpoints.get(name).cloned())
+        .collect()
+}
+
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
 fn start(
     config: &Config,
@@ -180,11 +207,13 @@ fn start(
         }
     };
     warn_about_trading(config);
+    let brokers = network_brokers(config);
+    let network = WorkerNetwork::for_brokers(&brokers);
     let template = WorkerTemplate {
         spec: WorkerSpec {
             command: WorkerCommand {
                 program: config.worker.clone(),
-                args: Vec::new(),
+                args: vec![network.to_arg().into()],
                 wrapped: None,
             },
             session_tag: String::new(),
@@ -193,6 +222,8 @@ fn start(
             test_tools: config.test_tools,
             paper_seed: config.paper_seed,
             fixtures: config.test_fixtures,
+            brokers,
+            call_timeout: config.call_timeout,
             max_frame_bytes: config.max_frame_bytes,
             wrapped: wrap::WrappedServer::new(
                 config.wrap.as_ref(),
