@@ -5,7 +5,7 @@
 //! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
 //! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit),
-//! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
+//! [`catalog`] (the tool list), [`node`] (handles of other nodes), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
 //! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation).
 
 mod capacity;
@@ -15,6 +15,7 @@ mod credentials;
 mod http;
 mod mcp;
 mod metrics;
+mod node;
 mod pool;
 mod session;
 mod signals;

@@ -155,6 +155,9 @@ pub enum SessionError {
     Unavailable(#[from] StartError),
     #[error("the supervisor is shutting down and opens no new sessions")]
     ShuttingDown,
+    /// The handle names another node, which the request could not reach (see [`crate::node`]).
+    #[error("{}", .0.message("open a new session with session_open"))]
+    OtherNode(crate::node::OtherNode),
 }
 
 impl SessionError {
@@ -165,12 +168,20 @@ impl SessionError {
             | SessionError::Closed { .. }
             | SessionError::Expired { .. }
             | SessionError::Evicted { .. } => codes::SESSION_NOT_FOUND,
-            SessionError::Lost { .. } => codes::SESSION_LOST,
+            SessionError::Lost { .. } | SessionError::OtherNode(_) => codes::SESSION_LOST,
             SessionError::Limit { .. } | SessionError::PrincipalLimit { .. } => {
                 codes::SESSION_LIMIT
             }
             SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
             SessionError::ShuttingDown => codes::SHUTTING_DOWN,
+        }
+    }
+
+    /// Details for the JSON-RPC error's `data`, where the error has any.
+    pub fn data(&self) -> Option<serde_json::Value> {
+        match self {
+            SessionError::OtherNode(other) => Some(other.data()),
+            _ => None,
         }
     }
 }
@@ -437,7 +448,8 @@ impl Registry {
                     },
                 })
             }
-            _ => Err(SessionError::NotFound),
+            _ => Err(crate::node::OtherNode::of(handle, &self.node)
+                .map_or(SessionError::NotFound, SessionError::OtherNode)),
         }
     }
 

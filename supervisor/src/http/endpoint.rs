@@ -27,6 +27,7 @@ use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_err
 use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::mcp::Connection;
 use crate::metrics::{METRICS, Rejection};
+use crate::node::OtherNode;
 use crate::session::{Principal, SessionError};
 
 /// The version a request without `MCP-Protocol-Version` is taken to speak.
@@ -233,7 +234,7 @@ async fn legacy(
         }
     };
     let Some(connection) = legacy_connection(state, &session_id, principal).await else {
-        return session_not_found();
+        return session_id_not_here(state, &session_id);
     };
     match message {
         Message::Request { id, method, params } => {
@@ -340,7 +341,7 @@ async fn delete(state: &HttpState, principal: &Principal, headers: &HeaderMap) -
         return session_not_found();
     };
     let Some(connection) = legacy_connection(state, &session_id, principal).await else {
-        return session_not_found();
+        return session_id_not_here(state, &session_id);
     };
     state
         .legacy
@@ -351,6 +352,23 @@ async fn delete(state: &HttpState, principal: &Principal, headers: &HeaderMap) -
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// A session id this node does not hold: another node's gets `404` naming that node (see
+/// [`crate::node`]); any other is simply not found.
+fn session_id_not_here(state: &HttpState, session_id: &str) -> Response<Body> {
+    match OtherNode::of(session_id, &state.node) {
+        Some(other) => json_response(
+            StatusCode::NOT_FOUND,
+            &jsonrpc::error_response(
+                &Value::Null,
+                codes::SESSION_LOST,
+                &other.message("send initialize to start a new session"),
+                Some(other.data()),
+            ),
+        ),
+        None => session_not_found(),
+    }
 }
 
 /// Unknown, ended and other principals' session ids all get exactly this.
