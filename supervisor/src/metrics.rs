@@ -118,10 +118,12 @@ pub enum Rejection {
     BodyTimeout,
     /// A handle or legacy session id named another node, which the request could not reach.
     OtherNode,
+    /// A new session was refused because this node is draining.
+    Draining,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 12] = [
+    const ALL: [Rejection; 13] = [
         Rejection::Unauthorized,
         Rejection::Origin,
         Rejection::Host,
@@ -134,6 +136,7 @@ impl Rejection {
         Rejection::ListenShare,
         Rejection::BodyTimeout,
         Rejection::OtherNode,
+        Rejection::Draining,
     ];
 
     fn as_str(self) -> &'static str {
@@ -150,6 +153,7 @@ impl Rejection {
             Rejection::ListenShare => "listen_share",
             Rejection::BodyTimeout => "body_timeout",
             Rejection::OtherNode => "other_node",
+            Rejection::Draining => "draining",
         }
     }
 }

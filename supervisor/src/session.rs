@@ -155,6 +155,10 @@ pub enum SessionError {
     Unavailable(#[from] StartError),
     #[error("the supervisor is shutting down and opens no new sessions")]
     ShuttingDown,
+    #[error(
+        "node {node} is draining before a restart: it serves the sessions it has but opens no new one; retry shortly and you will reach another node"
+    )]
+    Draining { node: String },
     /// The handle names another node, which the request could not reach (see [`crate::node`]).
     #[error("{}", .0.message("open a new session with session_open"))]
     OtherNode(crate::node::OtherNode),
@@ -174,6 +178,7 @@ impl SessionError {
             }
             SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
             SessionError::ShuttingDown => codes::SHUTTING_DOWN,
+            SessionError::Draining { .. } => codes::NODE_DRAINING,
         }
     }
 
@@ -242,6 +247,8 @@ pub struct Registry {
     state: Mutex<State>,
     /// Pre-spawned workers, when `--pool-size` is above zero.
     pool: std::sync::OnceLock<Arc<Pool>>,
+    /// Whether this node is draining: then it opens no new session.
+    drain: Arc<crate::drain::Drain>,
 }
 
 impl Registry {
@@ -258,7 +265,13 @@ impl Registry {
             template,
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
+            drain: Arc::default(),
         })
+    }
+
+    /// This node's drain state (see [`crate::drain`]).
+    pub fn drain(&self) -> &Arc<crate::drain::Drain> {
+        &self.drain
     }
 
     /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
@@ -377,6 +390,11 @@ impl Registry {
             let mut state = self.state();
             if state.shutting_down {
                 return Err(SessionError::ShuttingDown);
+            }
+            if self.drain.is_draining() {
+                return Err(SessionError::Draining {
+                    node: self.node.clone(),
+                });
             }
             let mine = state.count_for(principal);
             if mine >= self.limits.max_sessions_per_principal {

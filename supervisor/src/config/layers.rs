@@ -70,6 +70,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("http.admin_token_file", "admin-token-file"),
     ("http.metrics_token_file", "metrics-token-file"),
     ("http.sse_keepalive_secs", "sse-keepalive"),
+    ("http.drain_deadline_secs", "drain-deadline"),
 ];
 
 /// The file key for external worker mode's command: `command = ["npx", "some-server"]` stands
@@ -357,6 +358,7 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "admin_token": http.admin_token.map(|_| "[redacted]"),
             "metrics_token": http.metrics_token.map(|_| "[redacted]"),
             "sse_keepalive_secs": http.sse_keepalive.as_secs_f64(),
+            "drain_deadline_secs": http.drain_deadline.as_secs_f64(),
         },
     })
 }

@@ -295,6 +295,10 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
             METRICS.reject(Rejection::SessionLimit);
             StatusCode::SERVICE_UNAVAILABLE
         }
+        SessionError::Draining { .. } => {
+            METRICS.reject(Rejection::Draining);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = json_response(
@@ -304,10 +308,19 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
+            HeaderValue::from(retry_after(error.code())),
         );
     }
     response
+}
+
+/// Seconds a `503` for a refused session (`code`) tells the client to wait.
+fn retry_after(code: i64) -> u32 {
+    if code == codes::NODE_DRAINING {
+        crate::drain::DRAINING_RETRY_AFTER
+    } else {
+        SESSION_LIMIT_RETRY_AFTER
+    }
 }
 
 /// The legacy session `session_id` if `principal` owns it and it has not ended.
@@ -476,9 +489,10 @@ fn json_final(message: &Value, modern: bool) -> Response<Body> {
     let status = status_for(message, modern);
     let mut response = json_response(status, message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
+        let code = message["error"]["code"].as_i64().unwrap_or_default();
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
+            HeaderValue::from(retry_after(code)),
         );
     }
     response
@@ -500,6 +514,11 @@ fn status_for(message: &Value, modern: bool) -> StatusCode {
     match code {
         codes::SESSION_LIMIT => {
             METRICS.reject(Rejection::SessionLimit);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        // Refused before anything ran: retryable, on any node.
+        codes::NODE_DRAINING => {
+            METRICS.reject(Rejection::Draining);
             StatusCode::SERVICE_UNAVAILABLE
         }
         codes::METHOD_NOT_FOUND if modern => StatusCode::NOT_FOUND,
