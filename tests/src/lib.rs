@@ -7,6 +7,7 @@
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them beside
 //! the test executable's `deps/` directory.
 
+pub mod balancer;
 pub mod http;
 
 use std::io::{BufRead, BufReader, Write};
