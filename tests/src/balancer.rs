@@ -346,18 +346,19 @@ impl Balancer {
             &self.dir.0,
             &cluster.node_list(self.endpoint.addr, draining),
         );
-        let started = self.log().matches("start worker process").count();
+        // Reloaded once the old worker (one: `worker_processes 1`) has exited: until then it
+        // may still accept a connection and route it by the old configuration.
+        let exited = self.log().matches("exited with code").count();
         signal(self.child.id(), Signal::SIGHUP);
         assert!(
             eventually(PROCESS_TIMEOUT, || self
                 .log()
-                .matches("start worker process")
+                .matches("exited with code")
                 .count()
-                > started),
+                > exited),
             "nginx did not reload: {}",
             self.log()
         );
-        // The old worker keeps only the connections it had; every test request is new.
     }
 }
 

@@ -311,3 +311,249 @@ fn nginx_a_killed_node_loses_only_its_own_sessions() {
 fn haproxy_a_killed_node_loses_only_its_own_sessions() {
     a_killed_node_loses_only_its_own_sessions(Kind::Haproxy);
 }
+
+/// Drain node `index` the way an operator does with this balancer: nginx has no active health
+/// checks, so it is first marked `drain` in the node list and reloaded; HAProxy sees `/readyz`
+/// fail by itself (and retries the 503s of the first second elsewhere).
+fn drain(balancer: &mut Balancer, cluster: &Cluster, index: usize) {
+    if balancer.kind == Kind::Nginx {
+        balancer.reload_with_draining(cluster, &[index]);
+    }
+    cluster.drain(index);
+}
+
+fn a_drained_node_takes_no_new_sessions_serves_its_own_and_exits(kind: Kind) {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut balancer = Balancer::start(kind, &cluster);
+    // Explicit and legacy sessions only: a principal's default session would keep the node
+    // until its drain deadline.
+    let handles: Vec<(usize, String, u32)> = (0..PRINCIPALS)
+        .step_by(2)
+        .map(|principal| {
+            let (handle, pid) = open_session(&balancer, principal);
+            (principal, handle, pid)
+        })
+        .collect();
+    let legacy: Vec<(usize, String, u32)> = (0..9)
+        .map(|principal| {
+            let session_id = legacy_initialize(&balancer, principal);
+            let pid = pid_of(&legacy_info(&balancer, principal, &session_id).1);
+            (principal, session_id, pid)
+        })
+        .collect();
+    let victim = Cluster::index_of(&handles[0].1);
+
+    drain(&mut balancer, &cluster, victim);
+
+    // No new session lands on it, however it would start.
+    for principal in 0..PRINCIPALS {
+        let (handle, _) = open_session(&balancer, principal);
+        assert_ne!(Cluster::index_of(&handle), victim, "{kind:?}: session_open");
+        let (handle, _) = session_info(&balancer, principal, None)
+            .unwrap_or_else(|reply| panic!("{kind:?}: sessionless call: {reply}"));
+        assert_ne!(
+            Cluster::index_of(&handle),
+            victim,
+            "{kind:?}: default session"
+        );
+    }
+    for principal in 0..6 {
+        let session_id = legacy_initialize(&balancer, principal);
+        assert_ne!(
+            Cluster::index_of(&session_id),
+            victim,
+            "{kind:?}: initialize"
+        );
+    }
+    // Its own sessions keep working until they are closed; then it exits by itself.
+    let own = on(&handles, victim, true);
+    let own_legacy = on(&legacy, victim, true);
+    for (principal, handle, pid) in &own {
+        assert_eq!(
+            session_info(&balancer, *principal, Some(handle)),
+            Ok((handle.clone(), *pid))
+        );
+    }
+    for (principal, session_id, pid) in &own_legacy {
+        assert_eq!(
+            pid_of(&legacy_info(&balancer, *principal, session_id).1),
+            *pid
+        );
+    }
+    for (principal, handle, _) in &own {
+        let (status, reply) = call(
+            &balancer,
+            *principal,
+            "session_close",
+            json!({}),
+            Some(handle),
+        );
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(
+            reply["result"]["structuredContent"]["closed"], true,
+            "{reply}"
+        );
+    }
+    for (principal, session_id, _) in &own_legacy {
+        let auth = format!("Bearer {}", token(*principal));
+        let deleted = balancer.request(
+            "DELETE",
+            "/mcp",
+            &[("Authorization", &auth), ("Mcp-Session-Id", session_id)],
+            b"",
+        );
+        assert_eq!(deleted.status, 200, "{}", deleted.text());
+    }
+    assert!(
+        cluster.wait_exit(victim, Duration::from_secs(10)),
+        "{kind:?}: the drained node did not exit 0"
+    );
+    let (principal, handle, _) = &own[0];
+    let (_, reply) = call(
+        &balancer,
+        *principal,
+        "echo",
+        json!({"text": "x"}),
+        Some(handle),
+    );
+    assert_lost_on(&reply, victim);
+}
+
+#[test]
+fn nginx_a_drained_node_takes_no_new_sessions_serves_its_own_and_exits() {
+    a_drained_node_takes_no_new_sessions_serves_its_own_and_exits(Kind::Nginx);
+}
+
+#[test]
+fn haproxy_a_drained_node_takes_no_new_sessions_serves_its_own_and_exits() {
+    a_drained_node_takes_no_new_sessions_serves_its_own_and_exits(Kind::Haproxy);
+}
+
+/// A steady client load: explicit sessions called in turn, plus sessionless calls from a few
+/// principals. A session whose node is being (or has been) restarted may be lost, and is then
+/// replaced by a new one; every other failure is recorded.
+struct Load {
+    stop: std::sync::atomic::AtomicBool,
+    /// Nodes whose restart has begun: their sessions may be lost.
+    restarted: std::sync::Mutex<BTreeSet<usize>>,
+    failures: std::sync::Mutex<Vec<String>>,
+    calls: std::sync::atomic::AtomicUsize,
+    replaced: std::sync::atomic::AtomicUsize,
+}
+
+/// Principals of the load's explicit sessions, and of its sessionless calls.
+const LOAD_SESSIONS: std::ops::Range<usize> = 0..12;
+const LOAD_SESSIONLESS: std::ops::Range<usize> = 12..18;
+
+impl Load {
+    fn run(&self, endpoint: Endpoint) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut sessions: Vec<(usize, String)> = LOAD_SESSIONS
+            .map(|principal| (principal, open_session(&endpoint, principal).0))
+            .collect();
+        while !self.stop.load(Relaxed) {
+            for (principal, handle) in &mut sessions {
+                let node = Cluster::index_of(handle);
+                let may_be_lost = self.restarted.lock().unwrap().contains(&node);
+                let (status, reply) = call(
+                    &endpoint,
+                    *principal,
+                    "echo",
+                    json!({"text": "load"}),
+                    Some(handle),
+                );
+                self.calls.fetch_add(1, Relaxed);
+                if reply["result"]["structuredContent"]["text"] == "load" {
+                    continue;
+                }
+                if may_be_lost {
+                    // Its node is being restarted: start over, as a client would.
+                    *handle = open_session(&endpoint, *principal).0;
+                    self.replaced.fetch_add(1, Relaxed);
+                } else {
+                    self.fail(format!(
+                        "{handle} on a node not restarted: {status} {reply}"
+                    ));
+                }
+            }
+            for principal in LOAD_SESSIONLESS {
+                let (status, reply) =
+                    call(&endpoint, principal, "echo", json!({"text": "load"}), None);
+                self.calls.fetch_add(1, Relaxed);
+                if reply["result"]["structuredContent"]["text"] != "load" {
+                    self.fail(format!(
+                        "sessionless call of p{principal}: {status} {reply}"
+                    ));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn fail(&self, failure: String) {
+        self.failures.lock().unwrap().push(failure);
+    }
+}
+
+fn a_rolling_restart_under_load_loses_no_call_on_a_node_not_yet_restarted(kind: Kind) {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Sessionless load leaves default sessions on every node: the deadline ends them.
+    let mut cluster = Cluster::start(3, &["--drain-deadline", "2"]);
+    let mut balancer = Balancer::start(kind, &cluster);
+    let load = std::sync::Arc::new(Load {
+        stop: false.into(),
+        restarted: Default::default(),
+        failures: Default::default(),
+        calls: Default::default(),
+        replaced: Default::default(),
+    });
+    let endpoint = balancer.endpoint;
+    let worker = std::thread::spawn({
+        let load = load.clone();
+        move || load.run(endpoint)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for index in 0..cluster.len() {
+        load.restarted.lock().unwrap().insert(index);
+        drain(&mut balancer, &cluster, index);
+        assert!(
+            cluster.wait_exit(index, Duration::from_secs(15)),
+            "{kind:?}: node {index} did not exit 0 after its drain"
+        );
+        cluster.start_node(index);
+        if kind == Kind::Nginx {
+            balancer.reload_with_draining(&cluster, &[]);
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    load.stop.store(true, Relaxed);
+    worker.join().expect("the load thread");
+    let failures = load.failures.lock().unwrap();
+    let calls = load.calls.load(Relaxed);
+    eprintln!(
+        "{kind:?}: {calls} calls, {} sessions replaced after their node restarted",
+        load.replaced.load(Relaxed)
+    );
+    assert!(
+        failures.is_empty(),
+        "{kind:?}: {} failures, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(calls > 100, "{kind:?}: only {calls} calls");
+    // Every restarted node takes new principals again.
+    let nodes: BTreeSet<usize> = (0..PRINCIPALS)
+        .map(|principal| Cluster::index_of(&open_session(&balancer, principal).0))
+        .collect();
+    assert!(nodes.len() >= 2, "{kind:?}: new sessions only on {nodes:?}");
+}
+
+#[test]
+fn nginx_a_rolling_restart_under_load_loses_no_call_on_a_node_not_yet_restarted() {
+    a_rolling_restart_under_load_loses_no_call_on_a_node_not_yet_restarted(Kind::Nginx);
+}
+
+#[test]
+fn haproxy_a_rolling_restart_under_load_loses_no_call_on_a_node_not_yet_restarted() {
+    a_rolling_restart_under_load_loses_no_call_on_a_node_not_yet_restarted(Kind::Haproxy);
+}
