@@ -57,7 +57,7 @@ fn node_of_worker(cluster: &Cluster, pid: u32) -> usize {
 }
 
 fn routes_by_handle_legacy_id_and_principal(kind: Kind) {
-    let cluster = Cluster::start(3, &["--sse-keepalive", "0.2"]);
+    let mut cluster = Cluster::start(3, &["--sse-keepalive", "0.2"]);
     let balancer = Balancer::start(kind, &cluster);
 
     // Principals spread over the nodes, and each one's sessionless calls stay on one node.
@@ -124,6 +124,28 @@ fn routes_by_handle_legacy_id_and_principal(kind: Kind) {
     for path in ["/metrics", "/admin/sessions", "/readyz"] {
         assert_eq!(balancer.get(path).status, 404, "{kind:?} exposed {path}");
     }
+
+    // With no node left, the client still gets a JSON-RPC error, not an HTML page.
+    for index in 0..cluster.len() {
+        cluster.kill(index);
+    }
+    let response = balancer.modern(
+        Some(&token(0)),
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "anyone?", "session": handle}}),
+    );
+    assert!(
+        [502, 503].contains(&response.status),
+        "{kind:?}: {}",
+        response.status
+    );
+    assert_eq!(
+        error_code(&response.json()),
+        Some(-32603),
+        "{}",
+        response.text()
+    );
 }
 
 /// Call `echo` with `delay_ms` in `session` accepting SSE; when the first body bytes and the
