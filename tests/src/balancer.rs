@@ -154,9 +154,18 @@ impl Cluster {
         let _ = node.child.wait();
     }
 
-    /// Send SIGUSR1 (drain) to node `index`.
+    /// Send SIGUSR1 (drain) to node `index` and wait until it answers as draining (the
+    /// signal is handled asynchronously: a request sent at once could still open a session).
     pub fn drain(&self, index: usize) {
-        signal(self.node(index).pid(), Signal::SIGUSR1);
+        let node = self.node(index);
+        signal(node.pid(), Signal::SIGUSR1);
+        assert!(
+            eventually(PROCESS_TIMEOUT, || node.get("/readyz").text()
+                == "draining\n"),
+            "node {} did not drain: {}",
+            Self::name(index),
+            node.stderr()
+        );
     }
 
     /// Wait for node `index` to exit by itself; returns whether it exited 0.
