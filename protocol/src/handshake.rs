@@ -6,7 +6,8 @@
 //! that the socket carries MCP JSON-RPC, one message per line, with the supervisor as client.
 //!
 //! The hello carries the worker's [`SandboxPolicy`] (resource limits the supervisor has already
-//! applied, which the worker checks), and `ready` names any part of the worker's own sandbox
+//! applied, which the worker checks) and its principal's trading policy
+//! ([`crate::trading::TradingPolicy`]), and `ready` names any part of the worker's own sandbox
 //! the kernel could not provide.
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,10 @@ pub struct Hello {
     /// (`bulkhead serve --test-fixtures`; test only).
     #[serde(default)]
     pub fixtures: bool,
+    /// The session principal's trading rails and live brokers (the defaults for a worker that
+    /// belongs to no principal yet: the catalog's, a pool worker's).
+    #[serde(default)]
+    pub trading: crate::trading::TradingPolicy,
 }
 
 /// What a worker answers once it accepts the hello.
@@ -153,6 +158,10 @@ mod tests {
                 ..SandboxPolicy::default()
             },
             fixtures: true,
+            trading: crate::trading::TradingPolicy {
+                live_brokers: vec!["alpaca".into()],
+                ..Default::default()
+            },
         });
         let line = hello.to_line();
         assert!(line.starts_with(br#"{"bulkhead":"hello""#));

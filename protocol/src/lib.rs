@@ -17,10 +17,21 @@ pub mod frame;
 pub mod handle;
 pub mod handshake;
 pub mod jsonrpc;
+pub mod trading;
 
 /// Version of the supervisor⇄worker contract. Bumped on any incompatible change to the
 /// handshake or to what either side may send; both sides refuse a peer with another version.
-pub const WORKER_PROTOCOL_VERSION: u32 = 1;
+/// Version 2: the hello carries the principal's trading policy (a worker that ignored it would
+/// trade without rails), workers send `bulkhead/trading/*` requests, and a built-in worker
+/// acknowledges cancellations ([`NOTIFICATION_CANCEL_ACKNOWLEDGED`]).
+pub const WORKER_PROTOCOL_VERSION: u32 = 2;
+
+/// Notification a built-in worker sends the supervisor, `{"requestId": <id>}`, once the handler
+/// of a request the supervisor cancelled has stopped (completed, or dropped at the
+/// cancellation). rmcp never answers a cancelled request, so this is the only evidence that a
+/// cancelled call is no longer running; it clears the call's hard-cancel deadline. It travels
+/// only on the private socket and never reaches a client.
+pub const NOTIFICATION_CANCEL_ACKNOWLEDGED: &str = "notifications/bulkhead/cancelled";
 
 /// Environment variable the supervisor sets (to [`WORKER_PROTOCOL_VERSION`]) when it launches a
 /// worker. A worker started without it refuses to run.

@@ -126,9 +126,13 @@ pub const DEFAULT_PRINCIPAL_SHARE_DIVISOR: usize = 2;
 /// `subscriptions/listen` streams one principal may hold open: a client needs one; a few more
 /// cover several clients under one token, and each holds a connection for as long as it lives.
 pub const DEFAULT_MAX_LISTEN_PER_PRINCIPAL: usize = 8;
-/// Requests per second per principal, sustained: far above an agent's pace, far below a flood.
+/// Requests per second per authenticated principal, sustained: far above an agent's pace, far
+/// below a flood. With `--no-auth` there is no limit unless one is given: every caller is the
+/// one principal `anonymous` on a trusted local machine, so a per-principal bucket would only
+/// throttle the local user's own clients (a test suite's bursts tripped it), while the
+/// connection limit and the header timeout still bound what a local flood can take.
 pub const DEFAULT_RATE_PER_SECOND: f64 = 50.0;
-/// Requests a principal may send in a burst.
+/// Requests an authenticated principal may send in a burst.
 pub const DEFAULT_RATE_BURST: f64 = 100.0;
 /// Seconds between SSE keep-alive comments: under common 30 s proxy idle timeouts, and how
 /// soon a vanished client's call is noticed and cancelled.
@@ -179,12 +183,12 @@ pub struct ServeOptions {
     /// Seconds a client gets to send a request's body once its headers are in (408 after).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
     pub body_timeout: f64,
-    /// Sustained requests per second per principal.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_PER_SECOND)]
-    pub rate_limit: f64,
-    /// Burst of requests per principal.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_BURST)]
-    pub rate_burst: f64,
+    /// Sustained requests per second per principal [default: 50; none with --no-auth].
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<f64>,
+    /// Burst of requests per principal [default: 100; none with --no-auth].
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<f64>,
     /// File holding the admin API's bearer token; without it the admin API is disabled.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -200,6 +204,9 @@ pub struct ServeOptions {
     /// end before it exits anyway.
     #[arg(long, value_name = "SECS", default_value_t = crate::drain::DEFAULT_DRAIN_DEADLINE_SECS)]
     pub drain_deadline: f64,
+    /// OAuth 2.1 access tokens: `--oauth-issuer`, `--public-url` and their `--oauth-*` flags.
+    #[command(flatten)]
+    pub oauth: crate::http::oauth::OAuthOptions,
 }
 
 /// The SHA-256 digest of the token in `path` (trimmed); every problem goes to `problems`.
@@ -251,9 +258,13 @@ impl ServeOptions {
             (None, None) => Some(DEFAULT_HTTP_ADDR.parse().expect("valid default address")),
             (http, _) => http,
         };
+        let oauth = self.oauth.resolve(&mut problems);
         let auth = if self.no_auth {
             if self.tokens.is_some() {
                 problems.push("--no-auth and --tokens exclude each other".into());
+            }
+            if !self.oauth.oauth_issuers.is_empty() {
+                problems.push("--no-auth and --oauth-issuer exclude each other".into());
             }
             if let Some(addr) = http
                 && !addr.ip().is_loopback()
@@ -273,14 +284,23 @@ impl ServeOptions {
                 problems.extend(found);
                 Tokens::default()
             });
+            if let Some(oauth) = &oauth {
+                oauth.check_static_principals(&tokens.principals(), &mut problems);
+            }
             AuthMode::Tokens {
                 tokens,
+                unix_peer_uid: self.unix_peer_uid,
+            }
+        } else if !self.oauth.oauth_issuers.is_empty() {
+            // Access tokens alone (and peer uids over --unix): no static token matches.
+            AuthMode::Tokens {
+                tokens: Tokens::default(),
                 unix_peer_uid: self.unix_peer_uid,
             }
         } else if self.unix_peer_uid && http.is_none() {
             AuthMode::UnixPeerUid
         } else {
-            problems.push("choose how callers authenticate: --tokens FILE, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
+            problems.push("choose how callers authenticate: --tokens FILE, --oauth-issuer URL, --unix-peer-uid (with --unix only), or --no-auth (loopback and Unix sockets only)".into());
             AuthMode::None
         };
         if self.unix_peer_uid && self.unix.is_none() {
@@ -314,10 +334,15 @@ impl ServeOptions {
         if self.max_listen_per_principal == 0 {
             problems.push("--max-listen-per-principal must be at least 1".into());
         }
-        if self.rate_limit.is_nan()
-            || self.rate_limit <= 0.0
-            || self.rate_burst.is_nan()
-            || self.rate_burst < 1.0
+        let rate = match (self.rate_limit, self.rate_burst, self.no_auth) {
+            (None, None, true) => None,
+            (limit, burst, _) => Some((
+                limit.unwrap_or(DEFAULT_RATE_PER_SECOND),
+                burst.unwrap_or(DEFAULT_RATE_BURST),
+            )),
+        };
+        if let Some((limit, burst)) = rate
+            && (limit.is_nan() || limit <= 0.0 || burst.is_nan() || burst < 1.0)
         {
             problems.push("--rate-limit must be positive and --rate-burst at least 1".into());
         }
@@ -337,24 +362,27 @@ impl ServeOptions {
         if !problems.is_empty() {
             return Err(problems);
         }
+        // The public URL's host is one this server answers to by definition.
+        let mut allowed_hosts = self.allow_hosts.clone();
+        allowed_hosts.extend(oauth.as_ref().and_then(|oauth| oauth.public_host()));
         Ok(HttpConfig {
             http,
             unix: self.unix.clone(),
             auth,
             allowed_origins: self.allow_origins.clone(),
-            allowed_hosts: self.allow_hosts.clone(),
+            allowed_hosts,
             max_body_bytes: self.max_body_bytes,
             header_timeout,
             max_connections: self.max_connections,
             principal_share,
             listen_share: self.max_listen_per_principal,
             body_timeout,
-            rate_per_second: self.rate_limit,
-            rate_burst: self.rate_burst,
+            rate,
             admin_token,
             metrics_token,
             sse_keepalive,
             drain_deadline,
+            oauth,
         })
     }
 }
@@ -379,7 +407,8 @@ pub struct Options {
     /// Most sessions one principal may hold.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)]
     pub max_sessions_per_principal: usize,
-    /// At the session limit, end the least recently used idle session instead of refusing.
+    /// At a session limit, end the caller's own least recently used idle session instead of
+    /// refusing (never another principal's).
     #[arg(long)]
     pub evict_idle: bool,
     /// Most requests in flight per session.
@@ -438,6 +467,32 @@ pub struct Options {
     /// Run workers that serve the conformance suite's fixtures (for scripts/conformance).
     #[arg(long, hide = true)]
     pub test_fixtures: bool,
+    /// Largest estimated notional of one order, in the account's currency, sized from the
+    /// broker's prices; `none` opts out explicitly [default: no limit].
+    #[arg(long, value_name = "AMOUNT|none")]
+    pub max_order_notional: Option<String>,
+    /// Largest sum of order notionals per principal per UTC day, across all its sessions (and
+    /// restarts, with --order-journal); `none` for no limit [default: no limit].
+    #[arg(long, value_name = "AMOUNT|none")]
+    pub max_daily_notional: Option<String>,
+    /// The only symbols orders may be for (comma-separated or repeated); `all` for any.
+    #[arg(long, value_name = "SYMBOLS", value_delimiter = ',')]
+    pub allowed_symbols: Vec<String>,
+    /// No orders at all for anyone (cancelling still works).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Enable a live-money broker (repeatable), e.g. alpaca; it is listed only to principals
+    /// with a maximum order notional (or an explicit `none`).
+    #[arg(long = "allow-live-broker", value_name = "BROKER")]
+    pub allow_live_brokers: Vec<String>,
+    /// A principal's own rail, over the defaults (repeatable): PRINCIPAL:KEY=VALUE, KEY one of
+    /// max_order_notional, max_daily_notional, allowed_symbols, read_only, allow_live_brokers.
+    #[arg(long = "principal-rail", value_name = "PRINCIPAL:KEY=VALUE")]
+    pub principal_rails: Vec<String>,
+    /// Append-only order journal: a JSON line before each order is sent and one with its
+    /// outcome, flushed to disk [default: none].
+    #[arg(long, value_name = "PATH")]
+    pub order_journal: Option<PathBuf>,
     /// External worker mode: `--wrap -- CMD ARGS...` and its `--wrap-*` flags.
     // Config file (future): `[worker] command = ["npx", "some-mcp-server"]` (see WrapOptions).
     #[command(flatten)]
@@ -463,6 +518,8 @@ pub struct Config {
     pub pool_size: usize,
     /// External worker mode: the stdio server each session runs instead of the built-in worker.
     pub wrap: Option<crate::wrap::WrapConfig>,
+    /// Trading rails per principal, live brokers, the order journal.
+    pub trading: crate::trading::TradingConfig,
 }
 
 impl Options {
@@ -530,6 +587,7 @@ impl Options {
             problems.extend(found);
             None
         });
+        let trading = self.trading(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -559,11 +617,65 @@ impl Options {
             paper_seed: self.paper_seed,
             pool_size: self.pool_size,
             wrap,
+            trading,
         })
     }
 }
 
 impl Options {
+    /// The trading rails: flags for everyone, `--principal-rail`s over them.
+    fn trading(&self, problems: &mut Vec<String>) -> crate::trading::TradingConfig {
+        use crate::trading::{RailSettings, TradingConfig, add_principal_rail};
+        let mut defaults = RailSettings::default();
+        let mut set = |flag: &str, key: &str, value: &str| {
+            if let Err(problem) = defaults.set(key, value) {
+                problems.push(format!("--{flag}: {problem}"));
+            }
+        };
+        if let Some(value) = &self.max_order_notional {
+            set("max-order-notional", "max_order_notional", value);
+        }
+        if let Some(value) = &self.max_daily_notional {
+            set("max-daily-notional", "max_daily_notional", value);
+        }
+        if !self.allowed_symbols.is_empty() {
+            set(
+                "allowed-symbols",
+                "allowed_symbols",
+                &self.allowed_symbols.join(","),
+            );
+        }
+        if self.read_only {
+            defaults.read_only = Some(true);
+        }
+        if !self.allow_live_brokers.is_empty() {
+            defaults.allow_live_brokers = Some(self.allow_live_brokers.clone());
+        }
+        let mut config = TradingConfig {
+            defaults,
+            journal: self.order_journal.clone(),
+            ..TradingConfig::default()
+        };
+        for spec in &self.principal_rails {
+            if let Err(problem) = add_principal_rail(&mut config.principals, spec) {
+                problems.push(problem);
+            }
+        }
+        problems.extend(config.check(self.test_tools));
+        if let Some(path) = &config.journal {
+            let parent = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty());
+            if parent.is_some_and(|parent| !parent.is_dir()) || path.is_dir() {
+                problems.push(format!(
+                    "--order-journal {}: its directory must exist and it must not be a directory",
+                    path.display()
+                ));
+            }
+        }
+        config
+    }
+
     fn confinement(&self, problems: &mut Vec<String>) -> Confinement {
         let sandbox = SandboxPolicy {
             max_memory_bytes: self.worker_max_memory,

@@ -5,16 +5,18 @@
 //! idle keep-alive connections reclaimed) and serves each with hyper's HTTP/1.1 server, whose
 //! header-read timeout closes slow-header (slowloris) connections; a body has its own timeout. Every request
 //! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
-//! [`ops`]. Protection runs before any body is read: `Host` allow-list (TCP only) and `Origin`
-//! allow-list on every endpoint; for `/mcp` then bearer token → principal ([`auth`]) and the
-//! per-principal rate limit, then the body is read up to the size limit; `/metrics` and the
-//! admin API check their own tokens. rmcp's own HTTP service is not used: it answers 2026-07-28
+//! [`ops`], the protected-resource metadata to [`oauth`]. Protection runs before any body is
+//! read: `Host` allow-list (TCP only) and `Origin` allow-list on every endpoint; for `/mcp`
+//! then bearer token → principal ([`auth`] for static tokens, then [`oauth`] for access tokens)
+//! and the per-principal rate limit, then the body is read up to the size limit; `/metrics` and
+//! the admin API check their own tokens. rmcp's own HTTP service is not used: it answers 2026-07-28
 //! requests without consulting a session manager, so it could not route them to per-session
 //! workers.
 
 pub mod auth;
 mod body;
 mod endpoint;
+pub mod oauth;
 mod ops;
 mod rate;
 mod slots;
@@ -75,8 +77,8 @@ pub struct HttpConfig {
     pub principal_share: usize,
     /// `subscriptions/listen` streams one principal may hold.
     pub listen_share: usize,
-    pub rate_per_second: f64,
-    pub rate_burst: f64,
+    /// Per-principal requests per second and burst; `None`: no limit.
+    pub rate: Option<(f64, f64)>,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token: Option<[u8; 32]>,
     /// SHA-256 of the token `/metrics` requires; `None`: served on local listeners only.
@@ -84,6 +86,8 @@ pub struct HttpConfig {
     pub sse_keepalive: Duration,
     /// How long a draining node waits for its sessions (see [`crate::drain`]).
     pub drain_deadline: Duration,
+    /// Access tokens from OAuth issuers, beside the static tokens and peer uids of `auth`.
+    pub oauth: Option<oauth::OAuthConfig>,
 }
 
 /// A legacy (2025-era) HTTP session: an `Mcp-Session-Id` and the connection behind it.
@@ -99,9 +103,10 @@ pub struct HttpState {
     legacy: Mutex<HashMap<String, LegacySession>>,
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
-    rate: rate::Limiter,
+    rate: Option<rate::Limiter>,
     /// Connection slots and per-principal shares.
     slots: Arc<slots::Slots>,
+    oauth: Option<Arc<oauth::ResourceServer>>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -136,12 +141,18 @@ impl Listener {
 
 impl HttpState {
     pub fn new(frontend: Arc<Frontend>, config: HttpConfig, node: String) -> Arc<Self> {
-        let rate = rate::Limiter::new(config.rate_per_second, config.rate_burst);
+        let rate = config
+            .rate
+            .map(|(per_second, burst)| rate::Limiter::new(per_second, burst));
         let slots = slots::Slots::new(
             config.max_connections,
             config.principal_share,
             config.listen_share,
         );
+        let oauth = config
+            .oauth
+            .clone()
+            .map(|oauth| Arc::new(oauth::ResourceServer::new(oauth)));
         Arc::new(Self {
             slots,
             frontend,
@@ -150,6 +161,7 @@ impl HttpState {
             legacy: Mutex::new(HashMap::new()),
             modern: Mutex::new(HashMap::new()),
             rate,
+            oauth,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
@@ -157,6 +169,10 @@ impl HttpState {
 
     /// Mark the service ready (listeners bound, catalog loaded) or not.
     pub fn set_ready(&self, ready: bool) {
+        if ready && let (Some(oauth), Some(catalog)) = (&self.oauth, self.frontend.catalog.loaded())
+        {
+            oauth.check_catalog(&catalog);
+        }
         self.ready.store(ready, Ordering::Relaxed);
     }
 
@@ -174,7 +190,7 @@ impl HttpState {
         modern
             .entry(principal.clone())
             .or_insert_with(|| {
-                Connection::new(self.frontend.clone(), principal.clone(), discard_sink())
+                Connection::shared(self.frontend.clone(), principal.clone(), discard_sink())
             })
             .clone()
     }
@@ -182,7 +198,7 @@ impl HttpState {
 
 /// A sink for messages that belong to no request; HTTP has nowhere to put them.
 fn discard_sink() -> crate::mcp::Sink {
-    tokio::sync::mpsc::unbounded_channel().0
+    tokio::sync::mpsc::channel(1).0
 }
 
 /// Bind the configured listeners (removing a stale Unix socket file first).
@@ -240,6 +256,9 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
             }
         })
     };
+    if let Some(oauth) = &state.oauth {
+        oauth.warm_up();
+    }
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
         loops.spawn(accept_loop(state.clone(), listener, shutdown.clone()));
@@ -399,9 +418,9 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
     }
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
-        (_, "/mcp") => match check_principal(&state, peer, &request) {
-            Ok(principal) => match state.slots.admit(&principal) {
-                Some(share) => endpoint::handle(state, principal, request)
+        (_, "/mcp") => match check_principal(&state, peer, &request).await {
+            Ok((principal, scopes)) => match state.slots.admit(&principal) {
+                Some(share) => endpoint::handle(state, principal, scopes, request)
                     .await
                     .map(|body| body.hold(share)),
                 None => share_refused(
@@ -414,11 +433,27 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
             },
             Err(response) => response,
         },
+        (&Method::GET, path)
+            if state
+                .oauth
+                .as_ref()
+                .is_some_and(|oauth| oauth.serves_metadata(path)) =>
+        {
+            oauth_metadata(&state)
+        }
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state, peer.through_local_listener(), &request),
         (_, path) if path.starts_with("/admin/") => ops::admin(&state, request).await,
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The protected-resource metadata (the Host and Origin rules already ran in [`route`]).
+fn oauth_metadata(state: &HttpState) -> Response<Body> {
+    match &state.oauth {
+        Some(oauth) => oauth.metadata(),
+        None => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -453,15 +488,15 @@ fn check_host_and_origin(
     Ok(())
 }
 
-/// Authentication and rate limit, in that order. Returns the principal.
-#[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn check_principal(
+/// Authentication and rate limit, in that order. Returns the principal, and the scopes of an
+/// OAuth caller.
+async fn check_principal(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
-    let principal = authenticate(state, peer, request)?;
-    if let Some(retry_after) = state.rate.check(&principal) {
+) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
+    let (principal, scopes) = authenticate(state, peer, request).await?;
+    if let Some(retry_after) = state.rate.as_ref().and_then(|rate| rate.check(&principal)) {
         METRICS.reject(Rejection::RateLimited);
         let mut response = rpc_error_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -473,15 +508,23 @@ fn check_principal(
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
         return Err(response);
     }
-    Ok(principal)
+    Ok((principal, scopes))
 }
 
-#[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn authenticate(
+/// The caller's principal: a static token, else the Unix peer's uid where allowed, else an
+/// OAuth access token. A token in the query string is refused whatever else is sent.
+async fn authenticate(
     state: &HttpState,
     peer: Peer,
     request: &Request<Incoming>,
-) -> Result<Principal, Response<Body>> {
+) -> Result<(Principal, Option<oauth::Scopes>), Response<Body>> {
+    if oauth::has_query_token(request.uri()) {
+        METRICS.reject(Rejection::Unauthorized);
+        return Err(match &state.oauth {
+            Some(oauth) => oauth.unauthorized(true),
+            None => unauthorized(Some("invalid_request")),
+        });
+    }
     let token = request
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -503,24 +546,38 @@ fn authenticate(
             None => None,
         },
     };
-    principal.ok_or_else(|| {
-        METRICS.reject(Rejection::Unauthorized);
-        let mut response = rpc_error_response(
-            StatusCode::UNAUTHORIZED,
-            bulkhead_protocol::codes::INVALID_REQUEST,
-            "unauthorized: send Authorization: Bearer <token>",
-        );
-        let challenge = if token.is_some() {
-            "Bearer realm=\"bulkhead\", error=\"invalid_token\""
-        } else {
-            "Bearer realm=\"bulkhead\""
-        };
-        response.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        );
+    if let Some(principal) = principal {
+        return Ok((principal, None));
+    }
+    let refused = match (&state.oauth, token) {
+        (Some(oauth), Some(token)) => match oauth.authenticate(token).await {
+            Ok((principal, scopes)) => return Ok((principal, Some(scopes))),
+            Err(response) => response,
+        },
+        (Some(oauth), None) => oauth.unauthorized(false),
+        (None, token) => unauthorized(token.map(|_| "invalid_token")),
+    };
+    METRICS.reject(Rejection::Unauthorized);
+    Err(refused)
+}
+
+/// `401` when only static tokens are accepted, with the RFC 6750 error code if there is one.
+fn unauthorized(error: Option<&'static str>) -> Response<Body> {
+    let mut response = rpc_error_response(
+        StatusCode::UNAUTHORIZED,
+        bulkhead_protocol::codes::INVALID_REQUEST,
+        "unauthorized: send Authorization: Bearer <token>",
+    );
+    let challenge = match error {
+        Some(error) => format!("Bearer realm=\"bulkhead\", error=\"{error}\""),
+        None => "Bearer realm=\"bulkhead\"".to_string(),
+    };
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
         response
-    })
+            .headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, challenge);
+    }
+    response
 }
 
 /// Seconds a principal at its share is told to wait.

@@ -23,6 +23,7 @@ mod signals;
 mod spawn;
 mod stdio;
 mod systemd;
+mod trading;
 mod worker;
 mod wrap;
 
@@ -38,6 +39,7 @@ use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
 use crate::session::{Principal, Registry, WorkerTemplate};
 use crate::spawn::{Spawner, WorkerCommand};
+use crate::trading::desk::TradingDesk;
 use crate::worker::WorkerSpec;
 
 /// Log filter when `RUST_LOG` is unset.
@@ -172,6 +174,14 @@ fn start(
             return None;
         }
     };
+    let desk = match TradingDesk::start(config.trading.clone()) {
+        Ok(desk) => Arc::new(desk),
+        Err(error) => {
+            tracing::error!("{error}");
+            return None;
+        }
+    };
+    warn_about_trading(config);
     let template = WorkerTemplate {
         spec: WorkerSpec {
             command: WorkerCommand {
@@ -191,6 +201,7 @@ fn start(
                 config.worker.clone(),
                 config.credentials_dir.clone(),
             ),
+            trading: Some(desk),
         },
         timeouts: config.timeouts,
     };
@@ -209,6 +220,30 @@ fn start(
         credentials: CredentialStore::new(config.credentials_dir.clone()),
     });
     Some((frontend, registry))
+}
+
+/// Says what in the trading configuration will not do what an operator may expect.
+fn warn_about_trading(config: &Config) {
+    let trading = &config.trading;
+    for unlisted in trading.unlisted_live_brokers() {
+        tracing::warn!(
+            "live broker {unlisted} is not listed: set max_order_notional for the principal (or `none` to opt out of one)"
+        );
+    }
+    let daily = std::iter::once(None)
+        .chain(trading.principals.keys().map(|name| Some(name.as_str())))
+        .any(|principal| {
+            trading
+                .policy_for(principal)
+                .rails
+                .max_daily_notional
+                .is_some()
+        });
+    if daily && trading.journal.is_none() {
+        tracing::warn!(
+            "max_daily_notional is kept in memory only: without --order-journal a restart starts the day from zero"
+        );
+    }
 }
 
 async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {

@@ -8,7 +8,7 @@
 //! saying which to send. Requests that need a worker run as their own task, so a slow session
 //! never holds up another; each such task owns its [`crate::worker::Call`], so a deadline or a
 //! client's `notifications/cancelled` simply drops the call, which cancels it in the worker.
-//! Replies go out through one channel to the transport's writer.
+//! Replies go out through one bounded channel ([`Sink`]) to the transport's writer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,8 +53,10 @@ const INSTRUCTIONS: &str = "Every session runs in its own process. Calls without
 
 /// Where a request's notifications, relayed server requests and final response go: stdout for
 /// stdio, the request's own response stream for HTTP. A closed sink means the client went away,
-/// which cancels the request.
-pub type Sink = mpsc::UnboundedSender<Value>;
+/// which cancels the request. It is bounded: a client that reads slowly makes the request's
+/// task wait, which leaves the worker's messages in the call's own bounded queue
+/// (`worker/outbox.rs`), which holds the worker back, then drops what may be dropped.
+pub type Sink = mpsc::Sender<Value>;
 
 /// State shared by every connection of one supervisor.
 pub struct Frontend {
@@ -65,6 +67,9 @@ pub struct Frontend {
     /// Operator-provisioned credentials for `credential_ref`.
     pub credentials: CredentialStore,
 }
+
+/// The right to have one request in flight in a session's worker (`--max-in-flight`).
+type InFlightPermit = tokio::sync::OwnedSemaphorePermit;
 
 /// A JSON-RPC error to send back.
 #[derive(Debug)]
@@ -111,8 +116,14 @@ pub struct Connection {
     principal: Principal,
     /// The version `initialize` negotiated, if the client used it.
     negotiated: Mutex<Option<String>>,
+    /// The capabilities the client declared in `initialize` (sampling, elicitation, roots).
+    client_capabilities: Mutex<Value>,
     default_session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation.
+    /// Whether one client speaks on this connection, so its request ids name its requests
+    /// and `notifications/cancelled` may cancel by id (see [`Connection::shared`]).
+    cancel_by_id: bool,
+    /// Forwarded requests in flight, by the client's id (as JSON text), for cancellation; only
+    /// when `cancel_by_id`.
     pending: Mutex<HashMap<String, CancellationToken>>,
     /// Requests a worker sent to the client, by the id the client sees, awaiting its answer.
     relayed: Mutex<HashMap<String, Relayed>>,
@@ -128,12 +139,34 @@ struct Relayed {
 }
 
 impl Connection {
+    /// One client's conversation (a stdio stream, a legacy HTTP session): its request ids are
+    /// its own, so `notifications/cancelled` cancels by id.
     pub fn new(frontend: Arc<Frontend>, principal: Principal, out: Sink) -> Arc<Self> {
+        Self::build(frontend, principal, out, true)
+    }
+
+    /// The context every 2026-07-28 HTTP request of one principal shares (its default
+    /// session). Any number of clients speak through it, each numbering its requests its own
+    /// way, so an id names no request here: a request is cancelled only by closing its own
+    /// response stream — which is what 2026-07-28 Streamable HTTP prescribes, defining no
+    /// `notifications/cancelled` for that transport — and such a notification is ignored.
+    pub fn shared(frontend: Arc<Frontend>, principal: Principal, out: Sink) -> Arc<Self> {
+        Self::build(frontend, principal, out, false)
+    }
+
+    fn build(
+        frontend: Arc<Frontend>,
+        principal: Principal,
+        out: Sink,
+        cancel_by_id: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             frontend,
             principal,
             negotiated: Mutex::new(None),
+            client_capabilities: Mutex::new(Value::Null),
             default_session: tokio::sync::Mutex::new(None),
+            cancel_by_id,
             pending: Mutex::new(HashMap::new()),
             relayed: Mutex::new(HashMap::new()),
             next_relay_id: std::sync::atomic::AtomicU64::new(1),
@@ -141,28 +174,36 @@ impl Connection {
         })
     }
 
-    /// Handle one frame from the client.
-    pub fn on_frame(self: &Arc<Self>, frame: Frame) {
+    /// Handle one frame from the client. Waits while the client's output is full, so a client
+    /// that does not read is not read either.
+    pub async fn on_frame(self: &Arc<Self>, frame: Frame) {
         match frame {
-            Frame::Oversized { bytes, limit } => self.send_out(jsonrpc::error_response(
-                &Value::Null,
-                codes::INVALID_REQUEST,
-                &format!(
-                    "message of {bytes} bytes exceeds the frame limit of {limit} bytes (--max-frame-bytes) and was discarded"
-                ),
-                Some(json!({"limit": limit, "size": bytes})),
-            )),
+            Frame::Oversized { bytes, limit } => {
+                self.send_out(jsonrpc::error_response(
+                    &Value::Null,
+                    codes::INVALID_REQUEST,
+                    &format!(
+                        "message of {bytes} bytes exceeds the frame limit of {limit} bytes (--max-frame-bytes) and was discarded"
+                    ),
+                    Some(json!({"limit": limit, "size": bytes})),
+                ))
+                .await;
+            }
             Frame::Line(line) => match jsonrpc::parse_message(&line) {
-                Ok(message) => self.on_message(message, &self.out),
-                Err(error) => self.send_out(error.to_response()),
+                Ok(message) => self.on_message(message, &self.out).await,
+                Err(error) => self.send_out(error.to_response()).await,
             },
         }
     }
 
-    /// Handle one message; anything it produces for the client goes to `sink`.
-    pub fn on_message(self: &Arc<Self>, message: Message, sink: &Sink) {
+    /// Handle one message; anything it produces for the client goes to `sink`. Requests that
+    /// need a worker run as tasks of their own; this waits only to hand over an answer it has
+    /// at once.
+    pub async fn on_message(self: &Arc<Self>, message: Message, sink: &Sink) {
         match message {
-            Message::Request { id, method, params } => self.on_request(id, &method, params, sink),
+            Message::Request { id, method, params } => {
+                self.on_request(id, &method, params, sink).await;
+            }
             Message::Notification { method, params } => self.on_notification(&method, params),
             Message::Response { id, result } => {
                 self.relay_answer(&id, jsonrpc::response(&id, result));
@@ -192,9 +233,9 @@ impl Connection {
         }
     }
 
-    /// Relay a worker's request to the client under an id of our own.
-    /// Returns the key under which the client's answer is awaited.
-    fn relay_request(&self, worker: &WorkerHandle, mut request: Value, sink: &Sink) -> String {
+    /// Relay a worker's request to the client under an id of our own. Returns the key under
+    /// which the client's answer is awaited, and the request as the client is to see it.
+    fn relay_request(&self, worker: &WorkerHandle, mut request: Value) -> (String, Value) {
         let number = self
             .next_relay_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -211,11 +252,16 @@ impl Connection {
                     worker_request_id,
                 },
             );
-        let _ = sink.send(request);
-        key
+        (key, request)
     }
 
-    fn on_request(self: &Arc<Self>, id: Value, method: &str, params: Option<Value>, sink: &Sink) {
+    async fn on_request(
+        self: &Arc<Self>,
+        id: Value,
+        method: &str,
+        params: Option<Value>,
+        sink: &Sink,
+    ) {
         let inline = request_version(params.as_ref()).is_some_and(is_inline_protocol_version);
         let result = match method {
             // Removed in 2026-07-28: a request in that era gets method-not-found.
@@ -232,7 +278,8 @@ impl Connection {
                 Ok(version) => {
                     self.spawn_answer(id, sink.clone(), move |catalog| {
                         Ok(initialize_result(&version, catalog))
-                    });
+                    })
+                    .await;
                     return;
                 }
                 Err(error) => Err(error),
@@ -240,7 +287,8 @@ impl Connection {
             "ping" => Ok(json!({})),
             "server/discover" => match self.discover_check(params.as_ref()) {
                 Ok(()) => {
-                    self.spawn_answer(id, sink.clone(), |catalog| Ok(discover_result(catalog)));
+                    self.spawn_answer(id, sink.clone(), |catalog| Ok(discover_result(catalog)))
+                        .await;
                     return;
                 }
                 Err(error) => Err(error),
@@ -256,7 +304,8 @@ impl Connection {
                 Ok(era) => {
                     self.spawn_answer(id, sink.clone(), move |catalog| {
                         Ok(tools_list_result(catalog, &era))
-                    });
+                    })
+                    .await;
                     return;
                 }
                 Err(error) => Err(error),
@@ -277,16 +326,16 @@ impl Connection {
             },
             _ => Err(method_not_found(method)),
         };
-        reply(sink, &id, result);
+        reply(sink, &id, result).await;
     }
 
     /// Answer from the catalog, at once if it is loaded, else once a worker has supplied it.
-    fn spawn_answer<F>(self: &Arc<Self>, id: Value, sink: Sink, answer: F)
+    async fn spawn_answer<F>(self: &Arc<Self>, id: Value, sink: Sink, answer: F)
     where
         F: FnOnce(&CatalogData) -> Result<Value, RpcError> + Send + 'static,
     {
         if let Some(catalog) = self.frontend.catalog.loaded() {
-            reply(&sink, &id, answer(&catalog));
+            reply(&sink, &id, answer(&catalog)).await;
             return;
         }
         let connection = self.clone();
@@ -295,7 +344,7 @@ impl Connection {
                 .catalog()
                 .await
                 .and_then(|catalog| answer(&catalog));
-            reply(&sink, &id, result);
+            reply(&sink, &id, result).await;
         });
     }
 
@@ -313,7 +362,7 @@ impl Connection {
     }
 
     fn on_notification(&self, method: &str, params: Option<Value>) {
-        if method == "notifications/cancelled" {
+        if method == "notifications/cancelled" && self.cancel_by_id {
             let key = params
                 .as_ref()
                 .and_then(|params| params.get("requestId"))
@@ -325,8 +374,8 @@ impl Connection {
         }
     }
 
-    fn send_out(&self, message: Value) {
-        let _ = self.out.send(message);
+    async fn send_out(&self, message: Value) {
+        let _ = self.out.send(message).await;
     }
 
     /// Requests of this connection still being answered (tool calls, forwarded methods,
@@ -397,6 +446,13 @@ impl Connection {
             .negotiated
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(version.to_string());
+        *self
+            .client_capabilities
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = params
+            .and_then(|params| params.get("capabilities"))
+            .cloned()
+            .unwrap_or(Value::Null);
         Ok(version.to_string())
     }
 
@@ -422,8 +478,7 @@ impl Connection {
     /// catalog never changes while the supervisor runs — then hold the stream open until the
     /// client cancels it or goes away.
     fn spawn_listen(self: &Arc<Self>, id: Value, sink: Sink) {
-        let token = CancellationToken::new();
-        self.pending_lock().insert(id.to_string(), token.clone());
+        let token = self.cancellable(&id);
         let acknowledged = jsonrpc::notification(
             "notifications/subscriptions/acknowledged",
             Some(json!({
@@ -431,15 +486,31 @@ impl Connection {
                 "notifications": {},
             })),
         );
-        let _ = sink.send(acknowledged);
         let connection = self.clone();
         tokio::spawn(async move {
+            let _ = sink.send(acknowledged).await;
             tokio::select! {
                 () = token.cancelled() => {}
                 () = sink.closed() => {}
             }
-            connection.pending_lock().remove(&id.to_string());
+            connection.forget(&id);
         });
+    }
+
+    /// A token that cancels request `id`, findable by its id when this connection cancels by
+    /// id; [`Connection::forget`] it when the request ends.
+    fn cancellable(&self, id: &Value) -> CancellationToken {
+        let token = CancellationToken::new();
+        if self.cancel_by_id {
+            self.pending_lock().insert(id.to_string(), token.clone());
+        }
+        token
+    }
+
+    fn forget(&self, id: &Value) {
+        if self.cancel_by_id {
+            self.pending_lock().remove(&id.to_string());
+        }
     }
 
     /// Start this connection's default session now (a legacy HTTP session gets its worker at
@@ -491,9 +562,7 @@ impl Connection {
         era: Era,
         sink: Sink,
     ) {
-        let token = CancellationToken::new();
-        let key = id.to_string();
-        self.pending_lock().insert(key.clone(), token.clone());
+        let token = self.cancellable(&id);
         let connection = self.clone();
         tokio::spawn(async move {
             let work = async {
@@ -507,9 +576,9 @@ impl Connection {
                 () = token.cancelled() => None,
                 () = sink.closed() => None,
             };
-            connection.pending_lock().remove(&key);
+            connection.forget(&id);
             if let Some(result) = result {
-                reply(&sink, &id, result);
+                reply(&sink, &id, result).await;
             }
         });
     }
@@ -534,9 +603,10 @@ impl Connection {
         };
         strip_bulkhead_meta(&mut params);
         let (session, _) = self.resolve(None).await?;
+        let permit = self.in_flight_permit(&session)?;
         session.touch();
         let result = self
-            .run_request(&session, method, Value::Object(params), sink)
+            .run_request(&session, permit, method, Value::Object(params), sink)
             .await;
         session.touch();
         result
@@ -681,9 +751,11 @@ impl Connection {
         // both. A wrapped server has no such tool (its own `session_info`, if any, is renamed).
         let mut structured = Map::new();
         if self.frontend.registry.wrapped().is_none() {
+            let permit = self.in_flight_permit(&session)?;
             let worker_part = self
                 .run_request(
                     &session,
+                    permit,
                     "tools/call",
                     json!({"name": SESSION_INFO, "arguments": {}}),
                     sink,
@@ -759,18 +831,11 @@ impl Connection {
         sink: &Sink,
     ) -> Result<Value, RpcError> {
         let (session, notice) = self.resolve(handle).await?;
-        let limits = &self.frontend.registry.limits;
-        let Ok(_permit) = session.in_flight.clone().try_acquire_owned() else {
-            return Err(RpcError::new(
-                codes::TOO_MANY_IN_FLIGHT,
-                format!(
-                    "session {} already has {} requests in flight (the limit); wait for one to finish",
-                    session.tag, limits.max_in_flight
-                ),
-            ));
-        };
+        let permit = self.in_flight_permit(&session)?;
         let mut record = CallRecord::start(&self.principal, &session, &params);
-        let outcome = self.run_request(&session, "tools/call", params, sink).await;
+        let outcome = self
+            .run_request(&session, permit, "tools/call", params, sink)
+            .await;
         record.finish(&outcome);
         let mut reply = outcome?;
         if let Some(notice) = notice {
@@ -779,9 +844,27 @@ impl Connection {
         Ok(reply)
     }
 
+    /// One of `session`'s in-flight permits, or the error that says there is none left.
+    fn in_flight_permit(&self, session: &Session) -> Result<InFlightPermit, RpcError> {
+        session.in_flight.clone().try_acquire_owned().map_err(|_| {
+            RpcError::new(
+                codes::TOO_MANY_IN_FLIGHT,
+                format!(
+                    "session {} already has {} requests in flight (the limit); wait for one to finish",
+                    session.tag, self.frontend.registry.limits.max_in_flight
+                ),
+            )
+        })
+    }
+
+    /// Send one request to `session`'s worker and wait for its reply or the deadline. Every
+    /// path to a worker comes through here, and it takes an in-flight permit by value, so no
+    /// request reaches a worker beyond `--max-in-flight`; the permit is freed when the request
+    /// ends (answered, failed or cancelled).
     async fn run_request(
         &self,
         session: &Session,
+        _permit: InFlightPermit,
         method: &str,
         params: Value,
         sink: &Sink,
@@ -803,32 +886,81 @@ impl Connection {
         };
         let deadline = tokio::time::sleep(self.frontend.call_timeout);
         tokio::pin!(deadline);
+        // The deadline runs while waiting for the worker and while waiting for the client to
+        // take what the worker sent.
+        let missed = || {
+            tracing::warn!(session = %session.tag, "call exceeded its deadline; cancelling it in the worker");
+            RpcError::new(
+                codes::DEADLINE_EXCEEDED,
+                format!(
+                    "the call did not finish within the {} ms deadline and was cancelled; the session stays usable once its worker has stopped the call (a worker that keeps running past the hard-cancel limit is killed)",
+                    self.frontend.call_timeout.as_millis()
+                ),
+            )
+        };
         loop {
-            tokio::select! {
-                event = call.next_event() => match event {
-                    CallEvent::Notification(notification) => {
-                        let _ = sink.send(notification);
+            let event = tokio::select! {
+                event = call.next_event() => event,
+                () = &mut deadline => return Err(missed()),
+            };
+            let message = match event {
+                CallEvent::Notification(notification) => notification,
+                CallEvent::Request(request) => match self.undeclared(&request) {
+                    // MCP forbids asking a client for what it did not declare; answering at
+                    // once also spares the worker a wait for an answer never coming.
+                    Some(refusal) => {
+                        session.worker.respond(refusal);
+                        continue;
                     }
-                    CallEvent::Request(request) => {
-                        relayed.keys.push(self.relay_request(&session.worker, request, sink));
+                    None => {
+                        let (key, request) = self.relay_request(&session.worker, request);
+                        relayed.keys.push(key);
+                        request
                     }
-                    CallEvent::Reply(reply) => return unwrap_reply(reply),
-                    CallEvent::Died(exit) => return Err(died(exit)),
                 },
-                () = &mut deadline => {
-                    tracing::warn!(session = %session.tag, "call exceeded its deadline; cancelling it in the worker");
-                    return Err(RpcError::new(
-                        codes::DEADLINE_EXCEEDED,
-                        format!(
-                            "the call did not finish within the {} ms deadline and was cancelled; the session is still usable",
-                            self.frontend.call_timeout.as_millis()
-                        ),
-                    ));
-                }
+                CallEvent::Reply(reply) => return unwrap_reply(reply),
+                CallEvent::Died(exit) => return Err(died(exit)),
+            };
+            tokio::select! {
+                _ = sink.send(message) => {}
+                () = &mut deadline => return Err(missed()),
             }
         }
     }
 }
+
+impl Connection {
+    /// The refusal of a worker's request for a capability this client did not declare in
+    /// `initialize` (sampling, elicitation, roots), if it is one.
+    fn undeclared(&self, request: &Value) -> Option<Value> {
+        let method = request["method"].as_str().unwrap_or_default();
+        let capability = CLIENT_CAPABILITY_METHODS
+            .iter()
+            .find(|(name, _)| *name == method)
+            .map(|(_, capability)| *capability)?;
+        let declared = self
+            .client_capabilities
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(capability)
+            .is_some_and(|value| !value.is_null());
+        (!declared).then(|| {
+            jsonrpc::error_response(
+                &request["id"],
+                codes::METHOD_NOT_FOUND,
+                &format!("{method}: the client did not declare the {capability} capability"),
+                None,
+            )
+        })
+    }
+}
+
+/// Server-to-client requests and the client capability each needs.
+const CLIENT_CAPABILITY_METHODS: [(&str, &str); 3] = [
+    ("elicitation/create", "elicitation"),
+    ("sampling/createMessage", "sampling"),
+    ("roots/list", "roots"),
+];
 
 /// The relayed requests of one call; dropping it forgets those still unanswered, so a client that
 /// never answers leaves nothing behind.
@@ -977,11 +1109,12 @@ fn tools_list_result(catalog: &CatalogData, era: &Era) -> Value {
     result
 }
 
-fn reply(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
-    let _ = sink.send(match result {
+async fn reply(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
+    let message = match result {
         Ok(result) => jsonrpc::response(id, result),
         Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
-    });
+    };
+    let _ = sink.send(message).await;
 }
 
 /// Turn a worker's JSON-RPC reply into our result or error, unchanged.

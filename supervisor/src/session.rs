@@ -14,17 +14,27 @@ use std::time::{Duration, SystemTime};
 
 use bulkhead_protocol::codes;
 use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::METRICS;
 use crate::pool::Pool;
 use crate::spawn::Spawner;
 use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
+
+mod slots;
 use bulkhead_protocol::clock::rfc3339;
+use slots::{PendingOpen, Reservation};
 
 /// How many ended handles are remembered for precise errors; older ones read as unknown.
 const ENDED_MEMORY: usize = 10_000;
+
+/// Most workers stopped at once in the background (expiry). Each stop is a few
+/// timers and, for a wrapped server, scans of `/proc`; a mass expiry of thousands of sessions
+/// should not run thousands of scans at once. Sessions waiting their turn still count against
+/// the limits, and every stop ends within the stop sequence's graces (SIGKILL reaches the
+/// worker's pid whatever it did to its process group), so the queue always drains.
+const MAX_CONCURRENT_STOPS: usize = 64;
 
 /// Who a session belongs to. Over stdio this is the local user who launched the supervisor.
 pub type Principal = Arc<str>;
@@ -37,7 +47,8 @@ pub struct SessionLimits {
     pub max_in_flight: usize,
     pub idle_ttl: Duration,
     pub max_age: Duration,
-    /// At the session limit, end the least recently used idle session instead of refusing.
+    /// At a session limit, end the opener's own least recently used idle session instead of
+    /// refusing.
     pub evict_idle_at_limit: bool,
 }
 
@@ -199,8 +210,9 @@ struct Tombstone {
 #[derive(Default)]
 struct State {
     live: HashMap<String, Arc<Session>>,
-    /// Sessions being started, per principal, counted against the limits.
-    starting: HashMap<Principal, usize>,
+    /// Sessions starting or stopping, per principal, counted against the limits (see
+    /// [`Reservation`]).
+    reserved: HashMap<Principal, usize>,
     ended: HashMap<String, Tombstone>,
     ended_order: VecDeque<String>,
     shutting_down: bool,
@@ -213,11 +225,20 @@ impl State {
             .values()
             .filter(|session| session.principal == *principal)
             .count();
-        live + self.starting.get(principal).copied().unwrap_or(0)
+        live + self.reserved.get(principal).copied().unwrap_or(0)
     }
 
     fn total(&self) -> usize {
-        self.live.len() + self.starting.values().sum::<usize>()
+        self.live.len() + self.reserved.values().sum::<usize>()
+    }
+
+    fn release(&mut self, principal: &Principal) {
+        if let Some(count) = self.reserved.get_mut(principal) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.reserved.remove(principal);
+            }
+        }
     }
 
     fn remember_ended(&mut self, handle: String, principal: Principal, ended: Ended) {
@@ -249,6 +270,8 @@ pub struct Registry {
     pool: std::sync::OnceLock<Arc<Pool>>,
     /// Whether this node is draining: then it opens no new session.
     drain: Arc<crate::drain::Drain>,
+    /// Permits for background stops ([`MAX_CONCURRENT_STOPS`]).
+    stops: Arc<Semaphore>,
 }
 
 impl Registry {
@@ -266,6 +289,7 @@ impl Registry {
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
             drain: Arc::default(),
+            stops: Arc::new(Semaphore::new(MAX_CONCURRENT_STOPS)),
         })
     }
 
@@ -296,6 +320,12 @@ impl Registry {
         if self.wrapped().is_some() {
             return None;
         }
+        // A principal with rails of its own needs them in its worker's hello.
+        if let Some(desk) = &self.template.spec.trading
+            && !desk.config().is_default_for(_principal)
+        {
+            return None;
+        }
         self.pool.get()?.take(tag)
     }
 
@@ -308,54 +338,89 @@ impl Registry {
     }
 
     /// Open a session for `principal`: reserve a slot, start its worker, register it.
+    ///
+    /// The start runs as a task of its own that owns the reservation, so a caller that goes
+    /// away mid-start (a cancelled `session_open`, a disconnected HTTP client) never tears a
+    /// start in half nor leaks its slot: the task finishes the start, and a session nobody
+    /// received is ended at once (see [`PendingOpen`]).
     pub async fn open(
         self: &Arc<Self>,
         principal: &Principal,
         is_default: bool,
     ) -> Result<Arc<Session>, SessionError> {
-        self.reserve(principal)?;
+        let (reservation, evicted) = self.reserve(principal)?;
+        let (sender, receiver) = oneshot::channel();
+        let registry = self.clone();
+        tokio::spawn(async move {
+            if let Some(evicted) = evicted {
+                // Its slot is this session's once its processes are gone.
+                evicted.worker.stop().await;
+            }
+            let opened = registry.start_session(reservation, is_default).await;
+            if let Err(Ok(session)) = sender.send(opened) {
+                registry.end_unclaimed(&session).await;
+            }
+        });
+        let mut pending = PendingOpen {
+            receiver,
+            registry: Arc::downgrade(self),
+        };
+        (&mut pending.receiver)
+            .await
+            .unwrap_or(Err(SessionError::ShuttingDown))
+    }
+
+    /// Start the worker of a reserved session and register the session.
+    async fn start_session(
+        self: &Arc<Self>,
+        reservation: Reservation,
+        is_default: bool,
+    ) -> Result<Arc<Session>, SessionError> {
+        let principal = reservation.principal.clone();
         let handle = mint_handle(&self.node);
         let tag = tag_of(&handle).to_string();
-        let started = match self.pooled_worker(principal, &tag) {
+        let started = match self.pooled_worker(&principal, &tag) {
             Some(worker) => Ok(worker),
-            None => self.start_worker(&tag, principal).await,
+            None => self.start_worker(&tag, &principal).await,
         };
-        let refused = {
+        let worker = started?;
+        worker.bind(&principal, &tag);
+        let session = {
             let mut state = self.state();
-            release(&mut state, principal);
-            let worker = started?;
             if state.shutting_down {
-                Some(worker)
+                None
             } else {
+                reservation.settle(&mut state);
                 let session = Arc::new(Session {
                     handle: handle.clone(),
                     tag,
-                    principal: principal.clone(),
+                    principal,
                     is_default,
                     created_at: SystemTime::now(),
                     created: Instant::now(),
                     last_activity_ms: AtomicU64::new(0),
-                    worker,
+                    worker: worker.clone(),
                     in_flight: Arc::new(Semaphore::new(self.limits.max_in_flight)),
                 });
-                state.live.insert(handle.clone(), session);
-                None
+                state.live.insert(handle, session.clone());
+                Some(session)
             }
         };
-        if let Some(worker) = refused {
+        let Some(session) = session else {
+            // The reservation (if not settled) is released once the worker is gone.
             worker.stop().await;
             return Err(SessionError::ShuttingDown);
-        }
-        let session = self
-            .state()
-            .live
-            .get(&handle)
-            .cloned()
-            .ok_or(SessionError::NotFound)?;
+        };
         METRICS.sessions_opened.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session = %session.tag, pid = session.worker.pid(), default = is_default, "session opened");
         tokio::spawn(watch_worker(Arc::downgrade(self), session.clone()));
         Ok(session)
+    }
+
+    /// End a session whose opener went away before it could receive it.
+    async fn end_unclaimed(self: &Arc<Self>, session: &Arc<Session>) {
+        tracing::info!(session = %session.tag, "the caller that opened this session went away; closing it");
+        self.end(session, Ended::Closed).await;
     }
 
     async fn start_worker(
@@ -385,56 +450,51 @@ impl Registry {
         WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await
     }
 
-    fn reserve(&self, principal: &Principal) -> Result<(), SessionError> {
-        let victim = {
-            let mut state = self.state();
-            if state.shutting_down {
-                return Err(SessionError::ShuttingDown);
-            }
-            if self.drain.is_draining() {
-                return Err(SessionError::Draining {
-                    node: self.node.clone(),
-                });
-            }
-            let mine = state.count_for(principal);
-            if mine >= self.limits.max_sessions_per_principal {
-                return Err(SessionError::PrincipalLimit {
-                    open: mine,
-                    limit: self.limits.max_sessions_per_principal,
-                });
-            }
-            let total = state.total();
-            let victim = if total >= self.limits.max_sessions {
-                let victim = self
-                    .limits
-                    .evict_idle_at_limit
-                    .then(|| least_recently_used_idle(&state, &self.limits))
-                    .flatten();
-                let Some(victim) = victim else {
-                    return Err(SessionError::Limit {
-                        open: total,
-                        limit: self.limits.max_sessions,
-                    });
-                };
-                state.live.remove(&victim.handle);
-                METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
-                state.remember_ended(
-                    victim.handle.clone(),
-                    victim.principal.clone(),
-                    Ended::Evicted,
-                );
-                Some(victim)
-            } else {
-                None
-            };
-            *state.starting.entry(principal.clone()).or_default() += 1;
-            victim
-        };
-        if let Some(victim) = victim {
-            tracing::info!(session = %victim.tag, "evicting the least recently used idle session");
-            tokio::spawn(async move { victim.worker.stop().await });
+    /// Reserve a slot for a new session of `principal`. At a limit, with `--evict-idle`, room
+    /// is made by ending the least recently used idle session *of the same principal* — never
+    /// another's — whose slot passes to the new session; the caller waits for that session's
+    /// worker to be reaped (returned) before it starts its own.
+    fn reserve(
+        self: &Arc<Self>,
+        principal: &Principal,
+    ) -> Result<(Reservation, Option<Arc<Session>>), SessionError> {
+        let mut state = self.state();
+        if state.shutting_down {
+            return Err(SessionError::ShuttingDown);
         }
-        Ok(())
+        if self.drain.is_draining() {
+            return Err(SessionError::Draining {
+                node: self.node.clone(),
+            });
+        }
+        let mine = state.count_for(principal);
+        let total = state.total();
+        let refusal = if mine >= self.limits.max_sessions_per_principal {
+            SessionError::PrincipalLimit {
+                open: mine,
+                limit: self.limits.max_sessions_per_principal,
+            }
+        } else if total >= self.limits.max_sessions {
+            SessionError::Limit {
+                open: total,
+                limit: self.limits.max_sessions,
+            }
+        } else {
+            return Ok((Reservation::take(self, &mut state, principal), None));
+        };
+        let victim = self
+            .limits
+            .evict_idle_at_limit
+            .then(|| least_recently_used_idle(&state, &self.limits, principal))
+            .flatten();
+        let Some(victim) = victim else {
+            return Err(refusal);
+        };
+        tracing::info!(session = %victim.tag, "evicting the principal's least recently used idle session");
+        let slot = self
+            .retire_locked(&mut state, &victim, Ended::Evicted)
+            .ok_or(refusal)?;
+        Ok((slot, Some(victim)))
     }
 
     /// The live session `handle`, if `principal` owns it.
@@ -472,24 +532,63 @@ impl Registry {
     }
 
     /// Close `handle` on behalf of `principal` and wait for its worker to be reaped.
-    pub async fn close(&self, handle: &str, principal: &Principal) -> Result<(), SessionError> {
+    pub async fn close(
+        self: &Arc<Self>,
+        handle: &str,
+        principal: &Principal,
+    ) -> Result<(), SessionError> {
         let session = self.get(handle, principal)?;
         self.end(&session, Ended::Closed).await;
         Ok(())
     }
 
-    /// End a live session for `reason` and stop its worker.
-    pub async fn end(&self, session: &Arc<Session>, reason: Ended) {
-        {
-            let mut state = self.state();
-            if state.live.remove(&session.handle).is_none() {
-                return;
+    /// End a live session for `reason`, stop its worker and wait until it is reaped. A session
+    /// another path is already ending is waited for the same way.
+    pub async fn end(self: &Arc<Self>, session: &Arc<Session>, reason: Ended) {
+        match self.retire(session, reason) {
+            Some(reservation) => {
+                session.worker.stop().await;
+                drop(reservation);
             }
-            METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(session = %session.tag, ?reason, "session ended");
-            state.remember_ended(session.handle.clone(), session.principal.clone(), reason);
+            None => {
+                session.worker.exited().await;
+            }
         }
-        session.worker.stop().await;
+    }
+
+    /// End a live session for `reason` and stop its worker in the background, at most
+    /// [`MAX_CONCURRENT_STOPS`] at a time; the caller never waits for a stop.
+    fn end_in_background(self: &Arc<Self>, session: Arc<Session>, reason: Ended) {
+        let Some(reservation) = self.retire(&session, reason) else {
+            return;
+        };
+        let stops = self.stops.clone();
+        tokio::spawn(async move {
+            let _permit = stops.acquire_owned().await;
+            session.worker.stop().await;
+            drop(reservation);
+        });
+    }
+
+    /// Take a live session out of the registry for `reason`. Returns the reservation that keeps
+    /// counting it against its principal and the total until its worker is reaped, or `None`
+    /// when it was not live (already ending, or lost).
+    fn retire(self: &Arc<Self>, session: &Arc<Session>, reason: Ended) -> Option<Reservation> {
+        let mut state = self.state();
+        self.retire_locked(&mut state, session.as_ref(), reason)
+    }
+
+    fn retire_locked(
+        self: &Arc<Self>,
+        state: &mut State,
+        session: &Session,
+        reason: Ended,
+    ) -> Option<Reservation> {
+        state.live.remove(&session.handle)?;
+        METRICS.sessions_closed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(session = %session.tag, ?reason, "session ended");
+        state.remember_ended(session.handle.clone(), session.principal.clone(), reason);
+        Some(Reservation::take(self, state, &session.principal))
     }
 
     /// Sessions open now.
@@ -509,8 +608,9 @@ impl Registry {
         self.state().live.get(handle).cloned()
     }
 
-    /// End every session past its idle TTL or maximum age.
-    pub async fn expire(&self) {
+    /// End every session past its idle TTL or maximum age. Their workers stop in the
+    /// background: one that is slow to stop never holds back the expiry of the others.
+    pub fn expire(self: &Arc<Self>) {
         let now = Instant::now();
         let expired: Vec<(Arc<Session>, Ended)> = self
             .state()
@@ -519,7 +619,7 @@ impl Registry {
             .filter_map(|session| Some((session.clone(), session.expiry(&self.limits, now)?)))
             .collect();
         for (session, reason) in expired {
-            self.end(&session, reason).await;
+            self.end_in_background(session, reason);
         }
     }
 
@@ -535,7 +635,7 @@ impl Registry {
                 let Some(registry) = registry.upgrade() else {
                     return;
                 };
-                registry.expire().await;
+                registry.expire();
             }
         });
     }
@@ -572,19 +672,16 @@ impl Registry {
     }
 }
 
-fn release(state: &mut State, principal: &Principal) {
-    if let Some(count) = state.starting.get_mut(principal) {
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            state.starting.remove(principal);
-        }
-    }
-}
-
-fn least_recently_used_idle(state: &State, limits: &SessionLimits) -> Option<Arc<Session>> {
+/// The session of `principal` with no call in flight whose last activity is oldest.
+fn least_recently_used_idle(
+    state: &State,
+    limits: &SessionLimits,
+    principal: &Principal,
+) -> Option<Arc<Session>> {
     state
         .live
         .values()
+        .filter(|session| session.principal == *principal)
         .filter(|session| session.in_flight_count(limits) == 0)
         .min_by_key(|session| session.last_activity_instant())
         .cloned()

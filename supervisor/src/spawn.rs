@@ -142,16 +142,17 @@ pub struct WorkerLease {
 }
 
 impl WorkerLease {
-    /// Signal worker `pid`'s whole tree: with SIGKILL, everything in its cgroup at once
-    /// (`cgroup.kill`, which also catches processes that left its process group); then its
-    /// process group and every descendant.
-    pub fn signal_tree(&self, pid: u32, signal: Signal) {
+    /// Signal what worker `pid` started: with SIGKILL, everything in its cgroup at once
+    /// (`cgroup.kill`, which also catches processes that left its process group); then every
+    /// descendant, wherever its group. The worker itself and its group are signalled through
+    /// its [`Child`].
+    pub fn signal_descendants(&self, pid: u32, signal: Signal) {
         if signal == Signal::SIGKILL
             && let Some(cgroup) = &self.cgroup
         {
             cgroup.kill();
         }
-        tree::signal_tree(pid, signal);
+        tree::signal_descendants(pid, signal);
     }
 
     /// SIGKILL everything left in the worker's cgroup, if it has one (safe after reaping: the
@@ -544,12 +545,6 @@ pub fn report_worker_sandbox(pid: u32, degraded: &[String]) {
             tracing::debug!(pid, "worker sandbox degraded: {sentence}");
         }
     }
-}
-
-/// Send `signal` to the process group led by worker `pid` (the worker and anything it started).
-pub fn signal_group(pid: u32, signal: Signal) -> nix::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
-    nix::sys::signal::killpg(Pid::from_raw(pid), signal)
 }
 
 #[cfg(test)]

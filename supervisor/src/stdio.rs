@@ -32,6 +32,10 @@ use crate::session::Principal;
 /// stdin must end every process within two seconds and the stop sequence needs the rest.
 const STDIN_CLOSED_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Messages waiting for stdout. A host that stops reading fills it; then the requests' tasks
+/// wait (and behind them the workers' bounded queues), and stdin is not read either.
+const STDOUT_QUEUE: usize = 256;
+
 /// Why the stdio conversation ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -47,7 +51,7 @@ pub async fn serve(
     max_frame_bytes: usize,
     shutdown: CancellationToken,
 ) -> (End, tokio::task::JoinHandle<()>) {
-    let (out, outbox) = mpsc::unbounded_channel();
+    let (out, outbox) = mpsc::channel(STDOUT_QUEUE);
     let writer = tokio::spawn(write_stdout(outbox));
     let connection = Connection::new(frontend, principal, out);
     let mut reader = LineReader::new(stdin(), max_frame_bytes);
@@ -57,7 +61,10 @@ pub async fn serve(
         let end = loop {
             tokio::select! {
                 frame = reader.next_frame() => match frame {
-                    Ok(Some(frame)) => connection.on_frame(frame),
+                    Ok(Some(frame)) => tokio::select! {
+                        () = connection.on_frame(frame) => {}
+                        () = shutdown.cancelled() => break End::Shutdown,
+                    },
                     Ok(None) => break End::StdinClosed,
                     Err(error) => {
                         tracing::warn!("reading stdin failed: {error}");
@@ -138,7 +145,7 @@ fn async_socket(file: std::fs::File) -> Option<tokio::net::UnixStream> {
     tokio::net::UnixStream::from_std(socket).ok()
 }
 
-async fn write_stdout(mut outbox: mpsc::UnboundedReceiver<Value>) {
+async fn write_stdout(mut outbox: mpsc::Receiver<Value>) {
     let mut stdout = BufWriter::new(stdout());
     while let Some(message) = outbox.recv().await {
         if stdout

@@ -6,20 +6,23 @@
 //! supervisor as client. After that the actor multiplexes calls: each [`Call`] gets a fresh
 //! numeric JSON-RPC id on the socket, and its reply (plus progress notifications, whose tokens
 //! are rewritten to the call id on the way in and restored on the way out) comes back on the
-//! call's own channel. Dropping an unfinished `Call` cancels it: the actor sends
-//! `notifications/cancelled` and gives the worker [`WorkerTimeouts::hard_cancel`] to stop; a
-//! worker that answers nothing by then is killed, with crash semantics.
+//! call's own bounded queue ([`outbox`]; [`delivery`] routes and, for a slow client, holds the
+//! worker back or drops what may be dropped). Dropping an unfinished `Call` cancels it: the actor sends
+//! `notifications/cancelled` and gives the worker [`WorkerTimeouts::hard_cancel`] to show that
+//! the call stopped ([`cancellation`] says what counts as evidence); a worker that shows
+//! nothing by then is killed, with crash semantics.
 //!
 //! Stop sequence: close the socket (the worker exits on EOF) → wait `close_grace` → SIGTERM to
-//! the worker's process group → wait `term_grace` → SIGKILL → reap. A worker that dies on its
+//! the worker and its process group → wait `term_grace` → SIGKILL → reap. Signalling the pid as
+//! well as the group reaches a worker that left its group. A worker that dies on its
 //! own fails every call in flight with [`CallEvent::Died`]; nothing else is touched.
 //!
 //! A wrapped server (external worker mode, [`crate::wrap`]) differs in three places: start-up
 //! is the [`bridge`]'s era detection instead of the Bulkhead handshake, and every call and reply
 //! passes through the bridge; its stderr is read into a redacted tail that is logged when it
 //! crashes or fails to start; and stopping it stops its whole tree — the signals reach every
-//! descendant wherever its process group (and the cgroup, with SIGKILL), and after the server
-//! is reaped its group's remnants are killed and the supervisor's orphans swept
+//! descendant wherever its process group (and the cgroup, with SIGKILL); the reaper kills its
+//! group's remnants just before the reap, and after it the supervisor's orphans are swept
 //! ([`crate::spawn::sweep`]).
 
 use std::collections::HashMap;
@@ -31,7 +34,7 @@ use std::time::Duration;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION, codes};
+use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -39,10 +42,18 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease, signal_group};
+use crate::session::Principal;
+use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease};
+use crate::trading::desk::{Binding, TradingDesk};
 use crate::wrap::WrappedServer;
 use crate::wrap::bridge::{self, ReplyFix, ServerEra};
 use crate::wrap::stderr::SharedTail;
+
+mod cancellation;
+mod delivery;
+mod outbox;
+use cancellation::Abandoned;
+use delivery::{InFlight, Stall};
 
 /// How long to keep reading a dead worker's socket for replies it wrote before exiting.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -80,6 +91,9 @@ pub struct WorkerSpec {
     pub max_frame_bytes: usize,
     /// External worker mode: the stdio server to run instead of the built-in worker.
     pub wrapped: Option<Arc<WrappedServer>>,
+    /// The trading desk: the policy in each hello, and the answers to `bulkhead/` requests
+    /// (`None` for a wrapped server, whose requests in that namespace are refused).
+    pub trading: Option<Arc<TradingDesk>>,
 }
 
 /// Why a worker is gone.
@@ -153,13 +167,14 @@ enum Command {
         id: u64,
         frame: Vec<u8>,
         progress_token: Option<Value>,
-        events: mpsc::UnboundedSender<CallEvent>,
+        outbox: outbox::Sender,
     },
     Cancel {
         id: u64,
     },
-    /// The client's answer to a request the worker sent.
+    /// The client's answer to request `id` of the worker.
     Respond {
+        id: Value,
         frame: Vec<u8>,
     },
     Stop,
@@ -180,6 +195,8 @@ struct Shared {
     reaped: watch::Receiver<Option<std::process::ExitStatus>>,
     /// Why the actor is ending the worker, once it has decided.
     planned: Arc<OnceLock<ExitCause>>,
+    /// The session the worker serves, once bound: its `bulkhead/` requests act for it.
+    binding: Arc<OnceLock<Binding>>,
 }
 
 /// Cloneable handle to one worker process.
@@ -200,7 +217,7 @@ impl fmt::Debug for WorkerHandle {
 /// A call in flight. Dropping it before its reply cancels it in the worker.
 pub struct Call {
     id: u64,
-    events: mpsc::UnboundedReceiver<CallEvent>,
+    events: outbox::Receiver,
     shared: Arc<Shared>,
     finished: bool,
     /// How the bridge fixes the reply (wrapped servers only).
@@ -210,7 +227,7 @@ pub struct Call {
 impl Call {
     /// The next event; after a `Reply` or `Died` the call is finished.
     pub async fn next_event(&mut self) -> CallEvent {
-        let mut event = match self.events.recv().await {
+        let mut event = match self.events.next().await {
             Some(event) => event,
             None => CallEvent::Died(self.exit_now()),
         };
@@ -293,7 +310,7 @@ impl WorkerHandle {
                 timeouts.handshake,
                 tokio::time::timeout(
                     timeouts.handshake,
-                    handshake(&mut reader, &mut write_half, &spec, sandbox, pid),
+                    handshake(&mut reader, &mut write_half, &spec, sandbox, pid, principal),
                 )
                 .await
                 .map(|result| result.map(|initialize| (initialize, None))),
@@ -338,6 +355,7 @@ impl WorkerHandle {
         let (exit_tx, exit) = watch::channel(None);
         let reaped = child.status_watch();
         let planned = Arc::new(OnceLock::new());
+        let binding = Arc::new(OnceLock::new());
         let (frames, outbox) = mpsc::unbounded_channel();
         tokio::spawn(write_frames(write_half, outbox));
         let actor = Actor {
@@ -347,7 +365,10 @@ impl WorkerHandle {
             reader,
             writer: Some(frames),
             in_flight: HashMap::new(),
-            abandoned: HashMap::new(),
+            relayed: HashMap::new(),
+            stalled: None,
+            draining: false,
+            abandoned: Abandoned::new(timeouts.hard_cancel, era),
             inbox,
             exit_tx,
             planned: planned.clone(),
@@ -355,6 +376,8 @@ impl WorkerHandle {
             lease,
             wrapped: spec.wrapped.is_some(),
             stderr,
+            desk: spec.trading.clone().filter(|_| spec.wrapped.is_none()),
+            binding: binding.clone(),
         };
         tokio::spawn(actor.run());
         Ok(Self {
@@ -368,8 +391,18 @@ impl WorkerHandle {
                 exit,
                 reaped,
                 planned,
+                binding,
             }),
         })
+    }
+
+    /// Binds the worker to its session: its `bulkhead/` requests act for `principal` from now
+    /// on. A worker is bound once, when its session opens, and never rebound.
+    pub fn bind(&self, principal: &Principal, session_tag: &str) {
+        let _ = self.shared.binding.set(Binding {
+            principal: principal.clone(),
+            session_tag: session_tag.to_owned(),
+        });
     }
 
     /// The worker's process id.
@@ -436,12 +469,12 @@ impl WorkerHandle {
             .and_then(|meta| meta.get_mut("progressToken"))
             .map(|token| std::mem::replace(token, json!(id)));
         let frame = jsonrpc::to_frame(&jsonrpc::request(&json!(id), method, params));
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (outbox, events) = outbox::outbox();
         let command = Command::Call {
             id,
             frame,
             progress_token,
-            events: events_tx,
+            outbox,
         };
         if self.shared.commands.send(command).is_err() {
             return Err(self.exit().unwrap_or(WorkerExit {
@@ -461,7 +494,8 @@ impl WorkerHandle {
     /// Pass the client's answer to a request this worker sent (its id already restored).
     pub fn respond(&self, answer: Value) {
         let frame = jsonrpc::to_frame(&answer);
-        let _ = self.shared.commands.send(Command::Respond { frame });
+        let id = answer.get("id").cloned().unwrap_or(Value::Null);
+        let _ = self.shared.commands.send(Command::Respond { id, frame });
     }
 
     /// Run the stop sequence and wait until the worker is reaped.
@@ -481,13 +515,12 @@ async fn abandon_start(
     reason: String,
 ) -> String {
     if wrapped {
-        lease.signal_tree(pid, Signal::SIGKILL);
-    } else {
-        child.start_kill();
+        lease.signal_descendants(pid, Signal::SIGKILL);
     }
+    child.start_kill();
+    // The reaper kills what is left in the worker's group just before the reap.
     let status = child.wait().await;
     if wrapped {
-        let _ = signal_group(pid, Signal::SIGKILL);
         crate::spawn::sweep().await;
     }
     match status {
@@ -529,6 +562,7 @@ async fn handshake(
     spec: &WorkerSpec,
     sandbox: SandboxPolicy,
     pid: u32,
+    principal: Option<&str>,
 ) -> Result<Value, String> {
     let hello = Control::Hello(Hello {
         protocol: WORKER_PROTOCOL_VERSION,
@@ -539,6 +573,11 @@ async fn handshake(
         paper_seed: spec.paper_seed,
         sandbox,
         fixtures: spec.fixtures,
+        trading: spec
+            .trading
+            .as_ref()
+            .map(|desk| desk.policy_for(principal))
+            .unwrap_or_default(),
     });
     let io_error = |error: std::io::Error| format!("socket error: {error}");
     writer.write_all(&hello.to_line()).await.map_err(io_error)?;
@@ -608,11 +647,6 @@ async fn write_frames(mut writer: OwnedWriteHalf, mut frames: mpsc::UnboundedRec
     let _ = writer.shutdown().await;
 }
 
-struct InFlight {
-    events: mpsc::UnboundedSender<CallEvent>,
-    progress_token: Option<Value>,
-}
-
 struct Actor {
     tag: String,
     pid: u32,
@@ -620,8 +654,15 @@ struct Actor {
     reader: LineReader<OwnedReadHalf>,
     writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
     in_flight: HashMap<u64, InFlight>,
-    /// Cancelled calls still running in the worker, with the instant it gets killed.
-    abandoned: HashMap<u64, Instant>,
+    /// Requests the worker sent that a client has yet to answer: their id (as JSON text) and
+    /// the call they were relayed on.
+    relayed: HashMap<String, u64>,
+    /// A notification waiting for room in its call's queue; the socket is not read meanwhile.
+    stalled: Option<Stall>,
+    /// Reading what a dead worker left in its socket: never stall then.
+    draining: bool,
+    /// Cancelled calls that may still run in the worker, with the instant it gets killed.
+    abandoned: Abandoned,
     inbox: mpsc::UnboundedReceiver<Command>,
     exit_tx: watch::Sender<Option<WorkerExit>>,
     /// Shared with the handles: the cause, set as soon as the main loop ends.
@@ -633,6 +674,9 @@ struct Actor {
     wrapped: bool,
     /// A wrapped server's stderr tail and its reader task; `None` for the built-in worker.
     stderr: Option<(SharedTail, tokio::task::JoinHandle<()>)>,
+    /// Answers the worker's `bulkhead/` requests (the built-in worker only).
+    desk: Option<Arc<TradingDesk>>,
+    binding: Arc<OnceLock<Binding>>,
 }
 
 /// How the actor's main loop ended.
@@ -654,7 +698,7 @@ impl Actor {
             tracing::debug!(session = %self.tag, pid = self.pid, "worker {exit}");
         }
         for (_, call) in self.in_flight.drain() {
-            let _ = call.events.send(CallEvent::Died(exit.clone()));
+            call.outbox.push(CallEvent::Died(exit.clone()));
         }
         let crashed = exit.is_crash().then(|| exit.to_string());
         // Release the cgroup, uid and private home before anyone hears the worker is gone, so
@@ -666,39 +710,49 @@ impl Actor {
         }
     }
 
-    /// Signal the worker: its process group, or a wrapped server's whole tree.
+    /// Signal the worker itself and its process group — both, since a worker may leave its
+    /// group — and, for a wrapped server, every descendant wherever its group (found before
+    /// the server dies, while the parent links still lead to it).
     fn signal(&self, signal: Signal) {
         if self.wrapped {
-            self.lease.signal_tree(self.pid, signal);
-        } else {
-            let _ = signal_group(self.pid, signal);
+            self.lease.signal_descendants(self.pid, signal);
         }
+        self.child.signal(signal);
     }
 
-    /// After a wrapped server is reaped: kill what is left of its process group and cgroup, and
-    /// sweep the orphans that left both.
+    /// After a wrapped server is reaped: kill what is left of its cgroup and sweep the orphans
+    /// that left it. (What was left in its process group was killed by the reaper just before
+    /// the reap, while the group's id could not yet belong to anyone else; never signal the
+    /// group after the reap.)
     async fn clear_tree(&self) {
-        let _ = signal_group(self.pid, Signal::SIGKILL);
         self.lease.kill_cgroup();
         crate::spawn::sweep().await;
     }
 
     async fn serve(&mut self) -> LoopEnd {
         loop {
-            let kill_at = self.abandoned.values().min().copied();
+            let kill_at = self.abandoned.next_deadline();
+            let stall = self.stall_wait();
             tokio::select! {
-                frame = self.reader.next_frame() => match frame {
+                frame = self.reader.next_frame(), if self.reading() => match frame {
                     Ok(Some(Frame::Line(line))) => self.on_worker_line(&line),
                     Ok(Some(Frame::Oversized { .. })) => return LoopEnd::Kill("sent a frame over the size limit"),
                     Ok(None) | Err(_) => return LoopEnd::SocketClosed,
                 },
+                end = async { match stall {
+                    Some(stall) => stall.wait().await,
+                    None => std::future::pending().await,
+                } } => self.end_stall(end),
                 command = self.inbox.recv() => match command {
-                    Some(Command::Call { id, frame, progress_token, events }) => {
-                        self.in_flight.insert(id, InFlight { events, progress_token });
+                    Some(Command::Call { id, frame, progress_token, outbox }) => {
+                        self.in_flight.insert(id, InFlight::new(outbox, progress_token));
                         self.write(frame);
                     }
                     Some(Command::Cancel { id }) => self.cancel(id),
-                    Some(Command::Respond { frame }) => self.write(frame),
+                    Some(Command::Respond { id, frame }) => {
+                        self.on_answer(&id);
+                        self.write(frame);
+                    }
                     Some(Command::Stop) | None => return LoopEnd::StopRequested,
                 },
                 () = sleep_until_opt(kill_at) => {
@@ -717,6 +771,8 @@ impl Actor {
 
     /// The process exited; replies it wrote just before may still sit in the socket.
     async fn drain_replies(&mut self) {
+        self.draining = true;
+        self.stalled = None;
         let drain = async {
             while let Ok(Some(Frame::Line(line))) = self.reader.next_frame().await {
                 self.on_worker_line(&line);
@@ -732,100 +788,12 @@ impl Actor {
     }
 
     fn cancel(&mut self, id: u64) {
-        if self.in_flight.remove(&id).is_none() {
+        if self.remove_call(id).is_none() {
             return;
         }
-        let cancelled = jsonrpc::notification(
-            "notifications/cancelled",
-            Some(
-                json!({"requestId": id, "reason": "cancelled by the client or the call deadline"}),
-            ),
-        );
-        self.write(jsonrpc::to_frame(&cancelled));
-        self.abandoned
-            .insert(id, Instant::now() + self.timeouts.hard_cancel);
-    }
-
-    fn on_worker_line(&mut self, line: &[u8]) {
-        // Parse once: a reply travels on as this very value.
-        let value: Value = match serde_json::from_slice(line) {
-            Ok(value) => value,
-            Err(error) => {
-                tracing::warn!(session = %self.tag, "worker sent an unparsable frame: {error}");
-                return;
-            }
-        };
-        if value.get("method").is_none() {
-            let Some(id) = value.get("id").and_then(Value::as_u64) else {
-                return;
-            };
-            self.abandoned.remove(&id);
-            if let Some(call) = self.in_flight.remove(&id) {
-                let _ = call.events.send(CallEvent::Reply(value));
-            }
-            return;
-        }
-        match jsonrpc::classify(value) {
-            Ok(Message::Notification { method, params }) => self.on_notification(method, params),
-            Ok(Message::Request { id, method, params }) => {
-                // The wire does not say which call a server-to-client request belongs to;
-                // rmcp issues them from a tool handler, so the newest call in flight is the
-                // one whose client can answer. With none in flight, refuse at once so the
-                // worker does not wait forever.
-                let newest = self.in_flight.keys().max().copied();
-                match newest.and_then(|call| self.in_flight.get(&call)) {
-                    Some(call) => {
-                        let request = jsonrpc::request(&id, &method, params);
-                        let _ = call.events.send(CallEvent::Request(request));
-                    }
-                    None => {
-                        let refusal = jsonrpc::error_response(
-                            &id,
-                            codes::METHOD_NOT_FOUND,
-                            &format!("{method}: no client request is in flight to relay it on"),
-                            None,
-                        );
-                        self.write(jsonrpc::to_frame(&refusal));
-                    }
-                }
-            }
-            Ok(Message::Response { .. } | Message::Error { .. }) => {}
-            Err(error) => {
-                tracing::warn!(session = %self.tag, "worker sent an invalid message: {error}");
-            }
-        }
-    }
-
-    /// Progress goes to the call whose token it carries (restoring the client's token); other
-    /// notifications (log messages) name no call on the wire, so, like server requests, they go
-    /// to the newest call in flight. With no call in flight they have no reader and are dropped.
-    fn on_notification(&mut self, method: String, params: Option<Value>) {
-        let mut params = params.unwrap_or_else(|| json!({}));
-        if let Some(id) = params.get("progressToken").and_then(Value::as_u64) {
-            let Some(call) = self.in_flight.get(&id) else {
-                return;
-            };
-            if let Some(token) = &call.progress_token {
-                params["progressToken"] = token.clone();
-                let notification = jsonrpc::notification(&method, Some(params));
-                let _ = call.events.send(CallEvent::Notification(notification));
-            }
-            return;
-        }
-        // The catalog is fixed for the supervisor's lifetime; a wrapped server's own list
-        // changes would only confuse clients.
-        if self.wrapped && method.ends_with("/list_changed") {
-            return;
-        }
-        let newest = self.in_flight.keys().max().copied();
-        match newest.and_then(|call| self.in_flight.get(&call)) {
-            Some(call) => {
-                let notification = jsonrpc::notification(&method, Some(params));
-                let _ = call.events.send(CallEvent::Notification(notification));
-            }
-            None => {
-                tracing::debug!(session = %self.tag, %method, "dropping a worker notification: no call in flight");
-            }
+        self.end_stall(delivery::StallEnd::Interrupted);
+        for frame in self.abandoned.cancel(id, Instant::now()) {
+            self.write(frame);
         }
     }
 

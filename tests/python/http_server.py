@@ -8,10 +8,11 @@ import time
 
 
 @contextlib.contextmanager
-def bulkhead_serve(bulkhead_bin: str, *args: str):
-    """Yield the MCP endpoint URL of a fresh `bulkhead serve --http 127.0.0.1:0 ARGS`."""
+def bulkhead_serve(bulkhead_bin: str, *args: str, listen: str = "127.0.0.1:0"):
+    """Yield the MCP endpoint URL of a fresh `bulkhead serve --http LISTEN ARGS` (an ephemeral
+    loopback port unless LISTEN names one)."""
     process = subprocess.Popen(
-        [bulkhead_bin, "serve", "--http", "127.0.0.1:0", *args],
+        [bulkhead_bin, "serve", "--http", listen, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

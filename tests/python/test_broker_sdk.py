@@ -22,20 +22,20 @@ async def test_login_quote_buy_positions_sell_account_to_the_cent(bulkhead_bin, 
     params = StdioServerParameters(command=bulkhead_bin, args=["stdio"])
     async with Client(params, mode=mode) as client:
         await call(client, "broker_login", broker="paper", api_key="demo", api_secret="demo-secret")
-        quote = await call(client, "quote", symbol="MSFT")
+        quote = await call(client, "quote", symbol="SOL-USD")
         assert Decimal(quote["bid"]) < Decimal(quote["ask"])
 
-        buy = (await call(client, "order_place", symbol="MSFT", side="buy", qty="7", type="market"))["order"]
+        buy = (await call(client, "order_place", symbol="SOL-USD", side="buy", qty="7", type="market"))["order"]
         assert buy["status"] == "filled"
-        bought_at = Decimal(buy["fill_price"])
+        bought_at = Decimal(buy["avg_fill_price"])
 
         positions = (await call(client, "positions"))["positions"]
         assert [(p["symbol"], Decimal(p["qty"]), Decimal(p["avg_price"])) for p in positions] == [
-            ("MSFT", Decimal(7), bought_at)
+            ("SOL-USD", Decimal(7), bought_at)
         ]
 
-        sell = (await call(client, "order_place", symbol="MSFT", side="sell", qty="3", type="market"))["order"]
-        sold_at = Decimal(sell["fill_price"])
+        sell = (await call(client, "order_place", symbol="SOL-USD", side="sell", qty="3", type="market"))["order"]
+        sold_at = Decimal(sell["avg_fill_price"])
         account = await call(client, "account")
         expected_cash = STARTING_CASH - 7 * bought_at + 3 * sold_at
         assert Decimal(account["cash"]) == expected_cash.quantize(Decimal("0.01"))

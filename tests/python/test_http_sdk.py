@@ -26,9 +26,9 @@ async def test_trading_over_http(bulkhead_bin, mode, version):
             assert {"quote", "order_place", "session_open"} <= set(names)
 
             await call(client, "broker_login", broker="paper", api_key="k", api_secret="s")
-            bought = (await call(client, "order_place", symbol="AAPL", side="buy", qty="2", type="market"))["order"]
+            bought = (await call(client, "order_place", symbol="SOL-USD", side="buy", qty="2", type="market"))["order"]
             account = await call(client, "account")
-            expected = Decimal("100000.00") - 2 * Decimal(bought["fill_price"])
+            expected = Decimal("100000.00") - 2 * Decimal(bought["avg_fill_price"])
             assert Decimal(account["cash"]) == expected
 
             opened = await call(client, "session_open")
@@ -36,5 +36,5 @@ async def test_trading_over_http(bulkhead_bin, mode, version):
             empty = await client.call_tool("positions", {"session": other})
             assert empty.is_error, "a fresh session is not logged in"
             mine = await call(client, "positions")
-            assert mine["positions"][0]["symbol"] == "AAPL"
+            assert mine["positions"][0]["symbol"] == "SOL-USD"
             await call(client, "session_close", session=other)

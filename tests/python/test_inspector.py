@@ -39,6 +39,6 @@ def test_inspector_cli_lists_tools_and_trades_through_a_handle(bulkhead_bin, tmp
         handle = inspector(url, "--method", "tools/call", "--tool-name", "session_open")["structuredContent"]["session"]
         call = ["--method", "tools/call", "--tool-arg", f"session={handle}"]
         inspector(url, *call, "--tool-name", "broker_login", "--tool-arg", "broker=paper", "api_key=k", "api_secret=s")
-        inspector(url, *call, "--tool-name", "order_place", "--tool-arg", "symbol=TCS.NS", "side=buy", "qty=3", "type=market")
+        inspector(url, *call, "--tool-name", "order_place", "--tool-arg", "symbol=ETH-USD", "side=buy", "qty=0.5", "type=market")
         positions = inspector(url, *call, "--tool-name", "positions")["structuredContent"]["positions"]
-        assert [(p["symbol"], p["qty"]) for p in positions] == [("TCS.NS", "3")]
+        assert [(p["symbol"], p["qty"]) for p in positions] == [("ETH-USD", "0.5")]

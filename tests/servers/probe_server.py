@@ -1,6 +1,7 @@
 """A tiny stdio MCP server for the external-worker-mode tests: it reports what it sees
-(environment, pid, era) and does what the tests need a wrapped server to do (sleep, start
-grandchildren, write to stderr and die, try to read files or signal processes).
+(environment, pid, era) and does what the tests need a wrapped server to do (sleep, answer
+late from a thread, flood its client with log messages, start grandchildren, leave its process
+group, write to stderr and die, try to read files or signal processes).
 
 It speaks the protocol by hand, with no SDK, so each era can be enforced strictly:
 
@@ -11,6 +12,7 @@ It speaks the protocol by hand, with no SDK, so each era can be enforced strictl
 
   --collide NAME     also offer a tool called NAME (e.g. session_info)
   --session-arg      give the `search` tool its own `session` argument
+  --start-delay S    sleep S seconds before reading anything (a slow start)
 """
 
 import argparse
@@ -22,9 +24,12 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 ENVELOPE = "io.modelcontextprotocol/protocolVersion"
+# Set by the `escape` tool: keep the process alive after stdin closes.
+LINGER = threading.Event()
 CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 
 
@@ -72,6 +77,22 @@ def tools(args):
     if args.session_arg:
         search["session"] = {"type": "string", "description": "the server's own notion of a session"}
     listed.append(tool("search", "Echo the arguments.", search))
+    listed.append(tool(
+        "flood",
+        "Send `count` log messages of `size` bytes each, as fast as they can be written, then answer.",
+        {"count": {"type": "integer"}, "size": {"type": "integer"}},
+        ["count", "size"],
+    ))
+    listed.append(tool(
+        "escape",
+        "Leave this process's group for its parent's, ignore SIGTERM, and outlive stdin's end.",
+    ))
+    listed.append(tool(
+        "slow_reply",
+        "Answer after `seconds` from a background thread; the request loop stays free meanwhile.",
+        {"seconds": {"type": "number"}},
+        ["seconds"],
+    ))
     if args.collide:
         listed.append(tool(args.collide, "A tool whose name Bulkhead also uses."))
     return listed
@@ -130,6 +151,11 @@ def call(name, arguments, era):
             return text_result({"error": None})
         except OSError as error:
             return text_result({"error": error.strerror or str(error)})
+    if name == "escape":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.setpgid(0, os.getpgid(os.getppid()))
+        LINGER.set()
+        return text_result({"pid": os.getpid(), "pgid": os.getpgid(0)})
     if name == "signal":
         try:
             os.kill(int(arguments["pid"]), signal.SIGTERM)
@@ -176,15 +202,28 @@ def main():
     parser.add_argument("--era", choices=["legacy", "modern", "both"], default="both")
     parser.add_argument("--collide")
     parser.add_argument("--session-arg", action="store_true")
+    parser.add_argument("--start-delay", type=float, default=0)
     args = parser.parse_args()
+    time.sleep(args.start_delay)
     locked = None if args.era == "both" else args.era
     initialized = False
     sys.stderr.write(f"probe server {os.getpid()} starting ({args.era})\n")
     sys.stderr.flush()
 
+    writing = threading.Lock()
+
     def send(message):
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
+        with writing:
+            sys.stdout.write(json.dumps(message) + "\n")
+            sys.stdout.flush()
+
+    def answer_later(request_id, seconds, extra):
+        # Like most SDK servers, a cancellation is not answered: the reply, if the thread ever
+        # gets there, is the only one.
+        def reply():
+            time.sleep(seconds)
+            send({"jsonrpc": "2.0", "id": request_id, "result": dict(text_result({"slept": seconds}), **extra)})
+        threading.Thread(target=reply, daemon=True).start()
 
     for line in sys.stdin:
         try:
@@ -232,6 +271,16 @@ def main():
             result = {"tools": tools(args)}
             if locked == "modern":
                 result.update({"ttlMs": 0, "cacheScope": "private"})
+        elif method == "tools/call" and params.get("name") == "flood":
+            arguments = params.get("arguments") or {}
+            data = "x" * int(arguments.get("size", 4096))
+            for number in range(int(arguments.get("count", 1))):
+                send({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"level": "info", "logger": "flood", "data": f"{number} {data}"}})
+            result = text_result({"sent": int(arguments.get("count", 1))})
+        elif method == "tools/call" and params.get("name") == "slow_reply":
+            answer_later(request_id, float((params.get("arguments") or {}).get("seconds", 1)), extra)
+            continue
         elif method == "tools/call":
             result = call(params.get("name"), params.get("arguments") or {}, locked)
         elif method == "ping":
@@ -241,6 +290,8 @@ def main():
             continue
         result.update(extra)
         send({"jsonrpc": "2.0", "id": request_id, "result": result})
+    while LINGER.is_set():
+        time.sleep(3600)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ impl Cluster {
         let name = Self::name(index);
         args.extend(["--node", &name]);
         let listen = format!("127.0.0.1:{}", self.ports[index]);
-        let node = TestServer::start_on(&listen, &args);
+        let node = TestServer::start_on(&listen, &args, &[]);
         self.ports[index] = node.addr.port();
         self.nodes[index] = Some(node);
     }

@@ -41,16 +41,13 @@ impl TestServer {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_full("127.0.0.1:0", args, env)
+        Self::start_on("127.0.0.1:0", args, env)
     }
 
-    /// Start `bulkhead serve --http <http> <args>` (e.g. `0.0.0.0:0`, which the harness reaches
-    /// through the unspecified address; allow that Host with `--allow-host 0.0.0.0`).
-    pub fn start_on(http: &str, args: &[&str]) -> Self {
-        Self::start_full(http, args, &[])
-    }
-
-    fn start_full(http: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// Start `bulkhead serve --http <listen> <args>`: for a server whose URL must be known
+    /// before it starts (an OAuth `--public-url`), or one on `0.0.0.0:0`, which the harness
+    /// reaches through the unspecified address (allow that Host with `--allow-host 0.0.0.0`).
+    pub fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "the harness launches the binary under test"
@@ -58,7 +55,7 @@ impl TestServer {
         let mut command = std::process::Command::new(binary("bulkhead"));
         command
             .arg("serve")
-            .args(["--http", http])
+            .args(["--http", listen])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -119,12 +116,7 @@ impl TestServer {
 impl Endpoint {
     /// Send raw request bytes and read one response.
     pub fn raw(&self, request: &[u8]) -> HttpResponse {
-        let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.write_all(request).expect("send request");
-        read_response(&mut BufReader::new(stream))
+        send(self.addr, request)
     }
 
     /// A request with the given method, path, headers and body.
@@ -264,6 +256,24 @@ impl HttpResponse {
             .map(|data| serde_json::from_str(data).expect("SSE data is JSON"))
             .collect()
     }
+}
+
+/// Send raw request bytes to `addr` and read one response.
+pub fn send(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).expect("send request");
+    read_response(&mut BufReader::new(stream))
+}
+
+/// A loopback address no one listens on right now, for a server that must be told its own URL
+/// before it starts.
+pub fn free_loopback_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
 }
 
 /// Read one response from `reader` (a keep-alive connection stays usable).

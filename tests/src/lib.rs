@@ -9,6 +9,7 @@
 
 pub mod balancer;
 pub mod http;
+pub mod oauth;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -131,10 +132,15 @@ impl TestSupervisor {
 
     /// Start and perform the legacy `initialize` handshake.
     pub fn start_legacy(self) -> Running {
+        self.start_legacy_with(json!({}))
+    }
+
+    /// Start and perform the legacy `initialize` handshake declaring `capabilities`.
+    pub fn start_legacy_with(self, capabilities: Value) -> Running {
         let mut running = self.spawn();
         let init = running.request(
             "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bulkhead-tests", "version": "0"}}),
+            json!({"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "bulkhead-tests", "version": "0"}}),
         );
         assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
         running.notify("notifications/initialized", None);
@@ -293,6 +299,18 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh, empty directory for one test (removed by the test when it is done, or left in
+/// the temporary directory for a look after a failure).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("bulkhead-{name}-{}-{unique}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
 }
 
 /// State letter of a process from `/proc/<pid>/stat` (`R`, `S`, `Z`, ...), or `None` if gone.

@@ -43,7 +43,7 @@ fn one_sessions_login_orders_and_positions_are_invisible_to_another_and_the_secr
     let (a, _) = bulkhead.open_session();
     let (b, _) = bulkhead.open_session();
     login(&mut bulkhead, &a, SENTINEL);
-    let bought = buy(&mut bulkhead, &a, "AAPL", "5", None);
+    let bought = buy(&mut bulkhead, &a, "ETH-USD", "0.5", None);
     assert_eq!(structured(&bought)["order"]["status"], "filled");
 
     let brokers = bulkhead.call_ok("broker_list", json!({"session": b}));
@@ -59,7 +59,7 @@ fn one_sessions_login_orders_and_positions_are_invisible_to_another_and_the_secr
     }
     let refused = bulkhead.call_ok(
         "order_place",
-        json!({"symbol": "AAPL", "side": "buy", "qty": "1", "type": "market", "session": b}),
+        json!({"symbol": "ETH-USD", "side": "buy", "qty": "1", "type": "market", "session": b}),
     );
     assert!(error_text(&refused).contains("not logged in"));
     let info_b = bulkhead.call_ok("session_info", json!({"session": b}));
@@ -74,7 +74,10 @@ fn one_sessions_login_orders_and_positions_are_invisible_to_another_and_the_secr
     let orders_b = bulkhead.call_ok("orders", json!({"session": b, "status": "all"}));
     assert_eq!(structured(&orders_b)["orders"], json!([]));
     let positions_a = bulkhead.call_ok("positions", json!({"session": a}));
-    assert_eq!(structured(&positions_a)["positions"][0]["symbol"], "AAPL");
+    assert_eq!(
+        structured(&positions_a)["positions"][0]["symbol"],
+        "ETH-USD"
+    );
 
     bulkhead.call_ok("session_close", json!({"session": a}));
     bulkhead.close_stdin();
@@ -97,8 +100,8 @@ fn a_retried_order_with_the_same_client_order_id_places_one_order() {
     let mut bulkhead = TestSupervisor::new().start_legacy();
     let (session, _) = bulkhead.open_session();
     login(&mut bulkhead, &session, "s");
-    let first = buy(&mut bulkhead, &session, "MSFT", "2", Some("retry-1"));
-    let again = buy(&mut bulkhead, &session, "MSFT", "2", Some("retry-1"));
+    let first = buy(&mut bulkhead, &session, "SOL-USD", "2", Some("retry-1"));
+    let again = buy(&mut bulkhead, &session, "SOL-USD", "2", Some("retry-1"));
     assert_eq!(
         structured(&first)["order"]["order_id"],
         structured(&again)["order"]["order_id"]
@@ -121,7 +124,7 @@ fn killing_one_sessions_worker_leaves_anothers_orders_and_positions_intact() {
     let (b, _) = bulkhead.open_session();
     login(&mut bulkhead, &a, "a");
     login(&mut bulkhead, &b, "b");
-    buy(&mut bulkhead, &a, "NVDA", "1", None);
+    buy(&mut bulkhead, &a, "SOL-USD", "1", None);
     buy(&mut bulkhead, &b, "BTC-USD", "0.01", None);
     let limit = bulkhead.call_ok(
         "order_place",

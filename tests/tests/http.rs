@@ -439,6 +439,18 @@ fn per_principal_rate_limit_answers_429_with_retry_after() {
 }
 
 #[test]
+fn a_plain_no_auth_server_on_loopback_has_no_rate_limit() {
+    // Everyone is one principal under --no-auth: a per-principal limit would only throttle the
+    // local user's own client (the conformance suite's bursts tripped the old 50/s default).
+    let server = TestServer::start(&["--no-auth"]);
+    let limited = (0..300)
+        .map(|id| server.modern(None, id, "tools/list", json!({})).status)
+        .filter(|&status| status == 429)
+        .count();
+    assert_eq!(limited, 0, "requests were rate-limited");
+}
+
+#[test]
 fn the_session_cap_is_503_with_retry_after() {
     let server = TestServer::start(&["--no-auth", "--max-sessions", "1"]);
     let first = legacy_initialize(&server, None);
@@ -762,6 +774,7 @@ fn metrics_are_not_served_on_a_public_listener_without_a_token() {
             "--allow-host",
             "0.0.0.0",
         ],
+        &[],
     );
     let refused = server.get("/metrics");
     assert_eq!(refused.status, 403, "{}", refused.text());

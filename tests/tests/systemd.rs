@@ -73,6 +73,8 @@ fn systemd_analyze_verify_accepts_the_unit_files() {
         "CapabilityBoundingSet=",
         "Delegate=yes",
         "LoadCredential=",
+        "--order-journal /var/lib/bulkhead/orders.jsonl",
+        "StateDirectory=bulkhead",
     ] {
         assert!(
             service.contains(directive),
@@ -256,7 +258,7 @@ fn a_second_sigterm_stops_at_once() {
 fn check_config_reports_every_mistake_and_prints_a_redacted_valid_config() {
     let dir = scratch("check");
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "node = \"Bad Node\"\n[sessions]\nmax = \"many\"\nmaxx = 3\n[http]\nlisten = \"0.0.0.0:9000\"\nno_auth = true\n[worker]\ncpu_weight = 99999\n").unwrap();
+    std::fs::write(&bad, "node = \"Bad Node\"\n[sessions]\nmax = \"many\"\nmaxx = 3\n[http]\nlisten = \"0.0.0.0:9000\"\nno_auth = true\n[worker]\ncpu_weight = 99999\n[trading]\nallow_live_brokers = [\"robinhood\"]\n[principals.alice]\nmax_order_notional = -3\n").unwrap();
     #[allow(clippy::disallowed_methods, reason = "running the binary under test")]
     let output = std::process::Command::new(binary("bulkhead"))
         .arg("check-config")
@@ -271,7 +273,9 @@ fn check_config_reports_every_mistake_and_prints_a_redacted_valid_config() {
         "--node",
         "--worker-cpu-weight",
         "--no-auth is refused",
-        "5 problem(s)",
+        "\"robinhood\" is not a live broker",
+        "alice:max_order_notional=-3\": \"-3\" is not a positive amount",
+        "7 problem(s)",
     ] {
         assert!(
             stderr.contains(expected),
@@ -316,6 +320,13 @@ fn check_config_reports_every_mistake_and_prints_a_redacted_valid_config() {
         !printed.contains("alice-secret-token") && !printed.contains("admin-secret-token"),
         "secrets redacted:\n{printed}"
     );
+    let alice = &resolved["trading"]["effective"]["alice"]["rails"];
+    assert_eq!(
+        alice["max_order_notional"], "250",
+        "the principal's own cap"
+    );
+    assert_eq!(alice["max_daily_notional"], "10000", "the default cap");
+    assert_eq!(alice["allowed_symbols"], json!(["AAPL", "MSFT", "BTC-USD"]));
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -1,6 +1,7 @@
 //! The worker's side of the start-up: take the inherited socket, answer the supervisor's hello
 //! (checking that the limits it names are in place), set up logging, then hand the socket to
-//! rmcp.
+//! rmcp, with every server wrapped so that cancelled requests are stopped and acknowledged
+//! ([`crate::acknowledge`]).
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -13,6 +14,7 @@ use rmcp::ServiceExt;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use crate::acknowledge::Acknowledging;
 use crate::fixtures::FixtureServer;
 use crate::sandbox;
 use crate::tools::SessionServer;
@@ -111,7 +113,7 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
         tracing::debug!(pid = std::process::id(), "worker ready");
         if hello.fixtures {
             // Test only: the conformance suite's fixtures instead of the broker tools.
-            let service = FixtureServer::new()
+            let service = Acknowledging::new(FixtureServer::new())
                 .serve((read_half, write_half))
                 .await
                 .map_err(|error| Failure::Serve(error.to_string()))?;
@@ -122,9 +124,8 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
             tracing::debug!(?reason, "supervisor closed the fixture session");
             return Ok(());
         }
-        let server = SessionServer::new(hello.test_tools, hello.paper_seed);
-        let service = server
-            .clone()
+        let server = SessionServer::new(hello.test_tools, hello.paper_seed, &hello.trading);
+        let service = Acknowledging::new(server.clone())
             .serve((read_half, write_half))
             .await
             .map_err(|error| Failure::Serve(error.to_string()))?;

@@ -8,6 +8,8 @@
 //! closes it. It never touches stdout; logs go to stderr. With `--exec` it is instead the exec
 //! shim of external worker mode ([`exec`]): it confines itself and becomes a wrapped server.
 
+mod acknowledge;
+mod attachments;
 mod broker;
 mod exec;
 mod fixtures;

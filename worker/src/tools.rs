@@ -11,9 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::META_RESOLVED_CREDENTIAL;
+use bulkhead_protocol::trading::TradingPolicy;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult, ContentBlock,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -21,13 +28,17 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::attachments::{self, LogLevel};
 use crate::broker::BrokerRegistry;
+use crate::broker::confirm::ConfirmChannel;
 use crate::broker::credentials::UnavailableResolver;
+use crate::broker::desk::PeerDesk;
 use crate::broker::paper::PaperConfig;
 use crate::broker::tools::descriptions as describe;
 use crate::broker::tools::{
-    BrokerArgs, BrokerNameArgs, BrokerTools, IndicatorArgs, LoginArgs, OrderCancelArgs,
-    OrderPlaceArgs, OrdersArgs, QuoteArgs,
+    BarsArgs, BrokerArgs, BrokerNameArgs, BrokerTools, IndicatorArgs, LoginArgs, MarketClockArgs,
+    OrderCancelArgs, OrderGetArgs, OrderPlaceArgs, OrderReplaceArgs, OrdersArgs,
+    OrdersCancelAllArgs, PositionCloseArgs, QuoteArgs, SymbolsArgs, TradeContext,
 };
 use crate::probes;
 
@@ -48,6 +59,8 @@ const TEST_TOOLS: [&str; 5] = [
 pub struct SessionServer {
     tool_router: ToolRouter<Self>,
     broker: BrokerTools,
+    /// The level an older-era client chose with `logging/setLevel`.
+    log_level: LogLevel,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -74,7 +87,7 @@ struct ResolvedCredential {
 
 #[tool_router]
 impl SessionServer {
-    pub fn new(test_tools: bool, paper_seed: Option<u64>) -> Self {
+    pub fn new(test_tools: bool, paper_seed: Option<u64>, trading: &TradingPolicy) -> Self {
         let mut tool_router = Self::tool_router();
         if !test_tools {
             for name in TEST_TOOLS {
@@ -88,10 +101,21 @@ impl SessionServer {
         // `credential_ref` is resolved by the supervisor, which passes the secret in the
         // request's `_meta` (see `broker_login`); the registry's own resolver is never reached
         // for a reference the supervisor could resolve.
-        let registry = BrokerRegistry::with_paper(paper, Arc::new(UnavailableResolver));
+        let resolver = Arc::new(UnavailableResolver);
+        let registry = BrokerRegistry::for_session(paper, trading, test_tools, resolver);
         Self {
             tool_router,
-            broker: BrokerTools::new(registry),
+            broker: BrokerTools::new(registry, trading.rails.clone()),
+            log_level: LogLevel::default(),
+        }
+    }
+
+    /// Tells a client that wants log messages what became of an order (its result's sentence).
+    async fn log_outcome(&self, context: &RequestContext<RoleServer>, response: &CallToolResponse) {
+        if let CallToolResponse::Complete(result) = response
+            && let Some(text) = result.content.first().and_then(|block| block.as_text())
+        {
+            attachments::log(&self.log_level, context, &text.text).await;
         }
     }
 
@@ -170,20 +194,104 @@ impl SessionServer {
         Ok(self.broker.orders(args).await)
     }
 
+    #[tool(description = describe::ORDER_GET, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn order_get(
+        &self,
+        Parameters(args): Parameters<OrderGetArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.order_get(args).await)
+    }
+
     #[tool(description = describe::ORDER_PLACE, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
     async fn order_place(
         &self,
         Parameters(args): Parameters<OrderPlaceArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(self.broker.order_place(args).await)
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let trade = trade_context(&context, responses, state);
+        let response = self.broker.order_place(args, trade).await;
+        self.log_outcome(&context, &response).await;
+        Ok(response)
+    }
+
+    #[tool(description = describe::ORDER_REPLACE, annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
+    async fn order_replace(
+        &self,
+        Parameters(args): Parameters<OrderReplaceArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let trade = trade_context(&context, responses, state);
+        let response = self.broker.order_replace(args, trade).await;
+        self.log_outcome(&context, &response).await;
+        Ok(response)
     }
 
     #[tool(description = describe::ORDER_CANCEL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
     async fn order_cancel(
         &self,
         Parameters(args): Parameters<OrderCancelArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(self.broker.order_cancel(args).await)
+        let desk = PeerDesk::new(context.peer.clone());
+        let result = self.broker.order_cancel(args, &desk).await;
+        self.log_outcome(&context, &CallToolResponse::Complete(result.clone()))
+            .await;
+        Ok(result)
+    }
+
+    #[tool(description = describe::ORDERS_CANCEL_ALL, annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
+    async fn orders_cancel_all(
+        &self,
+        Parameters(args): Parameters<OrdersCancelAllArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let desk = PeerDesk::new(context.peer.clone());
+        let result = self.broker.orders_cancel_all(args, &desk).await;
+        self.log_outcome(&context, &CallToolResponse::Complete(result.clone()))
+            .await;
+        Ok(result)
+    }
+
+    #[tool(description = describe::POSITION_CLOSE, annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
+    async fn position_close(
+        &self,
+        Parameters(args): Parameters<PositionCloseArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let trade = trade_context(&context, responses, state);
+        let response = self.broker.position_close(args, trade).await;
+        self.log_outcome(&context, &response).await;
+        Ok(response)
+    }
+
+    #[tool(description = describe::BARS, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn bars(
+        &self,
+        Parameters(args): Parameters<BarsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.bars(args).await)
+    }
+
+    #[tool(description = describe::MARKET_CLOCK, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn market_clock(
+        &self,
+        Parameters(args): Parameters<MarketClockArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.market_clock(args).await)
+    }
+
+    #[tool(description = describe::SYMBOLS, annotations(read_only_hint = true, open_world_hint = true))]
+    async fn symbols(
+        &self,
+        Parameters(args): Parameters<SymbolsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self.broker.symbols(args).await)
     }
 
     #[tool(description = describe::INDICATOR, annotations(read_only_hint = true, open_world_hint = true))]
@@ -306,11 +414,128 @@ impl SessionServer {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for SessionServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-            Implementation::new("bulkhead-worker", env!("CARGO_PKG_VERSION")),
-        )
+/// Where a trading call's orders are announced (the supervisor) and how a live order is
+/// confirmed: an elicitation request for older protocols, an input-required result for
+/// 2026-07-28 requests (whose `_meta` says whether the client can elicit).
+fn trade_context(
+    context: &RequestContext<RoleServer>,
+    responses: Option<rmcp::model::InputResponses>,
+    state: Option<String>,
+) -> TradeContext {
+    let modern = context
+        .protocol_version()
+        .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+    let confirm = if modern {
+        ConfirmChannel::InputRequired {
+            client_can_elicit: context
+                .client_capabilities()
+                .is_some_and(|capabilities| capabilities.elicitation.is_some()),
+            responses,
+            state,
+        }
+    } else {
+        ConfirmChannel::Elicit {
+            peer: context.peer.clone(),
+            cancelled: context.ct.clone(),
+        }
+    };
+    TradeContext {
+        desk: Arc::new(PeerDesk::new(context.peer.clone())),
+        confirm,
     }
 }
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SessionServer {
+    /// The same capabilities in both eras: no resource subscriptions (in 2026-07-28 they would
+    /// promise `subscriptions/listen` deliveries), no list changes (the catalog is fixed).
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = json!({
+            "tools": {},
+            "logging": {},
+            "resources": {},
+            "prompts": {},
+            "completions": {},
+        });
+        let capabilities: ServerCapabilities =
+            serde_json::from_value(capabilities).unwrap_or_default();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "bulkhead-worker",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    #[allow(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but served in every era we speak"
+    )]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log_level.set(request.level);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let request = serde_json::to_value(&request).unwrap_or_default();
+        attachments::complete(&self.broker, &request).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        attachments::list_prompts()
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        attachments::get_prompt(&self.broker, &request.name, request.arguments.as_ref())
+            .await
+            .map(GetPromptResponse::Complete)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        attachments::list_resources()
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        attachments::list_resource_templates()
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        attachments::read_resource(&self.broker, &request.uri)
+            .await
+            .map(ReadResourceResponse::Complete)
+    }
+}
+
+/// What the worker tells a client about itself (the supervisor adds its own about sessions).
+const INSTRUCTIONS: &str = "A trading broker session: log in with broker_login, then use the \
+    market data, account and order tools. broker_list says whether a broker is simulated, paper \
+    or live (real money; every live order asks you to confirm). Your operator's trading rails \
+    apply to every order; order_place with dry_run: true shows an order without placing it.";

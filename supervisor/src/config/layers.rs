@@ -42,6 +42,12 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("sessions.max_frame_bytes", "max-frame-bytes"),
     ("credentials.dir", "credentials-dir"),
     ("pool.size", "pool-size"),
+    ("trading.max_order_notional", "max-order-notional"),
+    ("trading.max_daily_notional", "max-daily-notional"),
+    ("trading.allowed_symbols", "allowed-symbols"),
+    ("trading.read_only", "read-only"),
+    ("trading.allow_live_brokers", "allow-live-broker"),
+    ("trading.order_journal", "order-journal"),
     ("worker.renames", "wrap-rename"),
     ("worker.pass_env", "wrap-env"),
     ("worker.allow_paths", "wrap-allow-path"),
@@ -71,11 +77,32 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("http.metrics_token_file", "metrics-token-file"),
     ("http.sse_keepalive_secs", "sse-keepalive"),
     ("http.drain_deadline_secs", "drain-deadline"),
+    ("http.public_url", "public-url"),
+    ("http.oauth.issuers", "oauth-issuer"),
+    ("http.oauth.audiences", "oauth-audience"),
+    ("http.oauth.principal_claim", "oauth-principal-claim"),
+    ("http.oauth.scopes", "oauth-scope"),
+    (TOOL_SCOPES_TABLE, "oauth-tool-scope"),
+    ("http.oauth.required_claims", "oauth-required-claim"),
+    ("http.oauth.algorithms", "oauth-algorithm"),
+    (
+        "http.oauth.jwks_refresh_interval_secs",
+        "oauth-jwks-refresh-interval",
+    ),
 ];
+
+/// The file table of per-tool scopes: `[http.oauth.tool_scopes] order_place = ["trade"]`
+/// stands for `--oauth-tool-scope order_place=trade`.
+const TOOL_SCOPES_TABLE: &str = "http.oauth.tool_scopes";
 
 /// The file key for external worker mode's command: `command = ["npx", "some-server"]` stands
 /// for `--wrap -- npx some-server`.
 const WRAP_COMMAND_KEY: &str = "worker.command";
+
+/// The file's per-principal rails: `[principals.<name>] <rail> = <value>` stands for
+/// `--principal-rail <name>:<rail>=<value>`.
+const PRINCIPALS_PREFIX: &str = "principals.";
+const PRINCIPAL_RAIL_FLAG: &str = "principal-rail";
 
 /// Flags that are not configuration (or name the file itself) and read no environment.
 const NOT_LAYERED: [&str; 5] = ["help", "version", "config", "test-tools", "wrap"];
@@ -199,6 +226,13 @@ fn file_arguments(
     let mut arguments = Vec::new();
     let mut trailing = Vec::new();
     for (key, value) in entries {
+        let (key, value) = match tool_scopes_entry(key, value) {
+            Ok(entry) => entry,
+            Err(problem) => {
+                problems.push(format!("config file {where_}: {problem}"));
+                continue;
+            }
+        };
         if key == WRAP_COMMAND_KEY {
             match value.as_array().map(|items| {
                 items
@@ -216,6 +250,16 @@ fn file_arguments(
                 _ => problems.push(format!(
                     "config file {where_}: {key}: expected a non-empty array of strings"
                 )),
+            }
+            continue;
+        }
+        if let Some(rest) = key.strip_prefix(PRINCIPALS_PREFIX) {
+            if given(PRINCIPAL_RAIL_FLAG) {
+                continue;
+            }
+            match principal_rail(rest, &value) {
+                Ok(flag) => arguments.push(flag),
+                Err(problem) => problems.push(format!("config file {where_}: {key}: {problem}")),
             }
             continue;
         }
@@ -245,6 +289,66 @@ fn file_arguments(
         arguments.extend(flags);
     }
     Ok((arguments, trailing, problems))
+}
+
+/// A `[http.oauth.tool_scopes]` entry `TOOL = SCOPE | [SCOPES]` as the table key with
+/// `TOOL=SCOPE` values; any other entry unchanged.
+fn tool_scopes_entry(key: String, value: toml::Value) -> Result<(String, toml::Value), String> {
+    let Some(tool) = key
+        .strip_prefix(TOOL_SCOPES_TABLE)
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return Ok((key, value));
+    };
+    let scopes = match &value {
+        toml::Value::String(scope) => vec![scope.clone()],
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if scopes.is_empty() {
+        return Err(format!(
+            "{key}: expected a scope or a non-empty array of scopes"
+        ));
+    }
+    let flags = scopes
+        .into_iter()
+        .map(|scope| toml::Value::String(format!("{tool}={scope}")))
+        .collect();
+    Ok((TOOL_SCOPES_TABLE.to_string(), toml::Value::Array(flags)))
+}
+
+/// `<name>.<rail>` and its value as a `--principal-rail` flag (the rail is checked later,
+/// with every other problem).
+fn principal_rail(rest: &str, value: &toml::Value) -> Result<OsString, String> {
+    let Some((name, rail)) = rest.rsplit_once('.') else {
+        return Err("expected a rail inside a [principals.<name>] table".into());
+    };
+    if !crate::trading::RAIL_KEYS.contains(&rail) {
+        return Err(format!(
+            "unknown rail; the rails are {}",
+            crate::trading::RAIL_KEYS.join(", ")
+        ));
+    }
+    let scalar = |value: &toml::Value| match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(number) => Ok(number.to_string()),
+        toml::Value::Float(number) => Ok(number.to_string()),
+        toml::Value::Boolean(flag) => Ok(flag.to_string()),
+        other => Err(format!("expected a value, got {}", other.type_str())),
+    };
+    let text = match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Result<Vec<_>, _>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    Ok(format!("--{PRINCIPAL_RAIL_FLAG}={name}:{rail}={text}").into())
 }
 
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
@@ -332,6 +436,7 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "max_frame_bytes": config.max_frame_bytes,
         },
         "credentials": {"dir": config.credentials_dir},
+        "trading": config.trading.summary(),
         "pool": {"size": config.pool_size},
         // The wrapped command is shown, but never the values of the variables passed to it.
         "wrap": config.wrap.as_ref().map(|wrap| json!({
@@ -353,12 +458,13 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "max_connections_per_principal": http.principal_share,
             "max_listen_per_principal": http.listen_share,
             "body_timeout_secs": http.body_timeout.as_secs_f64(),
-            "rate_limit": http.rate_per_second,
-            "rate_burst": http.rate_burst,
+            "rate_limit": http.rate.map(|(per_second, _)| per_second),
+            "rate_burst": http.rate.map(|(_, burst)| burst),
             "admin_token": http.admin_token.map(|_| "[redacted]"),
             "metrics_token": http.metrics_token.map(|_| "[redacted]"),
             "sse_keepalive_secs": http.sse_keepalive.as_secs_f64(),
             "drain_deadline_secs": http.drain_deadline.as_secs_f64(),
+            "oauth": http.oauth.as_ref().map(crate::http::oauth::OAuthConfig::summary),
         },
     })
 }

@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::oauth::Scopes;
 use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
 use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::mcp::Connection;
@@ -38,11 +39,17 @@ const HEADER_NAME: &str = "mcp-name";
 const HEADER_SESSION_ID: &str = "mcp-session-id";
 /// Seconds a client at a session limit is told to wait.
 const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
+/// Messages of one request (notifications, the final response) waiting for its response
+/// stream, which holds 16 encoded chunks of its own: a few per stream keep it flowing, and a
+/// client that does not read holds back its request's task, not the supervisor's memory.
+const REQUEST_QUEUE: usize = 16;
 
-/// Handle one request to `/mcp` from an authenticated principal.
+/// Handle one request to `/mcp` from an authenticated principal (with its scopes, if it came
+/// with an OAuth access token).
 pub async fn handle(
     state: Arc<HttpState>,
     principal: Principal,
+    scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -57,7 +64,7 @@ pub async fn handle(
         return response;
     }
     match *request.method() {
-        Method::POST => post(state, principal, request).await,
+        Method::POST => post(state, principal, scopes, request).await,
         Method::DELETE if request.headers().contains_key(HEADER_SESSION_ID) => {
             delete(&state, &principal, request.headers()).await
         }
@@ -79,6 +86,7 @@ pub async fn handle(
 async fn post(
     state: Arc<HttpState>,
     principal: Principal,
+    scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -94,6 +102,9 @@ async fn post(
             return json_response(StatusCode::BAD_REQUEST, &error.to_response());
         }
     };
+    if let Some(refused) = check_tool_scope(&state, scopes.as_ref(), &message) {
+        return refused;
+    }
     let headers = &parts.headers;
     let id = request_id(&message);
     let version = match header(headers, HEADER_PROTOCOL_VERSION) {
@@ -118,6 +129,24 @@ async fn post(
     } else {
         legacy(&state, &principal, headers, message).await
     }
+}
+
+/// The `403` for an OAuth caller calling a tool whose scopes its token lacks.
+fn check_tool_scope(
+    state: &HttpState,
+    scopes: Option<&Scopes>,
+    message: &Message,
+) -> Option<Response<Body>> {
+    let (Some(oauth), Some(scopes)) = (&state.oauth, scopes) else {
+        return None;
+    };
+    let Message::Request { method, params, .. } = message else {
+        return None;
+    };
+    let tool = params.as_ref()?.get("name")?.as_str()?;
+    (method == "tools/call")
+        .then(|| oauth.check_tool(scopes, tool))
+        .flatten()
 }
 
 /// The whole body, up to `limit` bytes, within `timeout`: a body that trickles in holds a
@@ -205,7 +234,7 @@ async fn modern(
             dispatch(state, &connection, headers, id, method, params, true).await
         }
         other => {
-            connection.on_message(other, &discard_sink());
+            connection.on_message(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -241,7 +270,7 @@ async fn legacy(
             dispatch(state, &connection, headers, id, method, params, false).await
         }
         other => {
-            connection.on_message(other, &discard_sink());
+            connection.on_message(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -255,13 +284,13 @@ async fn initialize(
     params: Option<Value>,
 ) -> Response<Body> {
     let connection = Connection::new(state.frontend.clone(), principal.clone(), discard_sink());
-    let (sink, mut replies) = mpsc::unbounded_channel();
+    let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     let request = Message::Request {
         id: id.clone(),
         method: "initialize".into(),
         params,
     };
-    connection.on_message(request, &sink);
+    connection.on_message(request, &sink).await;
     drop(sink);
     let Some(reply) = replies.recv().await else {
         return rpc_error_response(
@@ -425,15 +454,17 @@ async fn dispatch(
         || (method == "tools/call"
             && accepts_event_stream(headers)
             && goes_to_a_worker(params.as_ref()));
-    let (sink, mut replies) = mpsc::unbounded_channel();
-    connection.on_message(
-        Message::Request {
-            id: id.clone(),
-            method,
-            params,
-        },
-        &sink,
-    );
+    let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
+    connection
+        .on_message(
+            Message::Request {
+                id: id.clone(),
+                method,
+                params,
+            },
+            &sink,
+        )
+        .await;
     drop(sink);
     if !streaming {
         return json_reply(replies, &id, modern).await;
@@ -472,7 +503,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 /// Wait for the final response; notifications cannot travel on a JSON response and are
 /// dropped (clients that want them accept `text/event-stream`).
 async fn json_reply(
-    mut replies: mpsc::UnboundedReceiver<Value>,
+    mut replies: mpsc::Receiver<Value>,
     id: &Value,
     modern: bool,
 ) -> Response<Body> {
@@ -541,7 +572,7 @@ fn status_for(message: &Value, modern: bool) -> StatusCode {
 /// comments in between, closed after the final response. When the client goes away the
 /// forwarding task stops and drops the reply channel, which cancels the request.
 fn event_stream(
-    mut replies: mpsc::UnboundedReceiver<Value>,
+    mut replies: mpsc::Receiver<Value>,
     id: Value,
     keepalive: Duration,
     first: Option<Value>,

@@ -13,8 +13,10 @@
 //! reaped and forgotten.
 //!
 //! **Pid reuse.** A pid is freed only when it is reaped, and reaping happens only under the
-//! table's lock, after the entry is removed. [`Child::start_kill`] signals under the same lock
-//! and only while the entry is present, so it can never reach a process that reused the pid.
+//! table's lock, after the entry is removed. [`Child::signal`] signals the pid and its process
+//! group under the same lock and only while the entry is present, so it can never reach a
+//! process that reused the pid, nor a group created by one. The worker's group is killed once
+//! more by the reaper just before the reap (while the zombie still holds the id), never after.
 //! The spawner also holds the lock across the fork, so a child that dies before it is recorded
 //! is still delivered to its `Child`.
 //!
@@ -147,12 +149,20 @@ fn next_exited() -> Result<(u32, ExitStatus), nix::errno::Errno> {
 /// Deliver `pid`'s status to its `Child`, if it is one of ours, then reap it. The status is
 /// published before the pid is released, so anyone who sees the process gone from `/proc`
 /// finds its status already there.
+///
+/// A worker's process group is killed here, just before the reap, so nothing it left in its
+/// group outlives it. This is the one moment that signal is safe: the worker is a zombie, so
+/// its pid — the group's id — is still allocated and no other process can have created a group
+/// with that id. After the reap the pid can be reused, and a process that reused it and made
+/// itself a group leader (every new worker does) would own the id; a group signal sent then
+/// could kill an unrelated session.
 fn reap(pid: u32, status: ExitStatus) {
     let mut guard = table();
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return;
     };
     if let Some(sender) = guard.children.remove(&pid) {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid_t), Signal::SIGKILL);
         // Nobody may be listening any more (a child dropped before it exited): fine.
         let _ = sender.send(Some(status));
     }
@@ -161,6 +171,15 @@ fn reap(pid: u32, status: ExitStatus) {
     // held (the child has exited, so it is reaped at once). Failure means someone else (the
     // orphan sweep) reaped it first, which changes nothing.
     let _ = unsafe { libc::waitpid(pid_t, &mut raw, libc::WNOHANG) };
+}
+
+/// Run `f` while no child of the supervisor can be reaped by the reaper thread: a child that
+/// `f` finds (parent = the supervisor) keeps its pid until `f` returns, unless `f` reaps it.
+/// The orphan sweep kills and reaps under it, so it never signals a pid that was reaped and
+/// reused between its look at `/proc` and its signal.
+pub(super) fn with_children_pinned<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = table();
+    f()
 }
 
 /// A worker process: its pid and, once reaped, its exit status. Dropping it before the process
@@ -201,14 +220,26 @@ impl Child {
         Ok(status)
     }
 
-    /// SIGKILL the process unless it has already been reaped (never another process that
-    /// reused its pid).
+    /// SIGKILL the process and its process group unless it has already been reaped.
     pub fn start_kill(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// Send `signal` to the process itself and to its process group, unless it has already been
+    /// reaped. Both, because a process may leave its group (`setpgid`), which a signal to the
+    /// group alone would then miss, and its group may hold processes it started.
+    ///
+    /// Never another process: this runs under the table's lock and only while the child is in
+    /// the table, so the child is not reaped yet and its pid is still allocated to it (alive or
+    /// a zombie). A process group's id is the pid of the process that created it, so while that
+    /// pid is ours no other process can have created a group with this id either.
+    pub fn signal(&self, signal: Signal) {
         let guard = table();
         if guard.children.contains_key(&self.pid)
             && let Ok(pid) = i32::try_from(self.pid)
         {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), signal);
         }
     }
 }

@@ -295,3 +295,56 @@ fn workers_are_reaped_with_their_status_without_a_descriptor_each() {
         }
     });
 }
+
+/// Processes alive (not zombies) in process group `group`.
+fn group_members(group: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+            fields.first().is_some_and(|state| *state != "Z")
+                && fields.get(2) == Some(&group.to_string().as_str())
+        })
+        .collect()
+}
+
+#[test]
+fn what_a_worker_leaves_in_its_process_group_is_killed_before_it_is_reaped() {
+    let runtime = runtime();
+    let spawner =
+        Spawner::start_confined(runtime.handle().clone(), confinement(None, CgroupMode::Off))
+            .unwrap();
+    runtime.block_on(async {
+        // A non-interactive shell keeps its background job in its own process group.
+        let command = WorkerCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "sleep 60 & sleep 0.3".into()],
+            wrapped: None,
+        };
+        let mut spawned = spawner.spawn(command).await.unwrap();
+        let group = spawned.child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while group_members(group).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the job started");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        spawned.child.wait().await.unwrap();
+        // The group's id was still the shell's when the reaper killed it; nothing is signalled
+        // through it afterwards.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !group_members(group).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job left in the group is killed: {:?}",
+                group_members(group)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+}

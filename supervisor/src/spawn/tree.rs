@@ -12,9 +12,9 @@
 //! tokio reaps only the children it spawned. It runs when a session's tree is stopped and
 //! whenever SIGCHLD arrives.
 //!
-//! Stopping a tree ([`signal_tree`]) signals the worker's process group and, found through
-//! `/proc`, every descendant wherever its group — before the worker itself is gone, while the
-//! parent links still lead to it.
+//! Stopping a tree signals the worker and its process group (through its `Child`) and, found
+//! through `/proc` by [`signal_descendants`], every descendant wherever its group — before the
+//! worker itself is gone, while the parent links still lead to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, Once};
@@ -110,7 +110,7 @@ fn all_processes() -> Vec<Process> {
 }
 
 /// Every descendant of `root` (not `root` itself), found through parent links.
-pub(super) fn descendants(root: u32) -> Vec<u32> {
+fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for process in all_processes() {
         children
@@ -131,11 +131,58 @@ pub(super) fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
-/// Signal worker `pid`'s process group and every descendant of `pid`, wherever its group.
-pub(super) fn signal_tree(pid: u32, signal: Signal) {
-    let _ = super::signal_group(pid, signal);
-    for descendant in descendants(pid) {
-        let _ = nix::sys::signal::kill(as_pid(descendant), signal);
+/// Signal every descendant of worker `pid`, wherever its process group (the worker itself and
+/// its group are signalled through its [`super::Child`]).
+///
+/// A descendant is not the supervisor's child, so its own parent may reap it, and its pid be
+/// reused, between the look at `/proc` and the signal. Each is therefore signalled through a
+/// pidfd, which names one process for good, after checking — through `/proc`, once the pidfd
+/// is open — that the process still has a parent in the tree: if the pid was reused first, the
+/// check sees the newcomer (whose parent is elsewhere, or else it belongs to the tree too); if
+/// it is reused after the check, the pidfd still names the dead original and the signal does
+/// nothing.
+pub(super) fn signal_descendants(pid: u32, signal: Signal) {
+    let found = descendants(pid);
+    let mut tree: BTreeSet<u32> = found.iter().copied().collect();
+    tree.insert(pid);
+    for descendant in found {
+        signal_if_in_tree(descendant, &tree, signal);
+    }
+}
+
+fn signal_if_in_tree(pid: u32, tree: &BTreeSet<u32>, signal: Signal) {
+    let still_in_tree = || read_process(pid).is_some_and(|process| tree.contains(&process.parent));
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid_t, 0) };
+    if pidfd < 0 {
+        // ESRCH: gone already. ENOSYS (before Linux 5.3): no pidfds, so a plain signal after
+        // the same check, which leaves the narrow window a pidfd closes.
+        if nix::errno::Errno::last() == nix::errno::Errno::ENOSYS && still_in_tree() {
+            let _ = nix::sys::signal::kill(as_pid(pid), signal);
+        }
+        return;
+    }
+    let Ok(raw) = std::os::fd::RawFd::try_from(pidfd) else {
+        return;
+    };
+    // SAFETY: `raw` was just returned by pidfd_open and nothing else owns it.
+    let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    if still_in_tree() {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid pidfd, a signal number, a null siginfo (as kill would send) and no
+        // flags.
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                signal as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
     }
 }
 
@@ -159,31 +206,43 @@ pub async fn sweep() -> usize {
 }
 
 /// One pass: returns (children handled, children still to be reaped).
+///
+/// The scan of `/proc` runs unlocked; each candidate is then looked at again and handled with
+/// the reaper kept from reaping ([`super::reaper::with_children_pinned`]): a child of the
+/// supervisor keeps its pid until it is reaped, so what the second look finds is what gets
+/// the signal or the reap, never a process that reused the pid meanwhile.
 fn sweep_once() -> (usize, usize) {
     let supervisor = std::process::id();
     let workers = workers();
+    let candidates: Vec<u32> = all_processes()
+        .into_iter()
+        .filter(|process| process.parent == supervisor && !workers.contains(&process.pid))
+        .map(|process| process.pid)
+        .collect();
     let mut handled = 0;
     let mut waiting = 0;
-    for process in all_processes() {
-        if process.parent != supervisor || workers.contains(&process.pid) {
-            continue;
+    super::reaper::with_children_pinned(|| {
+        for pid in candidates {
+            let Some(process) = read_process(pid).filter(|process| process.parent == supervisor)
+            else {
+                continue;
+            };
+            if process.state == 'Z' || process.state == 'X' {
+                let _ = waitpid(as_pid(process.pid), Some(WaitPidFlag::WNOHANG));
+                handled += 1;
+            } else if workers.contains(&process.group) {
+                // Still in a live worker's process group: it goes when that group is stopped.
+            } else {
+                tracing::debug!(
+                    pid = process.pid,
+                    "killing a process that escaped its session's tree"
+                );
+                let _ = nix::sys::signal::kill(as_pid(process.pid), Signal::SIGKILL);
+                handled += 1;
+                waiting += 1;
+            }
         }
-        if process.state == 'Z' || process.state == 'X' {
-            // Ours to reap: tokio waits only for the workers it spawned.
-            let _ = waitpid(as_pid(process.pid), Some(WaitPidFlag::WNOHANG));
-            handled += 1;
-        } else if workers.contains(&process.group) {
-            // Still in a live worker's process group: it goes when that group is stopped.
-        } else {
-            tracing::debug!(
-                pid = process.pid,
-                "killing a process that escaped its session's tree"
-            );
-            let _ = nix::sys::signal::kill(as_pid(process.pid), Signal::SIGKILL);
-            handled += 1;
-            waiting += 1;
-        }
-    }
+    });
     (handled, waiting)
 }
 

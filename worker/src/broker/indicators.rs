@@ -1,4 +1,4 @@
-//! Technical indicators (RSI, SMA, EMA) over a price series, and the paper market's series.
+//! Technical indicators (RSI, SMA, EMA) over a price series (the closes of a broker's bars).
 //!
 //! The functions are pure and exact in decimal arithmetic (rounded only where a division
 //! runs past 28 significant digits). Their definitions, which
@@ -10,19 +10,15 @@
 //!   first n price changes; each later change updates them as `(avg × (n − 1) + x) / n`.
 //!   RSI = 100 − 100 / (1 + gain / loss); 100 with no losses, 50 with no moves at all.
 
-use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::paper::market::{PaperMarket, SymbolSpec};
-use super::{BrokerError, PriceSeries};
+use super::BrokerError;
 
-/// Longest period accepted: a hundred one-minute closes is already most of two hours.
+/// Longest period accepted: a hundred bars (401 closes for RSI's history) stays well within
+/// what one `bars` request returns.
 pub const MAX_INDICATOR_PERIOD: u32 = 100;
-
-/// The paper market's series are one-minute closes.
-pub const SERIES_INTERVAL_SECONDS: i64 = 60;
 
 /// EMA and RSI remember all their history with fading weight; over four periods of history
 /// the seed's weight has faded to well under 1%, so that is how much they are given.
@@ -131,36 +127,9 @@ pub fn rsi(prices: &[Decimal], period: usize) -> Result<Decimal, BrokerError> {
     })
 }
 
-/// The last `count` one-minute closes of `spec` on `market` up to `now`: mid prices at the
-/// minute boundaries, the newest at or before `now`.
-pub fn recent_prices(
-    market: &PaperMarket,
-    spec: &SymbolSpec,
-    now: DateTime<Utc>,
-    count: usize,
-) -> PriceSeries {
-    let end_seconds = now.timestamp() - now.timestamp().rem_euclid(SERIES_INTERVAL_SECONDS);
-    let end = DateTime::from_timestamp(end_seconds, 0).unwrap_or(now);
-    let prices = (0..count)
-        .rev()
-        .map(|back| {
-            let back = i64::try_from(back).unwrap_or(i64::MAX);
-            let time = end - TimeDelta::seconds(back.saturating_mul(SERIES_INTERVAL_SECONDS));
-            market.mid_at(spec, time)
-        })
-        .collect();
-    PriceSeries {
-        symbol: spec.symbol.clone(),
-        interval_seconds: SERIES_INTERVAL_SECONDS,
-        end,
-        prices,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::paper::market::{DEFAULT_SEED, default_symbols};
 
     /// The fixed series of `worker/tests/reference_indicators.py`.
     const PRICES: [&str; 33] = [
@@ -235,25 +204,5 @@ mod tests {
                 .is_err()
         );
         assert_eq!(IndicatorKind::Rsi.prices_needed(14), Ok(57));
-    }
-
-    #[test]
-    fn paper_series_are_deterministic_minute_closes() {
-        let market = PaperMarket::new(DEFAULT_SEED, default_symbols());
-        let spec = market.spec("ETH-USD").unwrap().clone();
-        let now = DateTime::from_timestamp(1_767_225_600 + 125, 500).unwrap();
-        let series = recent_prices(&market, &spec, now, 57);
-        assert_eq!(series.prices.len(), 57);
-        assert_eq!(
-            series.end,
-            DateTime::from_timestamp(1_767_225_600 + 120, 0).unwrap()
-        );
-        assert_eq!(
-            series.prices.last(),
-            Some(&market.mid_at(&spec, series.end))
-        );
-        assert_eq!(series, recent_prices(&market, &spec, now, 57));
-        let value = IndicatorKind::Rsi.compute(&series.prices, 14).unwrap();
-        assert!(value >= Decimal::ZERO && value <= Decimal::ONE_HUNDRED);
     }
 }

@@ -1,21 +1,31 @@
-//! `paper`: the built-in broker, trading against a simulated market with no network.
+//! `paper`: the built-in broker, trading against a simulated market with no network — the
+//! deterministic, offline oracle every other broker is tested against.
 //!
 //! Prices come from [`market::PaperMarket`] at the time a [`market::Clock`] gives (the wall
-//! clock, or a test's). Market orders fill at once, buys at the ask and sells at the bid.
-//! Limit orders rest until the market crosses them; the paper broker has no background task,
-//! so it checks resting orders each time the session touches it (any call: quote, account,
-//! positions, orders, placing or cancelling), against the price at that moment. The books
-//! are kept by [`ledger::Ledger`].
+//! clock, or a test's); bars are synthesized from the same prices ([`bars`]). Each symbol
+//! trades in its market's hours ([`calendar`]): US equities on New York hours, NSE equities on
+//! Mumbai hours, crypto around the clock. Orders follow Alpaca's rules ([`validate`]):
+//! market, limit, stop and stop-limit orders; day, gtc, ioc and fok; bracket and OTO legs;
+//! notional and fractional amounts. An order placed while its market is closed is
+//! `accepted` and queued for the open (ioc and fok are refused instead); a day order expires
+//! at its session's close. The paper broker has no background task: every call brings the
+//! books up to date first ([`matching`] says exactly how orders trigger and fill).
 //!
 //! To keep it simple the account has one currency, USD, and every symbol settles in it at
 //! face value: a quote still says a symbol is priced in INR, but buying 1 RELIANCE.NS at
 //! 2900.00 costs 2900.00 USD — there is no currency conversion. There are no fees, no short
-//! selling and no partial fills. Any non-empty `api_key` and `api_secret` log in (there is
-//! no account behind them to check); a real broker adapter verifies them. The account lives
-//! as long as the session: logging out and in again finds the same cash and positions.
+//! selling and no partial fills; prices keep moving outside market hours, but nothing fills
+//! then. Any non-empty `api_key` and `api_secret` log in (there is no account behind them to
+//! check); a real broker adapter verifies them. The account lives as long as the session:
+//! logging out and in again finds the same cash and positions.
 
+pub mod bars;
+pub mod calendar;
 pub mod ledger;
 pub mod market;
+pub mod matching;
+mod orders;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -23,13 +33,13 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 
-use self::ledger::{Ledger, crossing_price, notional};
+use self::calendar::Market;
+use self::ledger::{Ledger, notional};
 use self::market::{Clock, DEFAULT_SEED, PaperMarket, SymbolSpec, SystemClock, default_symbols};
-use super::indicators;
-use super::model::OrderStatus;
 use super::{
-    Account, Broker, BrokerError, BrokerFuture, Credentials, Order, OrderFilter, OrderRequest,
-    OrderType, Placement, Position, PriceSeries, Quote, Side, ready,
+    Account, Bars, BarsRequest, Broker, BrokerDescription, BrokerError, BrokerFuture, CloseRequest,
+    Credentials, Environment, MarketClock, Order, OrderFilter, OrderLookup, OrderRequest,
+    OrderType, Placement, Position, Quote, ReplaceRequest, SymbolInfo, TimeInForce, ready,
 };
 
 /// The name of the built-in broker.
@@ -41,16 +51,21 @@ pub const ACCOUNT_CURRENCY: &str = "USD";
 /// Cash a new paper account starts with: 100000.00 USD, a round sum that buys some of anything.
 pub const DEFAULT_STARTING_CASH: Decimal = Decimal::from_parts(10_000_000, 0, 0, false, 2);
 
-/// Orders one session may place with `paper`: bounds the memory a session's books take.
+/// Orders (legs included) one session may place with `paper`: bounds the memory a session's
+/// books take.
 pub const MAX_ORDERS_PER_SESSION: usize = 10_000;
 
 /// Longest `client_order_id` accepted: long enough for a UUID with a prefix, short enough to
-/// keep the idempotency index small.
+/// keep the idempotency index small (Alpaca's limit too).
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 128;
 
 /// How a session's paper broker is set up.
 #[derive(Debug, Clone)]
 pub struct PaperConfig {
+    /// The name sessions use for it (`paper`; a test-only live flavour has its own).
+    pub name: String,
+    /// What `broker_list` says it is: `simulated`, except for the test-only live flavour.
+    pub environment: Environment,
     /// Seeds the simulated prices: the same seed gives the same prices at the same time.
     pub seed: u64,
     pub starting_cash: Decimal,
@@ -60,6 +75,8 @@ pub struct PaperConfig {
 impl Default for PaperConfig {
     fn default() -> Self {
         Self {
+            name: PAPER_BROKER.to_owned(),
+            environment: Environment::Simulated,
             seed: DEFAULT_SEED,
             starting_cash: DEFAULT_STARTING_CASH,
             symbols: default_symbols(),
@@ -69,6 +86,8 @@ impl Default for PaperConfig {
 
 /// The paper broker of one session.
 pub struct PaperBroker {
+    name: String,
+    environment: Environment,
     market: PaperMarket,
     clock: Arc<dyn Clock>,
     ledger: Ledger,
@@ -80,28 +99,21 @@ impl PaperBroker {
         Self::with_clock(config, Arc::new(SystemClock))
     }
 
-    /// A paper broker on `clock`, so tests can move its prices.
+    /// A paper broker on `clock`, so tests can move its prices and its markets' hours.
     pub fn with_clock(config: PaperConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
+            name: config.name,
+            environment: config.environment,
             market: PaperMarket::new(config.seed, config.symbols),
             clock,
             ledger: Ledger::new(config.starting_cash),
         }
     }
 
-    /// The current time, after filling every resting order the market now crosses.
+    /// The current time, after bringing every working order up to it.
     fn settle(&mut self) -> DateTime<Utc> {
         let now = self.clock.now();
-        for index in self.ledger.open_indices() {
-            let order = self.ledger.order(index);
-            let Some(spec) = self.market.spec(&order.symbol) else {
-                continue;
-            };
-            let quote = self.market.quote_at(spec, now);
-            if let Some(price) = crossing_price(order, quote.bid, quote.ask) {
-                self.ledger.fill(index, price, now);
-            }
-        }
+        matching::settle(&self.market, &mut self.ledger, now);
         now
     }
 
@@ -109,7 +121,7 @@ impl PaperBroker {
         self.market
             .spec(symbol)
             .ok_or_else(|| BrokerError::UnknownSymbol {
-                broker: PAPER_BROKER.to_owned(),
+                broker: self.name.clone(),
                 symbol: symbol.to_owned(),
                 known: self.market.symbol_list(),
             })
@@ -121,14 +133,40 @@ impl PaperBroker {
         Ok(self.market.quote_at(spec, now))
     }
 
-    fn recent_prices_now(
-        &mut self,
-        symbol: &str,
-        count: usize,
-    ) -> Result<PriceSeries, BrokerError> {
+    fn bars_now(&mut self, request: &BarsRequest) -> Result<Bars, BrokerError> {
         let now = self.settle();
-        let spec = self.spec(symbol)?;
-        Ok(indicators::recent_prices(&self.market, spec, now, count))
+        let spec = self.spec(&request.symbol)?;
+        Ok(bars::bars(&self.market, spec, request, now))
+    }
+
+    fn clock_now(&mut self, market: Option<&str>) -> Result<Vec<MarketClock>, BrokerError> {
+        let now = self.settle();
+        let markets = match market {
+            None => Market::ALL.to_vec(),
+            Some(name) => match Market::from_name(name) {
+                Some(market) => vec![market],
+                // A symbol names its market.
+                None => vec![self.spec(name).map_err(|_| unknown_market(name))?.market],
+            },
+        };
+        Ok(markets
+            .into_iter()
+            .map(|market| market.clock(now))
+            .collect())
+    }
+
+    fn symbols_now(&self, query: Option<&str>) -> Vec<SymbolInfo> {
+        let query = query.map(|query| query.trim().to_ascii_lowercase());
+        self.market
+            .specs()
+            .filter(|spec| {
+                query.as_ref().is_none_or(|query| {
+                    spec.symbol.to_ascii_lowercase().contains(query)
+                        || spec.name.to_ascii_lowercase().contains(query)
+                })
+            })
+            .map(SymbolSpec::info)
+            .collect()
     }
 
     fn positions_now(&mut self) -> Result<Vec<Position>, BrokerError> {
@@ -146,6 +184,7 @@ impl PaperBroker {
                 symbol: symbol.clone(),
                 qty: holding.qty,
                 avg_price,
+                current_price: last,
                 market_value,
                 unrealized_pnl: market_value - holding.cost_basis,
             });
@@ -167,92 +206,35 @@ impl PaperBroker {
         })
     }
 
-    fn place_now(&mut self, request: OrderRequest) -> Result<Placement, BrokerError> {
-        let now = self.settle();
-        if let Some(client_order_id) = &request.client_order_id {
-            if client_order_id.is_empty() || client_order_id.len() > MAX_CLIENT_ORDER_ID_LEN {
-                return Err(BrokerError::InvalidClientOrderId {
-                    max: MAX_CLIENT_ORDER_ID_LEN,
-                });
-            }
-            if let Some(original) = self.ledger.by_client_id(client_order_id) {
-                return Ok(Placement {
-                    order: original.clone(),
-                    replayed: true,
-                });
+    fn order_now(&mut self, lookup: OrderLookup) -> Result<Order, BrokerError> {
+        self.settle();
+        let index = match &lookup {
+            OrderLookup::OrderId(id) => self.ledger.index_of(id),
+            OrderLookup::ClientOrderId(id) => self.ledger.index_of_client_id(id),
+        };
+        match index {
+            Some(index) => Ok(self.ledger.order_with_legs(index)),
+            None => {
+                let (OrderLookup::OrderId(id) | OrderLookup::ClientOrderId(id)) = lookup;
+                Err(self.unknown_order(&id))
             }
         }
-        if self.ledger.order_count() >= MAX_ORDERS_PER_SESSION {
-            let broker = PAPER_BROKER.to_owned();
-            return Err(BrokerError::TooManyOrders {
-                broker,
-                max: MAX_ORDERS_PER_SESSION,
-            });
+    }
+
+    fn unknown_order(&self, order_id: &str) -> BrokerError {
+        BrokerError::UnknownOrder {
+            broker: self.name.clone(),
+            order_id: order_id.to_owned(),
         }
-        let spec = self.spec(&request.symbol)?;
-        validate(spec, &request)?;
-        let quote = self.market.quote_at(spec, now);
-        let order = new_order(self.ledger.order_count() + 1, spec, request, now);
-        let funds_price = order.limit_price.unwrap_or(match order.side {
-            Side::Buy => quote.ask,
-            Side::Sell => quote.bid,
-        });
-        self.ledger.check_funds(
-            &order.symbol,
-            order.side,
-            order.qty,
-            funds_price,
-            ACCOUNT_CURRENCY,
-        )?;
-        let fill_price = crossing_price(&order, quote.bid, quote.ask);
-        let index = self.ledger.open(order);
-        if let Some(price) = fill_price {
-            self.ledger.fill(index, price, now);
-        }
-        Ok(Placement {
-            order: self.ledger.order(index).clone(),
-            replayed: false,
-        })
     }
 }
 
-/// Checks what a request asks for, against its symbol.
-fn validate(spec: &SymbolSpec, request: &OrderRequest) -> Result<(), BrokerError> {
-    let qty = request.qty;
-    if qty <= Decimal::ZERO {
-        return Err(BrokerError::NonPositiveQuantity { qty });
-    }
-    if qty.normalize().scale() > spec.qty_decimals {
-        let symbol = spec.symbol.clone();
-        return Err(BrokerError::QuantityPrecision {
-            symbol,
-            qty,
-            max_decimals: spec.qty_decimals,
-        });
-    }
-    match (request.order_type, request.limit_price) {
-        (OrderType::Market, Some(_)) => Err(BrokerError::UnexpectedLimitPrice),
-        (OrderType::Limit, None) => Err(BrokerError::MissingLimitPrice),
-        (OrderType::Limit, Some(price)) if price <= Decimal::ZERO => {
-            Err(BrokerError::NonPositivePrice { price })
-        }
-        _ => Ok(()),
-    }
-}
-
-fn new_order(number: usize, spec: &SymbolSpec, request: OrderRequest, now: DateTime<Utc>) -> Order {
-    Order {
-        order_id: format!("{PAPER_BROKER}-{number}"),
-        client_order_id: request.client_order_id,
-        symbol: spec.symbol.clone(),
-        side: request.side,
-        order_type: request.order_type,
-        qty: request.qty.normalize(),
-        limit_price: request.limit_price,
-        status: OrderStatus::Open,
-        fill_price: None,
-        created_at: now,
-        filled_at: None,
+fn unknown_market(name: &str) -> BrokerError {
+    let names: Vec<&str> = Market::ALL.iter().map(|market| market.name()).collect();
+    BrokerError::OutOfRange {
+        what: "market",
+        range: format!("one of {} (or a symbol)", names.join(", ")),
+        got: name.to_owned(),
     }
 }
 
@@ -268,7 +250,22 @@ fn tidy(value: Decimal, min_scale: u32) -> Decimal {
 
 impl Broker for PaperBroker {
     fn name(&self) -> &str {
-        PAPER_BROKER
+        &self.name
+    }
+
+    fn describe(&self) -> BrokerDescription {
+        BrokerDescription {
+            environment: self.environment,
+            order_types: OrderType::ALL.to_vec(),
+            time_in_force: TimeInForce::ALL.to_vec(),
+            notional_orders: true,
+            bracket_orders: true,
+            markets: Market::ALL
+                .iter()
+                .map(|market| market.name().to_owned())
+                .collect(),
+            account_currency: ACCOUNT_CURRENCY.to_owned(),
+        }
     }
 
     fn login<'a>(&'a mut self, credentials: &'a Credentials) -> BrokerFuture<'a, ()> {
@@ -276,7 +273,7 @@ impl Broker for PaperBroker {
         let secret = credentials.api_secret().expose_secret();
         ready(if key.is_empty() || secret.is_empty() {
             Err(BrokerError::CredentialsRefused {
-                broker: PAPER_BROKER.to_owned(),
+                broker: self.name.clone(),
                 reason: "api_key and api_secret must both be non-empty (any values will do)"
                     .to_owned(),
             })
@@ -297,13 +294,28 @@ impl Broker for PaperBroker {
         ready(self.quote_now(symbol))
     }
 
-    fn recent_prices<'a>(
+    fn bars<'a>(
         &'a mut self,
         _: Option<&'a Credentials>,
-        symbol: &'a str,
-        count: usize,
-    ) -> BrokerFuture<'a, PriceSeries> {
-        ready(self.recent_prices_now(symbol, count))
+        request: BarsRequest,
+    ) -> BrokerFuture<'a, Bars> {
+        ready(self.bars_now(&request))
+    }
+
+    fn market_clock<'a>(
+        &'a mut self,
+        _: Option<&'a Credentials>,
+        market: Option<&'a str>,
+    ) -> BrokerFuture<'a, Vec<MarketClock>> {
+        ready(self.clock_now(market))
+    }
+
+    fn symbols<'a>(
+        &'a mut self,
+        _: Option<&'a Credentials>,
+        query: Option<&'a str>,
+    ) -> BrokerFuture<'a, Vec<SymbolInfo>> {
+        ready(Ok(self.symbols_now(query)))
     }
 
     fn account<'a>(&'a mut self, _: &'a Credentials) -> BrokerFuture<'a, Account> {
@@ -323,6 +335,10 @@ impl Broker for PaperBroker {
         ready(Ok(self.ledger.orders(filter)))
     }
 
+    fn order<'a>(&'a mut self, _: &'a Credentials, lookup: OrderLookup) -> BrokerFuture<'a, Order> {
+        ready(self.order_now(lookup))
+    }
+
     fn place_order<'a>(
         &'a mut self,
         _: &'a Credentials,
@@ -331,15 +347,41 @@ impl Broker for PaperBroker {
         ready(self.place_now(request))
     }
 
+    fn replace_order<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        order_id: &'a str,
+        request: ReplaceRequest,
+    ) -> BrokerFuture<'a, Order> {
+        ready(self.replace_now(order_id, request))
+    }
+
     fn cancel_order<'a>(
         &'a mut self,
         _: &'a Credentials,
         order_id: &'a str,
     ) -> BrokerFuture<'a, Order> {
-        self.settle();
-        ready(self.ledger.cancel(PAPER_BROKER, order_id))
+        ready(self.cancel_now(order_id))
+    }
+
+    fn cancel_all<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        symbol: Option<&'a str>,
+    ) -> BrokerFuture<'a, Vec<Order>> {
+        ready(self.cancel_all_now(symbol))
+    }
+
+    fn close_position<'a>(
+        &'a mut self,
+        _: &'a Credentials,
+        request: CloseRequest,
+    ) -> BrokerFuture<'a, Order> {
+        ready(self.close_now(request))
     }
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

@@ -9,12 +9,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bulkhead_protocol::trading::TradingPolicy;
+
 use super::credentials::{CredentialResolver, CredentialSource, Credentials};
 use super::paper::{PaperBroker, PaperConfig};
 use super::{
-    Account, Broker, BrokerError, Order, OrderFilter, OrderRequest, Placement, Position,
-    PriceSeries, Quote,
+    Account, Bars, BarsRequest, Broker, BrokerDescription, BrokerError, CloseRequest, Environment,
+    MarketClock, Order, OrderFilter, OrderLookup, OrderRequest, Placement, Position, Quote,
+    ReplaceRequest, SymbolInfo,
 };
+
+/// A test-only flavour of `paper` whose environment is `live`: the live-order rules (listed
+/// only when the operator enabled it with a cap; every order confirmed by the user) are tested
+/// with it end to end, without money. It exists only with `--test-tools`.
+pub use bulkhead_protocol::trading::TEST_LIVE_BROKER;
 
 /// One broker as `broker_list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -22,6 +30,8 @@ pub struct BrokerStatus {
     pub name: String,
     pub authenticated: bool,
     pub active: bool,
+    #[serde(flatten)]
+    pub description: BrokerDescription,
 }
 
 struct BrokerSlot {
@@ -53,11 +63,40 @@ impl BrokerRegistry {
         registry
     }
 
-    /// A `paper`-only registry with default settings and no credential references.
+    /// The registry of a session: `paper`, and each live broker the principal's `policy`
+    /// enables (a live broker that is not enabled is not listed at all). `test_brokers` adds
+    /// the test-only [`TEST_LIVE_BROKER`] when the policy enables it.
+    pub fn for_session(
+        paper: PaperConfig,
+        policy: &TradingPolicy,
+        test_brokers: bool,
+        resolver: Arc<dyn CredentialResolver>,
+    ) -> Self {
+        let mut registry = Self::with_paper(paper.clone(), resolver);
+        let enabled = |name: &str| policy.live_brokers.iter().any(|broker| broker == name);
+        if test_brokers && enabled(TEST_LIVE_BROKER) {
+            registry.add(Box::new(PaperBroker::new(PaperConfig {
+                name: TEST_LIVE_BROKER.to_owned(),
+                environment: Environment::Live,
+                ..paper
+            })));
+        }
+        registry
+    }
+
+    /// A `paper`-only registry with default settings and no credential references, on a
+    /// clock stopped at a time every market but NSE trades (Monday 2026-01-05 15:00 UTC), so
+    /// equity orders fill whenever the tests run.
     #[cfg(test)]
     pub fn for_tests() -> Self {
-        let resolver = Arc::new(super::credentials::UnavailableResolver);
-        Self::with_paper(PaperConfig::default(), resolver)
+        use super::paper::market::test_clock::ManualClock;
+        let mut registry = Self::new(Arc::new(super::credentials::UnavailableResolver));
+        let clock = Arc::new(ManualClock::at(1_767_625_200));
+        registry.add(Box::new(PaperBroker::with_clock(
+            PaperConfig::default(),
+            clock,
+        )));
+        registry
     }
 
     /// Adds `broker`, replacing any broker of the same name. The first broker added becomes
@@ -83,6 +122,7 @@ impl BrokerRegistry {
                 name: name.clone(),
                 authenticated: slot.credentials.is_some(),
                 active: self.active.as_deref() == Some(name.as_str()),
+                description: slot.broker.describe(),
             })
             .collect()
     }
@@ -186,16 +226,42 @@ impl BrokerRegistry {
         slot.broker.quote(slot.credentials.as_ref(), symbol).await
     }
 
-    pub async fn recent_prices(
+    /// The description of `broker` (or the active one).
+    pub fn describe(&self, broker: Option<&str>) -> Result<BrokerDescription, BrokerError> {
+        let name = self.target(broker)?;
+        self.slots
+            .get(&name)
+            .map(|slot| slot.broker.describe())
+            .ok_or(BrokerError::UnknownBroker { broker: name })
+    }
+
+    pub async fn bars(
         &mut self,
         broker: Option<&str>,
-        symbol: &str,
-        count: usize,
-    ) -> Result<PriceSeries, BrokerError> {
+        request: BarsRequest,
+    ) -> Result<Bars, BrokerError> {
+        let (_, slot) = self.slot(broker)?;
+        slot.broker.bars(slot.credentials.as_ref(), request).await
+    }
+
+    pub async fn market_clock(
+        &mut self,
+        broker: Option<&str>,
+        market: Option<&str>,
+    ) -> Result<Vec<MarketClock>, BrokerError> {
         let (_, slot) = self.slot(broker)?;
         slot.broker
-            .recent_prices(slot.credentials.as_ref(), symbol, count)
+            .market_clock(slot.credentials.as_ref(), market)
             .await
+    }
+
+    pub async fn symbols(
+        &mut self,
+        broker: Option<&str>,
+        query: Option<&str>,
+    ) -> Result<Vec<SymbolInfo>, BrokerError> {
+        let (_, slot) = self.slot(broker)?;
+        slot.broker.symbols(slot.credentials.as_ref(), query).await
     }
 
     pub async fn account(&mut self, broker: Option<&str>) -> Result<Account, BrokerError> {
@@ -234,6 +300,43 @@ impl BrokerRegistry {
         let (broker, credentials) = self.logged_in(broker)?;
         broker.cancel_order(credentials, order_id).await
     }
+
+    pub async fn order(
+        &mut self,
+        broker: Option<&str>,
+        lookup: OrderLookup,
+    ) -> Result<Order, BrokerError> {
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.order(credentials, lookup).await
+    }
+
+    pub async fn replace_order(
+        &mut self,
+        broker: Option<&str>,
+        order_id: &str,
+        request: ReplaceRequest,
+    ) -> Result<Order, BrokerError> {
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.replace_order(credentials, order_id, request).await
+    }
+
+    pub async fn cancel_all(
+        &mut self,
+        broker: Option<&str>,
+        symbol: Option<&str>,
+    ) -> Result<Vec<Order>, BrokerError> {
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.cancel_all(credentials, symbol).await
+    }
+
+    pub async fn close_position(
+        &mut self,
+        broker: Option<&str>,
+        request: CloseRequest,
+    ) -> Result<Order, BrokerError> {
+        let (broker, credentials) = self.logged_in(broker)?;
+        broker.close_position(credentials, request).await
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +345,7 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::broker::{OrderType, Side};
+    use crate::broker::{OrderAmount, OrderType, Side};
 
     fn credentials() -> CredentialSource {
         CredentialSource::Direct(Credentials::new(
@@ -255,22 +358,24 @@ mod tests {
         OrderRequest {
             symbol: symbol.to_owned(),
             side: Side::Buy,
-            qty: Decimal::from(qty),
+            amount: OrderAmount::Qty(Decimal::from(qty)),
             order_type: OrderType::Market,
+            time_in_force: None,
             limit_price: None,
-            client_order_id: None,
+            stop_price: None,
+            take_profit_price: None,
+            stop_loss_price: None,
+            client_order_id: format!("test-{symbol}-{qty}"),
         }
     }
 
     #[tokio::test]
     async fn paper_is_listed_active_and_logged_out_at_first() {
         let registry = BrokerRegistry::for_tests();
-        let expected = vec![BrokerStatus {
-            name: "paper".into(),
-            authenticated: false,
-            active: true,
-        }];
-        assert_eq!(registry.statuses(), expected);
+        let statuses = registry.statuses();
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(statuses[0].name, "paper");
+        assert!(!statuses[0].authenticated && statuses[0].active);
         assert_eq!(registry.active_broker(), Some("paper"));
     }
 

@@ -1,59 +1,101 @@
 //! The broker tools of one session, as plain async methods ready for the rmcp router.
 //!
-//! [`BrokerTools`] wraps the session's [`BrokerRegistry`]; each method takes its tool's
-//! argument struct and answers a `CallToolResult` with `structuredContent` and a one-line
-//! text. Failures a caller can act on (not logged in, unknown symbol, insufficient cash…)
-//! are tool errors (`isError: true`) whose text says what to do. Decimals in results are
-//! JSON strings so that no client rounds money through a binary float.
+//! [`BrokerTools`] wraps the session's [`BrokerRegistry`], its principal's trading
+//! [`Rails`] and the live-order [`Confirmer`]; each method takes its tool's argument struct
+//! and answers a `CallToolResult` with `structuredContent` and a one-line text. Failures a
+//! caller can act on (not logged in, unknown symbol, insufficient buying power, a rail…) are
+//! tool errors (`isError: true`) whose text says what to do and whose
+//! `structuredContent.error.kind` names the kind. Decimals in results are JSON strings so that
+//! no client rounds money through a binary float.
 //!
 //! Calls take the registry's lock for their whole duration, including any await on a broker:
-//! a session's calls then apply one at a time, which is what makes `client_order_id`
-//! idempotency and cash checks hold under concurrent calls. Only one session uses a registry.
-//!
-//! Wiring into `crate::tools::SessionServer` (one tool shown; the others follow the same
-//! shape, with the names and descriptions in [`descriptions`]):
-//!
-//! ```ignore
-//! #[tool(name = "quote", description = broker::tools::descriptions::QUOTE,
-//!        annotations(read_only_hint = true, open_world_hint = false))]
-//! async fn quote(&self, Parameters(args): Parameters<QuoteArgs>) -> Result<CallToolResult, ErrorData> {
-//!     Ok(self.broker.quote(args).await)
-//! }
-//! ```
+//! a session's calls then apply one at a time, which keeps cash checks and the idempotency
+//! lookups consistent under concurrent calls. The one exception is the wait for a user's
+//! confirmation of a live order, which releases the lock so that `orders_cancel_all` (the kill
+//! switch) is never held up by a pending question. Orders themselves go through
+//! [`trading`]: rails, confirmation, the desk's intent, the broker, the desk's outcome.
 
 use std::sync::Arc;
 
+use bulkhead_protocol::trading::Rails;
 use rmcp::model::{CallToolResult, ContentBlock};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::model::format_time;
-use super::{BrokerError, BrokerRegistry, OrderRequest};
+use super::confirm::{ConfirmChannel, Confirmer};
+use super::desk::{Desk, DeskError};
+use super::rails::RailRefusal;
+use super::{BrokerError, BrokerRegistry, OrderFilter};
 
 mod args;
 pub mod descriptions;
+mod market;
+mod plan;
+mod trading;
 
 pub use args::{
-    BrokerArgs, BrokerNameArgs, IndicatorArgs, LoginArgs, OrderCancelArgs, OrderPlaceArgs,
-    OrdersArgs, QuoteArgs,
+    BarsArgs, BrokerArgs, BrokerNameArgs, IndicatorArgs, LoginArgs, MarketClockArgs,
+    OrderCancelArgs, OrderGetArgs, OrderPlaceArgs, OrderReplaceArgs, OrdersArgs,
+    OrdersCancelAllArgs, PositionCloseArgs, QuoteArgs, SymbolsArgs,
 };
+#[cfg(test)]
+pub use trading::new_client_order_id;
 
-/// Decimal places of an indicator's value: finer than any price tick.
-const INDICATOR_DECIMALS: u32 = 8;
+/// Why a tool failed, worded for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Rail(#[from] RailRefusal),
+    /// The supervisor refused the order against the principal's daily notional.
+    #[error("{0}")]
+    DailyLimit(String),
+    #[error("{0}; nothing was placed")]
+    Desk(#[from] DeskError),
+    #[error("the live order was not placed: {0}")]
+    NotConfirmed(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ToolError {
+    /// A stable, machine-readable name for the error's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::Broker(error) => error.kind(),
+            ToolError::Rail(refusal) => refusal.kind(),
+            ToolError::DailyLimit(_) => "max_daily_notional",
+            ToolError::Desk(_) => "unavailable",
+            ToolError::NotConfirmed(_) => "not_confirmed",
+            ToolError::Invalid(_) => "invalid_request",
+        }
+    }
+}
+
+/// What one call can use beyond the session's own state: where its orders are announced and
+/// how a live order is confirmed.
+pub struct TradeContext {
+    pub desk: Arc<dyn Desk>,
+    pub confirm: ConfirmChannel,
+}
 
 /// The broker tools of one session.
 #[derive(Clone)]
 pub struct BrokerTools {
     registry: Arc<Mutex<BrokerRegistry>>,
+    rails: Arc<Rails>,
+    confirmer: Arc<Confirmer>,
 }
 
-type Reply = Result<CallToolResult, BrokerError>;
+type Reply = Result<CallToolResult, ToolError>;
 
 impl BrokerTools {
-    pub fn new(registry: BrokerRegistry) -> Self {
+    pub fn new(registry: BrokerRegistry, rails: Rails) -> Self {
         Self {
             registry: Arc::new(Mutex::new(registry)),
+            rails: Arc::new(rails),
+            confirmer: Arc::new(Confirmer::new()),
         }
     }
 
@@ -69,7 +111,8 @@ impl BrokerTools {
                     "not logged in"
                 };
                 let active = if status.active { ", active" } else { "" };
-                format!("{} ({login}{active})", status.name)
+                let environment = status.description.environment.as_str();
+                format!("{} ({environment}, {login}{active})", status.name)
             })
             .collect();
         success(
@@ -82,11 +125,11 @@ impl BrokerTools {
     pub async fn broker_login(&self, args: LoginArgs) -> CallToolResult {
         let (broker, source) = match args.into_source() {
             Ok(parts) => parts,
-            Err(error) => return failure(&error),
+            Err(error) => return failure(&error.into()),
         };
         let mut registry = self.registry.lock().await;
         if let Err(error) = registry.login(&broker, source).await {
-            return failure(&error);
+            return failure(&error.into());
         }
         let active = registry.active_broker() == Some(broker.as_str());
         let structured = json!({ "broker": broker, "authenticated": true, "active": active });
@@ -106,7 +149,7 @@ impl BrokerTools {
                 };
                 success(json!({ "broker": broker, "authenticated": false }), text)
             }
-            Err(error) => failure(&error),
+            Err(error) => failure(&error.into()),
         }
     }
 
@@ -117,13 +160,8 @@ impl BrokerTools {
                 json!({ "active_broker": args.broker }),
                 format!("active broker is now {}", args.broker),
             ),
-            Err(error) => failure(&error),
+            Err(error) => failure(&error.into()),
         }
-    }
-
-    /// `quote`.
-    pub async fn quote(&self, args: QuoteArgs) -> CallToolResult {
-        respond(quote(&mut *self.registry.lock().await, args).await)
     }
 
     /// `account`.
@@ -141,19 +179,26 @@ impl BrokerTools {
         respond(orders(&mut *self.registry.lock().await, args).await)
     }
 
-    /// `order_place`.
-    pub async fn order_place(&self, args: OrderPlaceArgs) -> CallToolResult {
-        respond(order_place(&mut *self.registry.lock().await, args).await)
+    /// `order_get`.
+    pub async fn order_get(&self, args: OrderGetArgs) -> CallToolResult {
+        respond(order_get(&mut *self.registry.lock().await, args).await)
     }
 
-    /// `order_cancel`.
-    pub async fn order_cancel(&self, args: OrderCancelArgs) -> CallToolResult {
-        respond(order_cancel(&mut *self.registry.lock().await, args).await)
-    }
-
-    /// `indicator`.
-    pub async fn indicator(&self, args: IndicatorArgs) -> CallToolResult {
-        respond(indicator(&mut *self.registry.lock().await, args).await)
+    /// The account, positions and open orders of the active broker, for resources: `None`
+    /// until the session is logged in to it.
+    pub async fn snapshot(&self, what: Snapshot) -> Result<Value, ToolError> {
+        let mut registry = self.registry.lock().await;
+        let broker = registry.target(None)?;
+        Ok(match what {
+            Snapshot::Account => with_broker(&broker, &registry.account(None).await?),
+            Snapshot::Positions => {
+                json!({ "broker": broker, "positions": registry.positions(None).await? })
+            }
+            Snapshot::OpenOrders => {
+                let orders = registry.orders(None, OrderFilter::Open).await?;
+                json!({ "broker": broker, "orders": orders })
+            }
+        })
     }
 
     /// What `session_info` reports about brokers: `{active_broker, brokers: [{name,
@@ -174,19 +219,12 @@ impl BrokerTools {
     }
 }
 
-async fn quote(registry: &mut BrokerRegistry, args: QuoteArgs) -> Reply {
-    let broker = registry.target(args.broker.as_deref())?;
-    let quote = registry.quote(Some(&broker), &args.symbol).await?;
-    let text = format!(
-        "{} on {broker}: bid {} ask {} last {} {} at {}",
-        quote.symbol,
-        quote.bid,
-        quote.ask,
-        quote.last,
-        quote.currency,
-        format_time(&quote.time)
-    );
-    Ok(success(with_broker(&broker, &quote), text))
+/// What a resource of the active broker shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    Account,
+    Positions,
+    OpenOrders,
 }
 
 async fn account(registry: &mut BrokerRegistry, args: BrokerArgs) -> Reply {
@@ -237,81 +275,14 @@ async fn orders(registry: &mut BrokerRegistry, args: OrdersArgs) -> Reply {
     ))
 }
 
-async fn order_place(registry: &mut BrokerRegistry, args: OrderPlaceArgs) -> Reply {
+async fn order_get(registry: &mut BrokerRegistry, args: OrderGetArgs) -> Reply {
     let broker = registry.target(args.broker.as_deref())?;
-    let request = OrderRequest {
-        symbol: args.symbol,
-        side: args.side,
-        qty: args.qty,
-        order_type: args.order_type,
-        limit_price: args.limit_price,
-        client_order_id: args.client_order_id,
-    };
-    let placement = registry.place_order(Some(&broker), request).await?;
-    let order = &placement.order;
-    let mut text = format!(
-        "{broker} order {}: {} {} {} {}, {}",
-        order.order_id,
-        order.side.as_str(),
-        order.qty,
-        order.symbol,
-        order.order_type.as_str(),
-        order.status.as_str()
-    );
-    if let Some(price) = order.fill_price {
-        text.push_str(&format!(" at {price}"));
+    let order = registry.order(Some(&broker), args.lookup()?).await?;
+    let mut text = format!("{broker} order {}: {}", order.order_id, order.summary());
+    for leg in &order.legs {
+        text.push_str(&format!("; leg {}: {}", leg.order_id, leg.summary()));
     }
-    if placement.replayed {
-        text.push_str(
-            " (client_order_id already used: this is the original order; nothing new was placed)",
-        );
-    }
-    let structured = json!({ "broker": broker, "order": order, "replayed": placement.replayed });
-    Ok(success(structured, text))
-}
-
-async fn order_cancel(registry: &mut BrokerRegistry, args: OrderCancelArgs) -> Reply {
-    let broker = registry.target(args.broker.as_deref())?;
-    let order = registry.cancel_order(Some(&broker), &args.order_id).await?;
-    let text = format!("{broker}: cancelled order {}", order.order_id);
     Ok(success(json!({ "broker": broker, "order": order }), text))
-}
-
-async fn indicator(registry: &mut BrokerRegistry, args: IndicatorArgs) -> Reply {
-    let broker = registry.target(args.broker.as_deref())?;
-    let needed = args.kind.prices_needed(args.period)?;
-    let series = registry
-        .recent_prices(Some(&broker), &args.symbol, needed)
-        .await?;
-    let value = args
-        .kind
-        .compute(&series.prices, needed_period(args.period))?;
-    let value: Decimal = value.round_dp(INDICATOR_DECIMALS).normalize();
-    let text = format!(
-        "{}({}) of {} on {broker}: {value}, over {} closes {} s apart ending {}",
-        args.kind.label(),
-        args.period,
-        series.symbol,
-        series.prices.len(),
-        series.interval_seconds,
-        format_time(&series.end)
-    );
-    let structured = json!({
-        "broker": broker,
-        "symbol": series.symbol,
-        "kind": args.kind,
-        "period": args.period,
-        "value": value,
-        "prices": series.prices,
-        "interval_seconds": series.interval_seconds,
-        "end": format_time(&series.end),
-    });
-    Ok(success(structured, text))
-}
-
-/// `period` as an index; `prices_needed` has already bounded it.
-fn needed_period(period: u32) -> usize {
-    usize::try_from(period).unwrap_or(usize::MAX)
 }
 
 /// `value`'s JSON object with `broker` added first.
@@ -330,8 +301,17 @@ fn success(structured: Value, text: String) -> CallToolResult {
     result
 }
 
-fn failure(error: &BrokerError) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+/// A tool error: the sentence as text, and its kind (and when to retry) as structured content.
+fn failure(error: &ToolError) -> CallToolResult {
+    let mut detail = json!({ "kind": error.kind(), "message": error.to_string() });
+    if let ToolError::Broker(broker) = error
+        && let Some(seconds) = broker.retry_after_seconds()
+    {
+        detail["retry_after_seconds"] = json!(seconds);
+    }
+    let mut result = CallToolResult::structured_error(json!({ "error": detail }));
+    result.content = vec![ContentBlock::text(error.to_string())];
+    result
 }
 
 fn respond(reply: Reply) -> CallToolResult {
@@ -340,3 +320,5 @@ fn respond(reply: Reply) -> CallToolResult {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trading_tests;

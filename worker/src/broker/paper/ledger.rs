@@ -1,19 +1,24 @@
-//! The paper account's books: cash, holdings and orders, kept exact.
+//! The paper account's books: cash, holdings and every order with its matching state, exact.
 //!
 //! Every cash movement is a notional — quantity times price — rounded to the cent (banker's
 //! rounding) before it touches the balance, so the cash balance is always a whole number of
 //! cents. A holding keeps its cost basis (the cash paid for it) rather than an average price,
 //! so selling all of it releases exactly what was paid; the average price is derived.
-//! Open orders set aside what they may use: a buy limit reserves its notional at the limit
-//! price from buying power, a sell reserves its quantity from what can be sold.
+//!
+//! Working orders (accepted or open) set aside what they may use: a buy reserves cash (its
+//! notional at the worst price it may fill: the limit, the stop, or the ask when it was
+//! placed), a sell reserves quantity. The two legs of a bracket sell (or buy back) the same
+//! quantity and only one of them can fill, so a leg group reserves once, the larger of its
+//! legs. Held legs reserve nothing until their entry fills.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::broker::model::OrderStatus;
-use crate::broker::{BrokerError, Order, OrderFilter, OrderType, Side};
+use super::calendar::Market;
+use crate::broker::model::Fill;
+use crate::broker::{BrokerError, Order, OrderFilter, OrderStatus, Side};
 
 /// Decimal places of the account currency: cash is kept in whole cents.
 pub const CASH_DECIMALS: u32 = 2;
@@ -26,14 +31,50 @@ pub struct Holding {
     pub cost_basis: Decimal,
 }
 
+/// One order and what the matching engine knows about it beyond what clients see.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The order as clients see it (its `legs` are filled in only when it is read).
+    pub order: Order,
+    pub market: Market,
+    /// The first instant it may work (its placement, or its entry's fill for a leg).
+    pub active_from: DateTime<Utc>,
+    /// Whether it has been checked at its first working instant.
+    pub activated: bool,
+    /// When it expires: the close of a day order's session.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether a stop or stop-limit order's stop price has been reached.
+    pub triggered: bool,
+    /// The last instant it was checked against the market.
+    pub last_checked: Option<DateTime<Utc>>,
+    /// Cash a working buy sets aside.
+    pub reserve_cash: Decimal,
+    /// Quantity a working sell sets aside.
+    pub reserve_qty: Decimal,
+}
+
+impl Entry {
+    /// Whether it is working at the market or queued for it (not held, not final).
+    pub fn is_working(&self) -> bool {
+        matches!(self.order.status, OrderStatus::Accepted | OrderStatus::Open)
+    }
+
+    /// The group whose members can fill only one of: a bracket's legs, or the order alone.
+    fn reservation_group(&self) -> &str {
+        self.order
+            .parent_order_id
+            .as_deref()
+            .unwrap_or(&self.order.order_id)
+    }
+}
+
 /// The books of one paper account.
 #[derive(Debug)]
 pub struct Ledger {
     cash: Decimal,
     holdings: BTreeMap<String, Holding>,
     /// Every order of the session, oldest first; an order's id is its position plus one.
-    orders: Vec<Order>,
-    /// `client_order_id` → index in `orders`.
+    entries: Vec<Entry>,
     by_client_id: HashMap<String, usize>,
 }
 
@@ -48,7 +89,7 @@ impl Ledger {
         Self {
             cash: starting_cash,
             holdings: BTreeMap::new(),
-            orders: Vec::new(),
+            entries: Vec::new(),
             by_client_id: HashMap::new(),
         }
     }
@@ -61,71 +102,68 @@ impl Ledger {
         &self.holdings
     }
 
-    pub fn order_count(&self) -> usize {
-        self.orders.len()
-    }
-
-    /// Cash not reserved by open buy limit orders.
-    pub fn buying_power(&self) -> Decimal {
-        let reserved: Decimal = self
-            .open_orders()
-            .filter(|order| order.side == Side::Buy)
-            .filter_map(|order| notional(order.qty, order.limit_price?))
-            .sum();
-        self.cash - reserved
-    }
-
-    /// Quantity of `symbol` held and not promised to open sell orders.
-    pub fn available_to_sell(&self, symbol: &str) -> Decimal {
-        let held = self
-            .holdings
+    pub fn held(&self, symbol: &str) -> Decimal {
+        self.holdings
             .get(symbol)
-            .map_or(Decimal::ZERO, |holding| holding.qty);
-        let promised: Decimal = self
-            .open_orders()
-            .filter(|order| order.side == Side::Sell && order.symbol == symbol)
-            .map(|order| order.qty)
-            .sum();
-        held - promised
+            .map_or(Decimal::ZERO, |holding| holding.qty)
     }
 
-    /// The order placed earlier with `client_order_id`, if any.
-    pub fn by_client_id(&self, client_order_id: &str) -> Option<&Order> {
-        self.by_client_id
-            .get(client_order_id)
-            .map(|&index| &self.orders[index])
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
-    /// Whether the account can take on an order of `qty` at `price` (for a sell, only the
-    /// quantity matters).
+    /// The largest reservation of each group of working orders matching `keep`.
+    fn reserved(&self, keep: impl Fn(&Entry) -> Option<Decimal>) -> Decimal {
+        let mut groups: HashMap<&str, Decimal> = HashMap::new();
+        for entry in self.entries.iter().filter(|entry| entry.is_working()) {
+            if let Some(amount) = keep(entry) {
+                let slot = groups.entry(entry.reservation_group()).or_default();
+                *slot = (*slot).max(amount);
+            }
+        }
+        groups.values().sum()
+    }
+
+    /// Cash not set aside for working buy orders.
+    pub fn buying_power(&self) -> Decimal {
+        self.cash
+            - self.reserved(|entry| (entry.order.side == Side::Buy).then_some(entry.reserve_cash))
+    }
+
+    /// Quantity of `symbol` held and not promised to working sell orders.
+    pub fn available_to_sell(&self, symbol: &str) -> Decimal {
+        let promised = self.reserved(|entry| {
+            (entry.order.side == Side::Sell && entry.order.symbol == symbol)
+                .then_some(entry.reserve_qty)
+        });
+        self.held(symbol) - promised
+    }
+
+    /// Whether the account can take on a buy that sets aside `cash`, or a sell of `qty`.
     pub fn check_funds(
         &self,
         symbol: &str,
         side: Side,
+        cash: Decimal,
         qty: Decimal,
-        price: Decimal,
         currency: &str,
     ) -> Result<(), BrokerError> {
         match side {
             Side::Buy => {
-                let needed =
-                    notional(qty, price).ok_or(BrokerError::OrderTooLarge { qty, price })?;
                 let available = self.buying_power();
-                if needed > available {
-                    let currency = currency.to_owned();
+                if cash > available {
                     return Err(BrokerError::InsufficientCash {
-                        needed,
+                        needed: cash,
                         available,
-                        currency,
+                        currency: currency.to_owned(),
                     });
                 }
             }
             Side::Sell => {
                 let available = self.available_to_sell(symbol);
                 if qty > available {
-                    let symbol = symbol.to_owned();
                     return Err(BrokerError::InsufficientPosition {
-                        symbol,
+                        symbol: symbol.to_owned(),
                         requested: qty,
                         available,
                     });
@@ -135,142 +173,203 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records a new open order; returns its index. The caller checked the funds.
-    pub fn open(&mut self, order: Order) -> usize {
-        let index = self.orders.len();
-        if let Some(client_order_id) = &order.client_order_id {
-            self.by_client_id.insert(client_order_id.clone(), index);
-        }
-        self.orders.push(order);
+    /// Records a new order; returns its index. The caller checked the funds.
+    pub fn push(&mut self, entry: Entry) -> usize {
+        let index = self.entries.len();
+        self.by_client_id
+            .insert(entry.order.client_order_id.clone(), index);
+        self.entries.push(entry);
         index
     }
 
-    pub fn order(&self, index: usize) -> &Order {
-        &self.orders[index]
+    pub fn entry(&self, index: usize) -> &Entry {
+        &self.entries[index]
     }
 
-    /// Indices of the open orders, oldest first.
-    pub fn open_indices(&self) -> Vec<usize> {
-        (0..self.orders.len())
-            .filter(|&index| self.orders[index].status == OrderStatus::Open)
+    pub fn entry_mut(&mut self, index: usize) -> &mut Entry {
+        &mut self.entries[index]
+    }
+
+    /// The index of the order `order_id` (`paper-<n>` is at `n − 1`).
+    pub fn index_of(&self, order_id: &str) -> Option<usize> {
+        let number: usize = order_id.strip_prefix("paper-")?.parse().ok()?;
+        let index = number.checked_sub(1)?;
+        (self.entries.get(index)?.order.order_id == order_id).then_some(index)
+    }
+
+    /// The index of the order placed with `client_order_id`, if any.
+    pub fn index_of_client_id(&self, client_order_id: &str) -> Option<usize> {
+        self.by_client_id.get(client_order_id).copied()
+    }
+
+    /// Indices of the legs of the order at `index` that were not replaced, oldest first.
+    pub fn legs_of(&self, index: usize) -> Vec<usize> {
+        let id = &self.entries[index].order.order_id;
+        (index + 1..self.entries.len())
+            .filter(|&leg| {
+                let order = &self.entries[leg].order;
+                order.parent_order_id.as_ref() == Some(id) && order.status != OrderStatus::Replaced
+            })
             .collect()
     }
 
-    /// Fills the open order at `index` at `price`, moving cash and holdings.
-    pub fn fill(&mut self, index: usize, price: Decimal, time: DateTime<Utc>) {
-        let order = &mut self.orders[index];
-        debug_assert_eq!(order.status, OrderStatus::Open);
-        // The funds check bounded qty × price for buys and qty by the holding for sells.
-        let amount = notional(order.qty, price).unwrap_or(Decimal::ZERO);
-        let holding = self
-            .holdings
-            .entry(order.symbol.clone())
-            .or_insert(Holding {
-                qty: Decimal::ZERO,
-                cost_basis: Decimal::ZERO,
-            });
-        match order.side {
+    /// The order at `index` with its legs, as `order_get` shows it.
+    pub fn order_with_legs(&self, index: usize) -> Order {
+        let mut order = self.entries[index].order.clone();
+        order.legs = self
+            .legs_of(index)
+            .into_iter()
+            .map(|leg| self.entries[leg].order.clone())
+            .collect();
+        order
+    }
+
+    /// Every order matching `filter`, oldest first, legs listed on their own.
+    pub fn orders(&self, filter: OrderFilter) -> Vec<Order> {
+        self.entries
+            .iter()
+            .map(|entry| &entry.order)
+            .filter(|order| filter.admits(order.status))
+            .cloned()
+            .collect()
+    }
+
+    /// Sets the status of the order at `index`, with a reason when there is one.
+    pub fn set_status(
+        &mut self,
+        index: usize,
+        status: OrderStatus,
+        reason: Option<&str>,
+        time: DateTime<Utc>,
+    ) {
+        let order = &mut self.entries[index].order;
+        order.status = status;
+        order.updated_at = time;
+        if let Some(reason) = reason {
+            order.status_reason = Some(reason.to_owned());
+        }
+    }
+
+    /// Fills the order at `index` completely: `qty` at `price`, moving cash and holdings.
+    /// Refuses (changing nothing) a buy the cash cannot pay for or a sell of more than is
+    /// held: a queued order's price at the open may differ from the price it was sized at.
+    pub fn fill(
+        &mut self,
+        index: usize,
+        qty: Decimal,
+        price: Decimal,
+        time: DateTime<Utc>,
+    ) -> Result<(), BrokerError> {
+        let (symbol, side) = {
+            let order = &self.entries[index].order;
+            (order.symbol.clone(), order.side)
+        };
+        let amount = notional(qty, price).ok_or(BrokerError::OrderTooLarge { qty, price })?;
+        let holding = self.holdings.entry(symbol.clone()).or_insert(Holding {
+            qty: Decimal::ZERO,
+            cost_basis: Decimal::ZERO,
+        });
+        match side {
             Side::Buy => {
+                if amount > self.cash {
+                    if holding.qty.is_zero() {
+                        self.holdings.remove(&symbol);
+                    }
+                    return Err(BrokerError::InsufficientCash {
+                        needed: amount,
+                        available: self.cash,
+                        currency: String::new(),
+                    });
+                }
                 self.cash -= amount;
-                holding.qty += order.qty;
+                holding.qty += qty;
                 holding.cost_basis += amount;
             }
             Side::Sell => {
+                if qty > holding.qty {
+                    let available = holding.qty;
+                    if holding.qty.is_zero() {
+                        self.holdings.remove(&symbol);
+                    }
+                    return Err(BrokerError::InsufficientPosition {
+                        symbol,
+                        requested: qty,
+                        available,
+                    });
+                }
                 self.cash += amount;
-                let released = if order.qty == holding.qty {
+                let released = if qty == holding.qty {
                     holding.cost_basis
                 } else {
-                    (holding.cost_basis * order.qty / holding.qty).round_dp(CASH_DECIMALS)
+                    (holding.cost_basis * qty / holding.qty).round_dp(CASH_DECIMALS)
                 };
-                holding.qty -= order.qty;
+                holding.qty -= qty;
                 holding.cost_basis -= released;
             }
         }
         if holding.qty.is_zero() {
-            self.holdings.remove(&order.symbol);
+            self.holdings.remove(&symbol);
         }
+        let order = &mut self.entries[index].order;
         order.status = OrderStatus::Filled;
-        order.fill_price = Some(price);
+        if order.qty.is_none() {
+            order.qty = Some(qty);
+        }
+        order.filled_qty = qty;
+        order.avg_fill_price = Some(price);
+        order.fills.push(Fill { qty, price, time });
         order.filled_at = Some(time);
-    }
-
-    /// Cancels the open order `order_id`.
-    pub fn cancel(&mut self, broker: &str, order_id: &str) -> Result<Order, BrokerError> {
-        let unknown = || BrokerError::UnknownOrder {
-            broker: broker.to_owned(),
-            order_id: order_id.to_owned(),
-        };
-        let order = self
-            .orders
-            .iter_mut()
-            .find(|order| order.order_id == order_id)
-            .ok_or_else(unknown)?;
-        if order.status != OrderStatus::Open {
-            let status = order.status.as_str();
-            return Err(BrokerError::OrderNotOpen {
-                order_id: order_id.to_owned(),
-                status,
-            });
-        }
-        order.status = OrderStatus::Cancelled;
-        Ok(order.clone())
-    }
-
-    pub fn orders(&self, filter: OrderFilter) -> Vec<Order> {
-        match filter {
-            OrderFilter::All => self.orders.clone(),
-            OrderFilter::Open => self.open_orders().cloned().collect(),
-        }
-    }
-
-    fn open_orders(&self) -> impl Iterator<Item = &Order> {
-        self.orders
-            .iter()
-            .filter(|order| order.status == OrderStatus::Open)
-    }
-}
-
-/// The price `order` fills at against a market of `bid`/`ask`, if it fills now: market orders
-/// always; a buy limit once the ask is at or below its limit, a sell limit once the bid is at
-/// or above it — at the market price, which is at least as good as the limit.
-pub fn crossing_price(order: &Order, bid: Decimal, ask: Decimal) -> Option<Decimal> {
-    let market_price = match order.side {
-        Side::Buy => ask,
-        Side::Sell => bid,
-    };
-    match (order.order_type, order.side, order.limit_price) {
-        (OrderType::Market, _, _) => Some(market_price),
-        (OrderType::Limit, Side::Buy, Some(limit)) => (ask <= limit).then_some(ask),
-        (OrderType::Limit, Side::Sell, Some(limit)) => (bid >= limit).then_some(bid),
-        (OrderType::Limit, _, None) => None,
+        order.updated_at = time;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::model::OrderClass;
+    use crate::broker::{OrderType, TimeInForce};
 
     fn d(text: &str) -> Decimal {
         text.parse().unwrap()
     }
 
-    fn order(side: Side, qty: &str, limit_price: Option<&str>) -> Order {
-        Order {
-            order_id: "paper-1".into(),
-            client_order_id: None,
+    fn entry(number: usize, side: Side, qty: &str, reserve: &str, parent: Option<&str>) -> Entry {
+        let order = Order {
+            order_id: format!("paper-{number}"),
+            client_order_id: format!("c-{number}"),
             symbol: "BTC-USD".into(),
             side,
-            order_type: if limit_price.is_some() {
-                OrderType::Limit
-            } else {
-                OrderType::Market
-            },
-            qty: d(qty),
-            limit_price: limit_price.map(d),
+            order_type: OrderType::Limit,
+            time_in_force: TimeInForce::Gtc,
+            order_class: OrderClass::Simple,
+            qty: Some(d(qty)),
+            notional: None,
+            limit_price: Some(d(reserve)),
+            stop_price: None,
             status: OrderStatus::Open,
-            fill_price: None,
+            filled_qty: Decimal::ZERO,
+            avg_fill_price: None,
+            fills: Vec::new(),
             created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
             filled_at: None,
+            parent_order_id: parent.map(str::to_owned),
+            legs: Vec::new(),
+            replaces: None,
+            replaced_by: None,
+            status_reason: None,
+        };
+        Entry {
+            reserve_cash: notional(d(qty), d(reserve)).unwrap(),
+            reserve_qty: d(qty),
+            order,
+            market: Market::Crypto,
+            active_from: DateTime::UNIX_EPOCH,
+            activated: true,
+            expires_at: None,
+            triggered: false,
+            last_checked: None,
         }
     }
 
@@ -286,10 +385,14 @@ mod tests {
     #[test]
     fn partial_sells_release_a_share_of_the_cost_and_full_sells_all_of_it() {
         let mut ledger = Ledger::new(d("1000.00"));
-        let buy = ledger.open(order(Side::Buy, "3", None));
-        ledger.fill(buy, d("10.01"), DateTime::UNIX_EPOCH);
-        let sell = ledger.open(order(Side::Sell, "1", None));
-        ledger.fill(sell, d("10.00"), DateTime::UNIX_EPOCH);
+        let buy = ledger.push(entry(1, Side::Buy, "3", "0", None));
+        ledger
+            .fill(buy, d("3"), d("10.01"), DateTime::UNIX_EPOCH)
+            .unwrap();
+        let sell = ledger.push(entry(2, Side::Sell, "1", "0", None));
+        ledger
+            .fill(sell, d("1"), d("10.00"), DateTime::UNIX_EPOCH)
+            .unwrap();
         assert_eq!(
             ledger.holdings()["BTC-USD"],
             Holding {
@@ -297,36 +400,52 @@ mod tests {
                 cost_basis: d("20.02")
             }
         );
-        let sell = ledger.open(order(Side::Sell, "2", None));
-        ledger.fill(sell, d("10.00"), DateTime::UNIX_EPOCH);
+        let sell = ledger.push(entry(3, Side::Sell, "2", "0", None));
+        ledger
+            .fill(sell, d("2"), d("10.00"), DateTime::UNIX_EPOCH)
+            .unwrap();
         assert!(ledger.holdings().is_empty());
         assert_eq!(ledger.cash(), d("999.97"));
+        let too_much = ledger.push(entry(4, Side::Sell, "1", "0", None));
+        assert!(
+            ledger
+                .fill(too_much, d("1"), d("10"), DateTime::UNIX_EPOCH)
+                .is_err()
+        );
+        assert!(
+            ledger.holdings().is_empty(),
+            "a refused fill changes nothing"
+        );
     }
 
     #[test]
-    fn open_orders_reserve_cash_and_quantity() {
+    fn working_orders_reserve_cash_and_quantity_once_per_leg_group() {
         let mut ledger = Ledger::new(d("1000.00"));
-        let buy = ledger.open(order(Side::Buy, "5", None));
-        ledger.fill(buy, d("10.00"), DateTime::UNIX_EPOCH);
-        ledger.open(order(Side::Buy, "2", Some("100.00")));
-        ledger.open(order(Side::Sell, "3", Some("20.00")));
+        let buy = ledger.push(entry(1, Side::Buy, "5", "0", None));
+        ledger
+            .fill(buy, d("5"), d("10.00"), DateTime::UNIX_EPOCH)
+            .unwrap();
+        ledger.push(entry(2, Side::Buy, "2", "100.00", None));
+        ledger.push(entry(3, Side::Sell, "3", "20.00", None));
         assert_eq!(ledger.buying_power(), d("750.00"));
         assert_eq!(ledger.available_to_sell("BTC-USD"), d("2"));
+        // A take-profit and a stop-loss leg of the same entry sell the same 2 units.
+        ledger.push(entry(4, Side::Sell, "2", "30.00", Some("paper-9")));
+        ledger.push(entry(5, Side::Sell, "2", "5.00", Some("paper-9")));
+        assert_eq!(ledger.available_to_sell("BTC-USD"), d("0"));
+        ledger.set_status(1, OrderStatus::Cancelled, None, DateTime::UNIX_EPOCH);
+        assert_eq!(ledger.buying_power(), d("950.00"));
     }
 
     #[test]
-    fn limits_cross_at_the_market_price() {
-        let buy = order(Side::Buy, "1", Some("100.00"));
-        assert_eq!(crossing_price(&buy, d("99.00"), d("100.01")), None);
-        assert_eq!(
-            crossing_price(&buy, d("98.00"), d("99.50")),
-            Some(d("99.50"))
-        );
-        let sell = order(Side::Sell, "1", Some("100.00"));
-        assert_eq!(crossing_price(&sell, d("99.99"), d("101.00")), None);
-        assert_eq!(
-            crossing_price(&sell, d("100.20"), d("101.00")),
-            Some(d("100.20"))
-        );
+    fn ids_index_the_books() {
+        let mut ledger = Ledger::new(d("1000.00"));
+        ledger.push(entry(1, Side::Buy, "1", "1", None));
+        ledger.push(entry(2, Side::Sell, "1", "1", Some("paper-1")));
+        assert_eq!(ledger.index_of("paper-2"), Some(1));
+        assert_eq!(ledger.index_of("paper-3"), None);
+        assert_eq!(ledger.index_of("paper-0"), None);
+        assert_eq!(ledger.index_of_client_id("c-2"), Some(1));
+        assert_eq!(ledger.order_with_legs(0).legs.len(), 1);
     }
 }

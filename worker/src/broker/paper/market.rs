@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::broker::Quote;
+use super::calendar::Market;
+use crate::broker::{Quote, SymbolInfo};
 
 /// The seed of a session's market when none is configured; any fixed value would do.
 pub const DEFAULT_SEED: u64 = 0x0B01_C4EA_D5EE_D001;
@@ -55,32 +56,152 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SymbolSpec {
     pub symbol: String,
+    pub name: String,
+    /// The market whose hours it trades in.
+    pub market: Market,
     /// The currency prices are quoted in (informational: see `paper` on settlement).
     pub currency: String,
     /// The price the market moves around.
     pub base_price: Decimal,
     /// Decimal places of a price; one unit in the last place is the tick.
     pub price_decimals: u32,
-    /// Decimal places a quantity may have (0 for whole shares).
+    /// Decimal places a quantity may have in any order (0 for whole shares).
     pub qty_decimals: u32,
+    /// Decimal places of a fractional quantity, for symbols that take fractional orders
+    /// (`None`: whole quantities only, and no notional orders).
+    pub fractional_decimals: Option<u32>,
+    /// The smallest quantity an order may have.
+    pub min_qty: Decimal,
     /// Distance between bid and ask, in basis points of the mid price (at least one tick).
     pub spread_bps: u32,
 }
 
-/// The default symbols as (symbol, currency, base price in hundredths, quantity decimals,
-/// spread in basis points): crypto pairs, US equities and Indian (NSE) equities.
-const DEFAULT_SYMBOLS: [(&str, &str, i64, u32, u32); 11] = [
-    ("BTC-USD", "USD", 6_500_000, 8, 4),
-    ("ETH-USD", "USD", 320_000, 8, 5),
-    ("SOL-USD", "USD", 15_000, 6, 8),
-    ("AAPL", "USD", 19_000, 0, 2),
-    ("MSFT", "USD", 42_000, 0, 2),
-    ("NVDA", "USD", 12_000, 0, 3),
-    ("AMZN", "USD", 18_500, 0, 2),
-    ("GOOGL", "USD", 17_000, 0, 2),
-    ("RELIANCE.NS", "INR", 290_000, 0, 5),
-    ("TCS.NS", "INR", 390_000, 0, 5),
-    ("INFY.NS", "INR", 150_000, 0, 5),
+/// The smallest notional (money) amount of a notional or fractional order, in the account's
+/// currency: a dollar, as on Alpaca.
+pub const MIN_FRACTIONAL_NOTIONAL: Decimal = Decimal::from_parts(100, 0, 0, false, 2);
+
+/// Decimal places of a fractional share of a US equity (Alpaca takes nine; six is plenty for
+/// a simulation and keeps amounts readable).
+pub const FRACTIONAL_SHARE_DECIMALS: u32 = 6;
+
+/// The default symbols: crypto pairs, US equities and Indian (NSE) equities, as (symbol,
+/// name, market, currency, base price in hundredths, quantity decimals, minimum quantity as
+/// (mantissa, scale), spread in basis points).
+#[allow(
+    clippy::type_complexity,
+    reason = "one table row; the columns are named above"
+)]
+const DEFAULT_SYMBOLS: [(&str, &str, Market, &str, i64, u32, (i64, u32), u32); 11] = [
+    (
+        "BTC-USD",
+        "Bitcoin",
+        Market::Crypto,
+        "USD",
+        6_500_000,
+        8,
+        (1, 4),
+        4,
+    ),
+    (
+        "ETH-USD",
+        "Ether",
+        Market::Crypto,
+        "USD",
+        320_000,
+        8,
+        (1, 3),
+        5,
+    ),
+    (
+        "SOL-USD",
+        "Solana",
+        Market::Crypto,
+        "USD",
+        15_000,
+        6,
+        (1, 2),
+        8,
+    ),
+    (
+        "AAPL",
+        "Apple Inc.",
+        Market::UsEquity,
+        "USD",
+        19_000,
+        0,
+        (1, 0),
+        2,
+    ),
+    (
+        "MSFT",
+        "Microsoft Corporation",
+        Market::UsEquity,
+        "USD",
+        42_000,
+        0,
+        (1, 0),
+        2,
+    ),
+    (
+        "NVDA",
+        "NVIDIA Corporation",
+        Market::UsEquity,
+        "USD",
+        12_000,
+        0,
+        (1, 0),
+        3,
+    ),
+    (
+        "AMZN",
+        "Amazon.com, Inc.",
+        Market::UsEquity,
+        "USD",
+        18_500,
+        0,
+        (1, 0),
+        2,
+    ),
+    (
+        "GOOGL",
+        "Alphabet Inc. Class A",
+        Market::UsEquity,
+        "USD",
+        17_000,
+        0,
+        (1, 0),
+        2,
+    ),
+    (
+        "RELIANCE.NS",
+        "Reliance Industries",
+        Market::NseEquity,
+        "INR",
+        290_000,
+        0,
+        (1, 0),
+        5,
+    ),
+    (
+        "TCS.NS",
+        "Tata Consultancy Services",
+        Market::NseEquity,
+        "INR",
+        390_000,
+        0,
+        (1, 0),
+        5,
+    ),
+    (
+        "INFY.NS",
+        "Infosys",
+        Market::NseEquity,
+        "INR",
+        150_000,
+        0,
+        (1, 0),
+        5,
+    ),
 ];
 
 /// The symbols a paper market trades unless configured otherwise.
@@ -88,16 +209,59 @@ pub fn default_symbols() -> Vec<SymbolSpec> {
     DEFAULT_SYMBOLS
         .iter()
         .map(
-            |&(symbol, currency, hundredths, qty_decimals, spread_bps)| SymbolSpec {
-                symbol: symbol.to_owned(),
-                currency: currency.to_owned(),
-                base_price: Decimal::new(hundredths, 2),
-                price_decimals: 2,
-                qty_decimals,
-                spread_bps,
+            |&(symbol, name, market, currency, hundredths, qty_decimals, min_qty, spread_bps)| {
+                SymbolSpec {
+                    symbol: symbol.to_owned(),
+                    name: name.to_owned(),
+                    market,
+                    currency: currency.to_owned(),
+                    base_price: Decimal::new(hundredths, 2),
+                    price_decimals: 2,
+                    qty_decimals,
+                    fractional_decimals: match market {
+                        Market::Crypto => Some(qty_decimals),
+                        Market::UsEquity => Some(FRACTIONAL_SHARE_DECIMALS),
+                        Market::NseEquity => None,
+                    },
+                    min_qty: Decimal::new(min_qty.0, min_qty.1),
+                    spread_bps,
+                }
             },
         )
         .collect()
+}
+
+impl SymbolSpec {
+    /// Whether fractional quantities and notional orders are accepted.
+    pub fn fractionable(&self) -> bool {
+        self.fractional_decimals.is_some()
+    }
+
+    /// The finest quantity any order of this symbol may have, in decimal places.
+    pub fn finest_qty_decimals(&self) -> u32 {
+        self.fractional_decimals.unwrap_or(self.qty_decimals)
+    }
+
+    /// What `symbols` reports about this symbol.
+    pub fn info(&self) -> SymbolInfo {
+        let fractionable = self.fractionable();
+        SymbolInfo {
+            symbol: self.symbol.clone(),
+            name: self.name.clone(),
+            market: self.market.name().to_owned(),
+            currency: self.currency.clone(),
+            tradable: true,
+            price_increment: Decimal::new(1, self.price_decimals),
+            qty_increment: Decimal::new(1, self.finest_qty_decimals()),
+            fractionable,
+            min_qty: if fractionable && self.market == Market::UsEquity {
+                Decimal::new(1, FRACTIONAL_SHARE_DECIMALS)
+            } else {
+                self.min_qty
+            },
+            min_notional: fractionable.then_some(MIN_FRACTIONAL_NOTIONAL),
+        }
+    }
 }
 
 /// A seeded simulated market.
@@ -119,6 +283,16 @@ impl PaperMarket {
     /// The symbol named `symbol`, ignoring case (`btc-usd` is `BTC-USD`).
     pub fn spec(&self, symbol: &str) -> Option<&SymbolSpec> {
         self.symbols.get(&symbol.trim().to_ascii_uppercase())
+    }
+
+    /// Every symbol, in alphabetical order.
+    pub fn specs(&self) -> impl Iterator<Item = &SymbolSpec> {
+        self.symbols.values()
+    }
+
+    /// The seed, for anything else that must be deterministic per market.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     /// The traded symbols, comma-separated, for error messages.
@@ -178,7 +352,7 @@ impl PaperMarket {
 }
 
 /// SplitMix64's finaliser: spreads every input bit over the whole output.
-fn mix(value: u64) -> u64 {
+pub fn mix(value: u64) -> u64 {
     let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -186,7 +360,7 @@ fn mix(value: u64) -> u64 {
 }
 
 /// FNV-1a of the symbol: stable across builds, unlike `std`'s hasher.
-fn symbol_hash(symbol: &str) -> u64 {
+pub fn symbol_hash(symbol: &str) -> u64 {
     symbol.bytes().fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
     })

@@ -1,4 +1,5 @@
-//! Tests of the paper broker through the [`Broker`] trait, on a hand-moved clock.
+//! Tests of the paper broker through the [`Broker`] trait, on a hand-moved clock: books,
+//! validation and idempotency here, the order lifecycle in `lifecycle_tests`.
 
 use std::sync::Arc;
 
@@ -6,20 +7,26 @@ use chrono::DateTime;
 use secrecy::SecretString;
 
 use super::market::test_clock::ManualClock;
+use super::market::{DEFAULT_SEED, default_symbols};
 use super::*;
+use crate::broker::{OrderAmount, OrderStatus, Side};
 
-/// A fixed moment: 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600;
+/// A fixed moment when New York and crypto trade: Monday 2026-01-05 10:00 in New York
+/// (15:00 UTC). NSE has closed by then; see [`NSE_OPEN`].
+pub(super) const T0: i64 = 1_767_625_200;
 
-fn d(text: &str) -> Decimal {
+/// Monday 2026-01-05 05:00 UTC: NSE open, New York closed.
+pub(super) const NSE_OPEN: i64 = 1_767_589_200;
+
+pub(super) fn d(text: &str) -> Decimal {
     text.parse().unwrap()
 }
 
-fn keys() -> Credentials {
+pub(super) fn keys() -> Credentials {
     Credentials::new(SecretString::from("key"), SecretString::from("secret"))
 }
 
-fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
+pub(super) fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::at(unix_seconds));
     (
         PaperBroker::with_clock(PaperConfig::default(), clock.clone()),
@@ -27,29 +34,41 @@ fn paper_at(unix_seconds: i64) -> (PaperBroker, Arc<ManualClock>) {
     )
 }
 
-fn request(symbol: &str, side: Side, qty: &str, limit_price: Option<&str>) -> OrderRequest {
+pub(super) fn request(
+    symbol: &str,
+    side: Side,
+    qty: &str,
+    limit_price: Option<&str>,
+) -> OrderRequest {
     OrderRequest {
         symbol: symbol.to_owned(),
         side,
-        qty: d(qty),
+        amount: OrderAmount::Qty(d(qty)),
         order_type: if limit_price.is_some() {
             OrderType::Limit
         } else {
             OrderType::Market
         },
+        time_in_force: None,
         limit_price: limit_price.map(d),
-        client_order_id: None,
+        stop_price: None,
+        take_profit_price: None,
+        stop_loss_price: None,
+        client_order_id: super::super::tools::new_client_order_id(),
     }
 }
 
 /// The market the default paper broker trades on, to look prices up independently.
-fn reference_quote(symbol: &str, unix_seconds: i64) -> Quote {
+pub(super) fn reference_quote(symbol: &str, unix_seconds: i64) -> Quote {
     let market = PaperMarket::new(DEFAULT_SEED, default_symbols());
     let spec = market.spec(symbol).unwrap().clone();
     market.quote_at(&spec, DateTime::from_timestamp(unix_seconds, 0).unwrap())
 }
 
-async fn place(paper: &mut PaperBroker, order: OrderRequest) -> Result<Placement, BrokerError> {
+pub(super) async fn place(
+    paper: &mut PaperBroker,
+    order: OrderRequest,
+) -> Result<Placement, BrokerError> {
     paper.place_order(&keys(), order).await
 }
 
@@ -66,14 +85,14 @@ async fn a_buy_and_sell_round_trip_is_right_to_the_cent() {
         .unwrap();
     let ask = reference_quote("AAPL", T0).ask;
     assert_eq!(buy.order.status, OrderStatus::Filled);
-    assert_eq!(buy.order.fill_price, Some(ask));
+    assert_eq!(buy.order.avg_fill_price, Some(ask));
 
     clock.advance(90);
     let sell = place(&mut paper, request("AAPL", Side::Sell, "10", None))
         .await
         .unwrap();
     let bid = reference_quote("AAPL", T0 + 90).bid;
-    assert_eq!(sell.order.fill_price, Some(bid));
+    assert_eq!(sell.order.avg_fill_price, Some(bid));
 
     let account = paper.account(&keys()).await.unwrap();
     let expected = DEFAULT_STARTING_CASH - ask * d("10") + bid * d("10");
@@ -224,7 +243,7 @@ async fn a_buy_limit_rests_until_the_price_crosses_it() {
         (orders[0].order_id.as_str(), orders[0].status),
         (order_id.as_str(), OrderStatus::Filled)
     );
-    assert_eq!(orders[0].fill_price, Some(fill_price));
+    assert_eq!(orders[0].avg_fill_price, Some(fill_price));
     let account = paper.account(&keys()).await.unwrap();
     assert_eq!(
         account.cash,
@@ -237,18 +256,21 @@ async fn a_buy_limit_rests_until_the_price_crosses_it() {
 async fn a_reused_client_order_id_returns_the_original_order() {
     let (mut paper, clock) = paper_at(T0);
     let mut first = request("AAPL", Side::Buy, "2", None);
-    first.client_order_id = Some("retry-me".into());
+    first.client_order_id = "retry-me".into();
     let original = place(&mut paper, first.clone()).await.unwrap();
     assert!(!original.replayed);
 
     clock.advance(30);
+    let replay = place(&mut paper, first.clone()).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.order, original.order);
     let mut different = request("AAPL", Side::Buy, "7", None);
     different.client_order_id = first.client_order_id.clone();
-    for retry in [first, different] {
-        let replay = place(&mut paper, retry).await.unwrap();
-        assert!(replay.replayed);
-        assert_eq!(replay.order, original.order);
-    }
+    let refused = place(&mut paper, different).await.unwrap_err();
+    assert!(
+        matches!(&refused, BrokerError::ClientOrderIdReused { original: summary, .. } if summary.starts_with("paper-1 buy 2 AAPL")),
+        "{refused}"
+    );
     assert_eq!(
         paper.orders(&keys(), OrderFilter::All).await.unwrap().len(),
         1
@@ -273,8 +295,12 @@ async fn malformed_orders_are_refused_with_advice() {
             "qty must be positive",
         ),
         (
-            request("AAPL", Side::Buy, "1.5", None),
-            "more decimal places than AAPL allows (0)",
+            request("AAPL", Side::Buy, "1.1234567", None),
+            "more decimal places than AAPL allows (6)",
+        ),
+        (
+            request("TCS.NS", Side::Buy, "1.5", None),
+            "more decimal places than TCS.NS allows (0)",
         ),
         (
             request("AAPL", Side::Buy, "1", Some("-1")),
@@ -289,10 +315,12 @@ async fn malformed_orders_are_refused_with_advice() {
     no_limit.order_type = OrderType::Limit;
     assert_eq!(
         place(&mut paper, no_limit).await,
-        Err(BrokerError::MissingLimitPrice)
+        Err(BrokerError::MissingLimitPrice {
+            order_type: "limit"
+        })
     );
     let mut too_long = request("AAPL", Side::Buy, "1", None);
-    too_long.client_order_id = Some("x".repeat(MAX_CLIENT_ORDER_ID_LEN + 1));
+    too_long.client_order_id = "x".repeat(MAX_CLIENT_ORDER_ID_LEN + 1);
     assert!(matches!(
         place(&mut paper, too_long).await,
         Err(BrokerError::InvalidClientOrderId { .. })
@@ -301,7 +329,7 @@ async fn malformed_orders_are_refused_with_advice() {
 
 #[tokio::test]
 async fn cancelling_releases_the_reservation_once() {
-    let (mut paper, _clock) = paper_at(T0);
+    let (mut paper, _clock) = paper_at(NSE_OPEN);
     let placed = place(&mut paper, request("TCS.NS", Side::Buy, "3", Some("1.00")))
         .await
         .unwrap();
@@ -324,6 +352,26 @@ async fn cancelling_releases_the_reservation_once() {
 }
 
 #[tokio::test]
+async fn a_limit_price_off_the_tick_and_a_missing_stop_price_are_refused() {
+    let (mut paper, _clock) = paper_at(T0);
+    let off_tick = place(&mut paper, request("AAPL", Side::Buy, "1", Some("100.001"))).await;
+    assert!(matches!(
+        off_tick,
+        Err(BrokerError::PricePrecision {
+            max_decimals: 2,
+            ..
+        })
+    ));
+    let mut stop = request("AAPL", Side::Buy, "1", None);
+    stop.order_type = OrderType::Stop;
+    let error = place(&mut paper, stop).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a stop order needs stop_price: pass stop_price, or change type"
+    );
+}
+
+#[tokio::test]
 async fn empty_credentials_are_refused() {
     let (mut paper, _clock) = paper_at(T0);
     let empty = Credentials::new(SecretString::from(""), SecretString::from("secret"));
@@ -332,6 +380,31 @@ async fn empty_credentials_are_refused() {
         Err(BrokerError::CredentialsRefused { .. })
     ));
     paper.login(&keys()).await.unwrap();
+}
+
+#[tokio::test]
+async fn orders_are_found_by_id_and_by_client_order_id() {
+    let (mut paper, _clock) = paper_at(T0);
+    let mut order = request("MSFT", Side::Buy, "1", None);
+    order.client_order_id = "mine-1".into();
+    let placed = place(&mut paper, order).await.unwrap().order;
+    let by_id = paper
+        .order(&keys(), OrderLookup::OrderId(placed.order_id.clone()))
+        .await
+        .unwrap();
+    let by_client = paper
+        .order(&keys(), OrderLookup::ClientOrderId("mine-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(by_id, by_client);
+    assert_eq!(by_id.status, OrderStatus::Filled);
+    assert_eq!(by_id.filled_qty, d("1"));
+    assert_eq!(by_id.fills.len(), 1);
+    let unknown = paper
+        .order(&keys(), OrderLookup::ClientOrderId("nope".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind(), "unknown_order");
 }
 
 #[test]

@@ -4,12 +4,35 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use bulkhead_protocol::trading::Rails;
+use rmcp::model::CallToolResponse;
+
 use super::*;
+use crate::broker::confirm::ConfirmChannel;
+use crate::broker::desk::test_desk::LocalDesk;
 
 const SENTINEL: &str = "sentinel-secret-91c2e7";
 
 fn tools() -> BrokerTools {
-    BrokerTools::new(BrokerRegistry::for_tests())
+    BrokerTools::new(BrokerRegistry::for_tests(), Rails::default())
+}
+
+/// A trading call's context in unit tests: an in-process desk, nobody to confirm with.
+pub(super) fn trade() -> TradeContext {
+    TradeContext {
+        desk: Arc::new(LocalDesk::default()),
+        confirm: ConfirmChannel::Unavailable,
+    }
+}
+
+/// The result of a call that cannot ask for input.
+pub(super) fn complete(response: CallToolResponse) -> CallToolResult {
+    match response {
+        CallToolResponse::Complete(result) => result,
+        other => panic!("expected a complete result, got {other:?}"),
+    }
 }
 
 fn args<T: DeserializeOwned>(value: Value) -> T {
@@ -71,14 +94,14 @@ async fn a_client_round_trip_balances_to_the_cent() {
     assert!(structured(&quote)["time"].as_str().unwrap().ends_with('Z'));
 
     let buy = json!({ "symbol": "NVDA", "side": "buy", "qty": 7, "type": "market" });
-    let bought = tools.order_place(args(buy)).await;
-    let buy_price = decimal(&structured(&bought)["order"]["fill_price"]);
+    let bought = complete(tools.order_place(args(buy), trade()).await);
+    let buy_price = decimal(&structured(&bought)["order"]["avg_fill_price"]);
     let positions = tools.positions(BrokerArgs::default()).await;
     assert_eq!(structured(&positions)["positions"][0]["qty"], "7");
 
     let sell = json!({ "symbol": "NVDA", "side": "sell", "qty": "7", "type": "market" });
-    let sold = tools.order_place(args(sell)).await;
-    let sell_price = decimal(&structured(&sold)["order"]["fill_price"]);
+    let sold = complete(tools.order_place(args(sell), trade()).await);
+    let sell_price = decimal(&structured(&sold)["order"]["avg_fill_price"]);
 
     let account = tools.account(BrokerArgs::default()).await;
     let cash = decimal(&structured(&account)["cash"]);
@@ -97,8 +120,8 @@ async fn a_retried_order_place_yields_one_order() {
         "symbol": "ETH-USD", "side": "buy", "qty": "0.25", "type": "limit",
         "limit_price": "1.00", "client_order_id": "abc-1",
     });
-    let first = tools.order_place(args(order.clone())).await;
-    let second = tools.order_place(args(order)).await;
+    let first = complete(tools.order_place(args(order.clone()), trade()).await);
+    let second = complete(tools.order_place(args(order), trade()).await);
     assert_eq!(structured(&first)["replayed"], false);
     assert_eq!(structured(&second)["replayed"], true);
     assert_eq!(structured(&first)["order"], structured(&second)["order"]);
@@ -107,7 +130,7 @@ async fn a_retried_order_place_yields_one_order() {
 
     let order_id = structured(&first)["order"]["order_id"].clone();
     let cancel = tools
-        .order_cancel(args(json!({ "order_id": order_id })))
+        .order_cancel(args(json!({ "order_id": order_id })), &LocalDesk::default())
         .await;
     assert_eq!(structured(&cancel)["order"]["status"], "cancelled");
 }
@@ -120,7 +143,7 @@ async fn the_secret_never_appears_in_any_result() {
     let results = vec![
         tools.broker_list().await,
         tools.quote(args(json!({ "symbol": "AAPL" }))).await,
-        tools.order_place(args(buy)).await,
+        complete(tools.order_place(args(buy), trade()).await),
         tools.account(BrokerArgs::default()).await,
         tools.positions(BrokerArgs::default()).await,
         tools.orders(OrdersArgs::default()).await,
@@ -182,11 +205,13 @@ async fn session_state_and_broker_list_report_logins() {
     assert_eq!(tools.session_state().await, expected);
     login(&tools).await;
     let list = tools.broker_list().await;
+    let paper = &structured(&list)["brokers"][0];
     assert_eq!(
-        structured(&list)["brokers"],
-        json!([{ "name": "paper", "authenticated": true, "active": true }])
+        (&paper["name"], &paper["authenticated"], &paper["active"]),
+        (&json!("paper"), &json!(true), &json!(true))
     );
-    assert_eq!(text(&list), "brokers: paper (logged in, active)");
+    assert_eq!(paper["environment"], "simulated");
+    assert_eq!(text(&list), "brokers: paper (simulated, logged in, active)");
     let used = tools.broker_use(args(json!({ "broker": "paper" }))).await;
     assert_eq!(structured(&used)["active_broker"], "paper");
     tools.end_session().await;
@@ -235,26 +260,37 @@ fn argument_schemas_use_the_interface_names() {
     let expected = [
         "broker",
         "client_order_id",
+        "dry_run",
         "limit_price",
+        "notional",
         "qty",
         "side",
+        "stop_loss_price",
+        "stop_price",
         "symbol",
+        "take_profit_price",
+        "time_in_force",
         "type",
     ];
     assert_eq!(names, expected);
-    assert_eq!(properties["qty"]["type"], json!(["string", "number"]));
+    assert_eq!(schema["required"], json!(["symbol", "side"]));
+    assert_eq!(
+        properties["qty"]["type"],
+        json!(["string", "number", "null"])
+    );
     let login = serde_json::to_value(schemars::schema_for!(LoginArgs)).unwrap();
     assert_eq!(login["required"], json!(["broker"]));
-    assert_eq!(descriptions::ALL.len(), 11);
+    assert_eq!(descriptions::ALL.len(), 18);
 }
 
 #[test]
 fn tool_futures_can_cross_threads_as_rmcp_requires() {
     fn assert_send<T: Send>(_: &T) {}
     let tools = tools();
-    assert_send(&tools.order_place(args(
-        json!({ "symbol": "A", "side": "buy", "qty": 1, "type": "market" }),
-    )));
+    assert_send(&tools.order_place(
+        args(json!({ "symbol": "A", "side": "buy", "qty": 1, "type": "market" })),
+        trade(),
+    ));
     assert_send(&tools.broker_login(args(json!({ "broker": "paper" }))));
     assert_send(&tools.indicator(args(json!({ "symbol": "A", "kind": "ema", "period": 3 }))));
 }
