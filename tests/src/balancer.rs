@@ -63,6 +63,39 @@ pub fn token(index: usize) -> String {
     format!("token-of-principal-{index:02}-0123456789")
 }
 
+/// Renewals of one principal's access token (`renewed`): JWT-shaped, the same `sub`, a
+/// different `iat` each, as an OAuth client's successive tokens are. (The nodes know them as
+/// static tokens; the balancer reads only their claims.)
+pub const RENEWALS: usize = 8;
+
+/// Renewal `index` of the principal `renewed`'s token.
+pub fn renewed_token(index: usize) -> String {
+    let header = base64url(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let payload = base64url(
+        format!(
+            r#"{{"sub":"renewed-user","iat":{}}}"#,
+            1_700_000_000 + index * 3600
+        )
+        .as_bytes(),
+    );
+    format!("{header}.{payload}.c2lnbmF0dXJl")
+}
+
+/// Unpadded base64url.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let value = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| {
+            acc | u32::from(*byte) << (16 - 8 * i)
+        });
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(value >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// Several `bulkhead serve` nodes, `n1`, `n2`, …, each on its own loopback port.
 pub struct Cluster {
     pub dir: TempDir,
@@ -78,6 +111,7 @@ impl Cluster {
         let dir = TempDir::new("cluster");
         let tokens: String = (0..PRINCIPALS)
             .map(|index| format!("p{index}:{}\n", token(index)))
+            .chain((0..RENEWALS).map(|index| format!("renewed:{}\n", renewed_token(index))))
             .collect();
         let tokens_file = dir.0.join("tokens");
         std::fs::write(&tokens_file, tokens).unwrap();
@@ -189,7 +223,8 @@ impl Cluster {
     /// The node list for `scripts/lb-config`: the balancer on `listen`, these nodes, with
     /// `draining` marked.
     fn node_list(&self, listen: SocketAddr, draining: &[usize]) -> String {
-        let mut list = format!("listen {listen}\nhost localhost\ncall-timeout 60\n");
+        let mut list =
+            format!("listen {listen}\nhost localhost\ncall-timeout 60\nprincipal-claim sub\n");
         for (index, port) in self.ports.iter().enumerate() {
             let flag = if draining.contains(&index) {
                 " drain"
@@ -431,6 +466,17 @@ pub fn call(
     endpoint: &Endpoint,
     principal: usize,
     tool: &str,
+    arguments: Value,
+    session: Option<&str>,
+) -> (u16, Value) {
+    call_with(endpoint, &token(principal), tool, arguments, session)
+}
+
+/// [`call`] with any bearer token.
+pub fn call_with(
+    endpoint: &Endpoint,
+    token: &str,
+    tool: &str,
     mut arguments: Value,
     session: Option<&str>,
 ) -> (u16, Value) {
@@ -438,7 +484,7 @@ pub fn call(
         arguments["session"] = json!(session);
     }
     let response = endpoint.modern(
-        Some(&token(principal)),
+        Some(token),
         1,
         "tools/call",
         json!({"name": tool, "arguments": arguments}),

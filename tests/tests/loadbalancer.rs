@@ -8,7 +8,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bulkhead_tests::balancer::{
-    Balancer, Cluster, Kind, PRINCIPALS, call, open_session, session_info, token,
+    Balancer, Cluster, Kind, PRINCIPALS, RENEWALS, call, call_with, open_session, renewed_token,
+    session_info, token,
 };
 use bulkhead_tests::http::Endpoint;
 use bulkhead_tests::*;
@@ -80,6 +81,31 @@ fn routes_by_handle_legacy_id_and_principal(kind: Kind) {
         "{kind:?} sent all {PRINCIPALS} principals to one node: {by_node:?}"
     );
     eprintln!("{kind:?}: principals per node {by_node:?}");
+
+    // A renewed OAuth access token keeps its principal's default session: HAProxy hashes the
+    // token's `sub` (`principal-claim sub`); nginx cannot decode a JWT and hashes the header.
+    let default_sessions: BTreeSet<String> = (0..RENEWALS)
+        .map(|renewal| {
+            let (_, reply) = call_with(
+                &balancer,
+                &renewed_token(renewal),
+                "session_info",
+                json!({}),
+                None,
+            );
+            reply["result"]["structuredContent"]["session"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{kind:?}: {reply}"))
+                .to_string()
+        })
+        .collect();
+    if kind == Kind::Haproxy {
+        assert_eq!(
+            default_sessions.len(),
+            1,
+            "a renewed token moved its principal: {default_sessions:?}"
+        );
+    }
 
     // Handles reach the worker on their own node, whoever's node the principal hashes to.
     let mut handle_nodes = BTreeSet::new();
