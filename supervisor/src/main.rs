@@ -4,17 +4,19 @@
 //! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown. Module
 //! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
-//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit),
-//! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
+//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit), [`drain`] (the node's drain state),
+//! [`catalog`] (the tool list), [`node`] (handles of other nodes), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
 //! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation).
 
 mod capacity;
 mod catalog;
 mod config;
 mod credentials;
+mod drain;
 mod http;
 mod mcp;
 mod metrics;
+mod node;
 mod pool;
 mod session;
 mod signals;
@@ -278,7 +280,12 @@ fn warn_about_trading(config: &Config) {
 async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {
     prefetch_catalog(&frontend, None);
     let shutdown = CancellationToken::new();
-    if let Err(error) = signals::install(shutdown.clone()) {
+    let drain_ignored = || {
+        tracing::warn!("SIGUSR1 (drain) applies to bulkhead serve only; ignored on stdio");
+    };
+    if let Err(error) =
+        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(drain_ignored))
+    {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
     }
@@ -338,9 +345,34 @@ async fn run_http(
         return i32::from(EXIT_CONFIG);
     }
     let shutdown = CancellationToken::new();
-    if let Err(error) = signals::install(shutdown.clone()) {
+    let drain = registry.drain().clone();
+    let drain_deadline = http.drain_deadline;
+    let on_drain = {
+        let drain = drain.clone();
+        move || {
+            if drain.begin(drain::Trigger::Signal, drain_deadline) == drain::Begun::AlreadyDraining
+            {
+                tracing::info!("SIGUSR1: already draining");
+            }
+        }
+    };
+    if let Err(error) =
+        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(on_drain))
+    {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
+    }
+    tokio::spawn(drain::exit_when_drained(
+        drain.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
+    {
+        let (drain, notifier) = (drain.clone(), notifier.clone());
+        tokio::spawn(async move {
+            drain.until_draining().await;
+            notifier.notify("STATUS=draining: no new sessions");
+        });
     }
     let unix_path = http.unix.clone();
     let state = http::HttpState::new(frontend.clone(), http, config.node.clone());

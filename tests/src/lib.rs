@@ -9,6 +9,7 @@
 //! the test executable's `deps/` directory.
 
 pub mod alpaca;
+pub mod balancer;
 pub mod http;
 pub mod oauth;
 

@@ -76,6 +76,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("http.admin_token_file", "admin-token-file"),
     ("http.metrics_token_file", "metrics-token-file"),
     ("http.sse_keepalive_secs", "sse-keepalive"),
+    ("http.drain_deadline_secs", "drain-deadline"),
     ("http.public_url", "public-url"),
     ("http.oauth.issuers", "oauth-issuer"),
     ("http.oauth.audiences", "oauth-audience"),
@@ -493,6 +494,7 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "admin_token": http.admin_token.map(|_| "[redacted]"),
             "metrics_token": http.metrics_token.map(|_| "[redacted]"),
             "sse_keepalive_secs": http.sse_keepalive.as_secs_f64(),
+            "drain_deadline_secs": http.drain_deadline.as_secs_f64(),
             "oauth": http.oauth.as_ref().map(crate::http::oauth::OAuthConfig::summary),
         },
     })
