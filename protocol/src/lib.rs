@@ -5,11 +5,12 @@
 //! ([`frame::LineReader`], generic over any `AsyncRead`), frames into JSON-RPC envelopes
 //! ([`jsonrpc`]), and defines the versioned handshake that runs on a worker's private socket
 //! before any MCP traffic ([`handshake`]), the exec shim's contract for wrapped stdio servers
-//! ([`exec`]), the session handle format ([`handle`]) and the error codes clients see
+//! ([`exec`]), the network brokers' endpoints and the network a worker may reach ([`brokers`]), the session handle format ([`handle`]) and the error codes clients see
 //! ([`codes`]), and the timestamp format of session metadata ([`clock`]). Everything else (spawning, routing, tools) lives in the
 //! `supervisor` and `worker` crates.
 #![forbid(unsafe_code)]
 
+pub mod brokers;
 pub mod clock;
 pub mod codes;
 pub mod exec;

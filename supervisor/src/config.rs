@@ -11,7 +11,10 @@ use bulkhead_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use bulkhead_protocol::handle::is_valid_node;
 use clap::{Args, Parser, Subcommand};
 
+mod brokers;
 mod layers;
+
+pub use brokers::BrokerEndpoints;
 
 pub use layers::{Parsed, parse_layers, redacted_summary};
 
@@ -200,6 +203,10 @@ pub struct ServeOptions {
     /// Seconds between SSE keep-alive comments.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SSE_KEEPALIVE_SECS)]
     pub sse_keepalive: f64,
+    /// Seconds a draining node (SIGUSR1 or POST /admin/drain) waits for its last session to
+    /// end before it exits anyway.
+    #[arg(long, value_name = "SECS", default_value_t = crate::drain::DEFAULT_DRAIN_DEADLINE_SECS)]
+    pub drain_deadline: f64,
     /// OAuth 2.1 access tokens: `--oauth-issuer`, `--public-url` and their `--oauth-*` flags.
     #[command(flatten)]
     pub oauth: crate::http::oauth::OAuthOptions,
@@ -354,6 +361,7 @@ impl ServeOptions {
         let header_timeout = seconds("--header-timeout", self.header_timeout);
         let body_timeout = seconds("--body-timeout", self.body_timeout);
         let sse_keepalive = seconds("--sse-keepalive", self.sse_keepalive);
+        let drain_deadline = seconds("--drain-deadline", self.drain_deadline);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -376,6 +384,7 @@ impl ServeOptions {
             admin_token,
             metrics_token,
             sse_keepalive,
+            drain_deadline,
             oauth,
         })
     }
@@ -430,6 +439,15 @@ pub struct Options {
     /// Seed of the built-in paper market (same seed, same prices at the same time).
     #[arg(long)]
     pub paper_seed: Option<u64>,
+    /// Where a network broker's API is: `NAME.KIND=URL` with KIND `trading` or `data`, e.g.
+    /// `alpaca-paper.trading=https://paper-api.alpaca.markets` (repeatable; the environment
+    /// variable takes a comma-separated list). `https://` only, except on loopback addresses.
+    #[arg(
+        long = "broker-url",
+        value_name = "NAME.KIND=URL",
+        value_delimiter = ','
+    )]
+    pub broker_urls: Vec<String>,
     /// Address space of each worker, in bytes (also the cgroup's memory.max).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_WORKER_MAX_MEMORY_BYTES)]
     pub worker_max_memory: u64,
@@ -508,6 +526,8 @@ pub struct Config {
     /// How workers are confined (limits, uid, cgroup).
     pub confinement: Confinement,
     pub paper_seed: Option<u64>,
+    /// Every network broker's endpoints (`--broker-url` over the documented defaults).
+    pub broker_endpoints: BrokerEndpoints,
     /// Workers kept pre-spawned for new sessions (0: none).
     pub pool_size: usize,
     /// External worker mode: the stdio server each session runs instead of the built-in worker.
@@ -577,6 +597,7 @@ impl Options {
         let call_timeout = seconds("--call-timeout", self.call_timeout);
         let hard_cancel = seconds("--hard-cancel", self.hard_cancel);
         let handshake = seconds("handshake timeout", DEFAULT_HANDSHAKE_TIMEOUT_SECS);
+        let broker_endpoints = BrokerEndpoints::resolve(&self.broker_urls, &mut problems);
         let wrap = self.wrap.resolve().unwrap_or_else(|found| {
             problems.extend(found);
             None
@@ -609,6 +630,7 @@ impl Options {
             credentials_dir,
             confinement,
             paper_seed: self.paper_seed,
+            broker_endpoints,
             pool_size: self.pool_size,
             wrap,
             trading,

@@ -84,6 +84,8 @@ pub struct HttpConfig {
     /// SHA-256 of the token `/metrics` requires; `None`: served on local listeners only.
     pub metrics_token: Option<[u8; 32]>,
     pub sse_keepalive: Duration,
+    /// How long a draining node waits for its sessions (see [`crate::drain`]).
+    pub drain_deadline: Duration,
     /// Access tokens from OAuth issuers, beside the static tokens and peer uids of `auth`.
     pub oauth: Option<oauth::OAuthConfig>,
 }
@@ -97,7 +99,7 @@ struct LegacySession {
 pub struct HttpState {
     pub frontend: Arc<Frontend>,
     pub config: HttpConfig,
-    node: String,
+    pub node: String,
     legacy: Mutex<HashMap<String, LegacySession>>,
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
@@ -442,9 +444,7 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state, peer.through_local_listener(), &request),
-        (_, path) if path == "/admin/sessions" || path.starts_with("/admin/sessions/") => {
-            ops::admin(&state, request).await
-        }
+        (_, path) if path.starts_with("/admin/") => ops::admin(&state, request).await,
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

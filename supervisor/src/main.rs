@@ -4,17 +4,19 @@
 //! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown. Module
 //! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
 //! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
-//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit),
-//! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
+//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit), [`drain`] (the node's drain state),
+//! [`catalog`] (the tool list), [`node`] (handles of other nodes), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
 //! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation).
 
 mod capacity;
 mod catalog;
 mod config;
 mod credentials;
+mod drain;
 mod http;
 mod mcp;
 mod metrics;
+mod node;
 mod pool;
 mod session;
 mod signals;
@@ -29,6 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulkhead_protocol::brokers::{ALPACA_LIVE, ALPACA_PAPER, NetworkBroker, WorkerNetwork};
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +159,32 @@ fn check_config(options: &config::ServeOptions, file_problems: Vec<String>) -> E
     }
 }
 
+/// The network brokers workers are told about besides `paper`: `alpaca-paper` always (a paper
+/// account risks nothing); `alpaca`, with real money, only when the operator enables it for
+/// some principal — and each worker lists it only when its own principal's policy does. The
+/// workers' network policy follows from this list, so without a live principal no worker may
+/// reach the live endpoints' ports.
+fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
+    let trading = &config.trading;
+    let live_for_someone = std::iter::once(None)
+        .chain(trading.principals.keys().map(|name| Some(name.as_str())))
+        .any(|principal| {
+            trading
+                .policy_for(principal)
+                .live_brokers
+                .iter()
+                .any(|broker| broker == ALPACA_LIVE)
+        });
+    let mut names = vec![ALPACA_PAPER];
+    if live_for_someone {
+        names.push(ALPACA_LIVE);
+    }
+    names
+        .into_iter()
+        .filter_map(|name| config.broker_endpoints.get(name).cloned())
+        .collect()
+}
+
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
 fn start(
     config: &Config,
@@ -180,11 +209,13 @@ fn start(
         }
     };
     warn_about_trading(config);
+    let brokers = network_brokers(config);
+    let network = WorkerNetwork::for_brokers(&brokers);
     let template = WorkerTemplate {
         spec: WorkerSpec {
             command: WorkerCommand {
                 program: config.worker.clone(),
-                args: Vec::new(),
+                args: vec![network.to_arg().into()],
                 wrapped: None,
             },
             session_tag: String::new(),
@@ -193,6 +224,8 @@ fn start(
             test_tools: config.test_tools,
             paper_seed: config.paper_seed,
             fixtures: config.test_fixtures,
+            brokers,
+            call_timeout: config.call_timeout,
             max_frame_bytes: config.max_frame_bytes,
             wrapped: wrap::WrappedServer::new(
                 config.wrap.as_ref(),
@@ -247,7 +280,12 @@ fn warn_about_trading(config: &Config) {
 async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {
     prefetch_catalog(&frontend, None);
     let shutdown = CancellationToken::new();
-    if let Err(error) = signals::install(shutdown.clone()) {
+    let drain_ignored = || {
+        tracing::warn!("SIGUSR1 (drain) applies to bulkhead serve only; ignored on stdio");
+    };
+    if let Err(error) =
+        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(drain_ignored))
+    {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
     }
@@ -307,9 +345,34 @@ async fn run_http(
         return i32::from(EXIT_CONFIG);
     }
     let shutdown = CancellationToken::new();
-    if let Err(error) = signals::install(shutdown.clone()) {
+    let drain = registry.drain().clone();
+    let drain_deadline = http.drain_deadline;
+    let on_drain = {
+        let drain = drain.clone();
+        move || {
+            if drain.begin(drain::Trigger::Signal, drain_deadline) == drain::Begun::AlreadyDraining
+            {
+                tracing::info!("SIGUSR1: already draining");
+            }
+        }
+    };
+    if let Err(error) =
+        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(on_drain))
+    {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
+    }
+    tokio::spawn(drain::exit_when_drained(
+        drain.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
+    {
+        let (drain, notifier) = (drain.clone(), notifier.clone());
+        tokio::spawn(async move {
+            drain.until_draining().await;
+            notifier.notify("STATUS=draining: no new sessions");
+        });
     }
     let unix_path = http.unix.clone();
     let state = http::HttpState::new(frontend.clone(), http, config.node.clone());

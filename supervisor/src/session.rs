@@ -166,6 +166,13 @@ pub enum SessionError {
     Unavailable(#[from] StartError),
     #[error("the supervisor is shutting down and opens no new sessions")]
     ShuttingDown,
+    #[error(
+        "node {node} is draining before a restart: it serves the sessions it has but opens no new one; retry shortly and you will reach another node"
+    )]
+    Draining { node: String },
+    /// The handle names another node, which the request could not reach (see [`crate::node`]).
+    #[error("{}", .0.message("open a new session with session_open"))]
+    OtherNode(crate::node::OtherNode),
 }
 
 impl SessionError {
@@ -176,12 +183,21 @@ impl SessionError {
             | SessionError::Closed { .. }
             | SessionError::Expired { .. }
             | SessionError::Evicted { .. } => codes::SESSION_NOT_FOUND,
-            SessionError::Lost { .. } => codes::SESSION_LOST,
+            SessionError::Lost { .. } | SessionError::OtherNode(_) => codes::SESSION_LOST,
             SessionError::Limit { .. } | SessionError::PrincipalLimit { .. } => {
                 codes::SESSION_LIMIT
             }
             SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
             SessionError::ShuttingDown => codes::SHUTTING_DOWN,
+            SessionError::Draining { .. } => codes::NODE_DRAINING,
+        }
+    }
+
+    /// Details for the JSON-RPC error's `data`, where the error has any.
+    pub fn data(&self) -> Option<serde_json::Value> {
+        match self {
+            SessionError::OtherNode(other) => Some(other.data()),
+            _ => None,
         }
     }
 }
@@ -252,6 +268,8 @@ pub struct Registry {
     state: Mutex<State>,
     /// Pre-spawned workers, when `--pool-size` is above zero.
     pool: std::sync::OnceLock<Arc<Pool>>,
+    /// Whether this node is draining: then it opens no new session.
+    drain: Arc<crate::drain::Drain>,
     /// Permits for background stops ([`MAX_CONCURRENT_STOPS`]).
     stops: Arc<Semaphore>,
 }
@@ -270,8 +288,14 @@ impl Registry {
             template,
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
+            drain: Arc::default(),
             stops: Arc::new(Semaphore::new(MAX_CONCURRENT_STOPS)),
         })
+    }
+
+    /// This node's drain state (see [`crate::drain`]).
+    pub fn drain(&self) -> &Arc<crate::drain::Drain> {
+        &self.drain
     }
 
     /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
@@ -438,6 +462,11 @@ impl Registry {
         if state.shutting_down {
             return Err(SessionError::ShuttingDown);
         }
+        if self.drain.is_draining() {
+            return Err(SessionError::Draining {
+                node: self.node.clone(),
+            });
+        }
         let mine = state.count_for(principal);
         let total = state.total();
         let refusal = if mine >= self.limits.max_sessions_per_principal {
@@ -497,7 +526,8 @@ impl Registry {
                     },
                 })
             }
-            _ => Err(SessionError::NotFound),
+            _ => Err(crate::node::OtherNode::of(handle, &self.node)
+                .map_or(SessionError::NotFound, SessionError::OtherNode)),
         }
     }
 

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bulkhead_protocol::brokers::NetworkBroker;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
@@ -87,6 +88,11 @@ pub struct WorkerSpec {
     pub paper_seed: Option<u64>,
     /// Serve the conformance suite's fixtures instead of the broker tools (test only).
     pub fixtures: bool,
+    /// The network brokers the worker offers besides `paper`, with their endpoints. The
+    /// worker's command carries the matching `--network` policy (see `network_brokers`).
+    pub brokers: Vec<NetworkBroker>,
+    /// The per-call deadline, told to the worker so its brokers answer within it.
+    pub call_timeout: Duration,
     /// Largest frame accepted from the worker.
     pub max_frame_bytes: usize,
     /// External worker mode: the stdio server to run instead of the built-in worker.
@@ -573,6 +579,8 @@ async fn handshake(
         paper_seed: spec.paper_seed,
         sandbox,
         fixtures: spec.fixtures,
+        brokers: spec.brokers.clone(),
+        call_timeout_ms: u64::try_from(spec.call_timeout.as_millis()).ok(),
         trading: spec
             .trading
             .as_ref()

@@ -28,6 +28,7 @@ use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_err
 use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::mcp::Connection;
 use crate::metrics::{METRICS, Rejection};
+use crate::node::OtherNode;
 use crate::session::{Principal, SessionError};
 
 /// The version a request without `MCP-Protocol-Version` is taken to speak.
@@ -262,7 +263,7 @@ async fn legacy(
         }
     };
     let Some(connection) = legacy_connection(state, &session_id, principal).await else {
-        return session_not_found();
+        return session_id_not_here(state, &session_id);
     };
     match message {
         Message::Request { id, method, params } => {
@@ -323,6 +324,10 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
             METRICS.reject(Rejection::SessionLimit);
             StatusCode::SERVICE_UNAVAILABLE
         }
+        SessionError::Draining { .. } => {
+            METRICS.reject(Rejection::Draining);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = json_response(
@@ -332,10 +337,19 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
+            HeaderValue::from(retry_after(error.code())),
         );
     }
     response
+}
+
+/// Seconds a `503` for a refused session (`code`) tells the client to wait.
+fn retry_after(code: i64) -> u32 {
+    if code == codes::NODE_DRAINING {
+        crate::drain::DRAINING_RETRY_AFTER
+    } else {
+        SESSION_LIMIT_RETRY_AFTER
+    }
 }
 
 /// The legacy session `session_id` if `principal` owns it and it has not ended.
@@ -369,7 +383,7 @@ async fn delete(state: &HttpState, principal: &Principal, headers: &HeaderMap) -
         return session_not_found();
     };
     let Some(connection) = legacy_connection(state, &session_id, principal).await else {
-        return session_not_found();
+        return session_id_not_here(state, &session_id);
     };
     state
         .legacy
@@ -380,6 +394,23 @@ async fn delete(state: &HttpState, principal: &Principal, headers: &HeaderMap) -
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// A session id this node does not hold: another node's gets `404` naming that node (see
+/// [`crate::node`]); any other is simply not found.
+fn session_id_not_here(state: &HttpState, session_id: &str) -> Response<Body> {
+    match OtherNode::of(session_id, &state.node) {
+        Some(other) => json_response(
+            StatusCode::NOT_FOUND,
+            &jsonrpc::error_response(
+                &Value::Null,
+                codes::SESSION_LOST,
+                &other.message("send initialize to start a new session"),
+                Some(other.data()),
+            ),
+        ),
+        None => session_not_found(),
+    }
 }
 
 /// Unknown, ended and other principals' session ids all get exactly this.
@@ -489,9 +520,10 @@ fn json_final(message: &Value, modern: bool) -> Response<Body> {
     let status = status_for(message, modern);
     let mut response = json_response(status, message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
+        let code = message["error"]["code"].as_i64().unwrap_or_default();
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
+            HeaderValue::from(retry_after(code)),
         );
     }
     response
@@ -513,6 +545,11 @@ fn status_for(message: &Value, modern: bool) -> StatusCode {
     match code {
         codes::SESSION_LIMIT => {
             METRICS.reject(Rejection::SessionLimit);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        // Refused before anything ran: retryable, on any node.
+        codes::NODE_DRAINING => {
+            METRICS.reject(Rejection::Draining);
             StatusCode::SERVICE_UNAVAILABLE
         }
         codes::METHOD_NOT_FOUND if modern => StatusCode::NOT_FOUND,
