@@ -64,12 +64,12 @@ pub fn reference_decode(value: &HeaderValue) -> Option<String> {
 /// A value as a conforming client writes it: plain when it is visible ASCII (with inner
 /// spaces and tabs) not shaped like the sentinel, else `=?base64?…?=`.
 pub fn client_encode(value: &str) -> String {
-    let plain = value
+    let visible = value
         .bytes()
-        .all(|byte| byte == b'\t' || (0x20..=0x7e).contains(&byte))
-        && !value.starts_with([' ', '\t'])
-        && !value.ends_with([' ', '\t'])
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+        .all(|byte| byte == b'\t' || (0x20..=0x7e).contains(&byte));
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
+    let plain =
+        visible && !value.starts_with([' ', '\t']) && !value.ends_with([' ', '\t']) && !sentinel;
     if plain {
         value.to_string()
     } else {
@@ -173,7 +173,7 @@ fn mirroring(input: &mut Cursor) {
 fn argument_value(input: &mut Cursor) -> Value {
     match input.below(5) {
         0 => Value::Null,
-        1 => json!(input.byte() % 2 == 0),
+        1 => json!(input.byte().is_multiple_of(2)),
         2 => {
             let bytes: [u8; 8] = std::array::from_fn(|_| input.byte());
             json!(i64::from_le_bytes(bytes))
