@@ -8,6 +8,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bulkhead_protocol::brokers::NetworkBroker;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handle::{self, HANDLE_RANDOM_BYTES};
 use bulkhead_protocol::handshake::{Control, Hello, Ready, SandboxPolicy};
@@ -269,6 +270,14 @@ fn control() -> impl Strategy<Value = Control> {
                 }
             },
         );
+    let brokers = proptest::collection::vec(
+        (text(), text(), text()).prop_map(|(name, trading_url, data_url)| NetworkBroker {
+            name,
+            trading_url,
+            data_url,
+        }),
+        0..3,
+    );
     let hello = (
         any::<u32>(),
         (text(), text(), text()),
@@ -279,6 +288,7 @@ fn control() -> impl Strategy<Value = Control> {
         ),
         sandbox,
         trading,
+        (brokers, proptest::option::of(any::<u64>())),
     )
         .prop_map(
             |(
@@ -287,6 +297,7 @@ fn control() -> impl Strategy<Value = Control> {
                 (test_tools, paper_seed, fixtures),
                 sandbox,
                 trading,
+                (brokers, call_timeout_ms),
             )| {
                 Control::Hello(Hello {
                     protocol,
@@ -298,6 +309,8 @@ fn control() -> impl Strategy<Value = Control> {
                     sandbox,
                     fixtures,
                     trading,
+                    brokers,
+                    call_timeout_ms,
                 })
             },
         );
