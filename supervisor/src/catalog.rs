@@ -13,20 +13,16 @@
 
 use std::sync::Arc;
 
+use bulkhead_protocol::Era;
+use bulkhead_protocol::names::{
+    META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, SESSION_ARGUMENT,
+    SESSION_CLOSE, SESSION_HEADER, SESSION_INFO, SESSION_OPEN, SESSION_TOOLS,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
 use crate::session::Registry;
 use crate::worker::{CallEvent, WorkerHandle};
-
-/// Names of the tools the supervisor itself implements.
-pub const SESSION_OPEN: &str = "session_open";
-pub const SESSION_CLOSE: &str = "session_close";
-pub const SESSION_INFO: &str = "session_info";
-
-/// The argument that routes a call to a session, mirrored into the `Mcp-Param-Session` header
-/// by 2026-07-28 HTTP clients.
-pub const SESSION_ARGUMENT: &str = "session";
 
 /// What every caller is told about the server, read once from a worker.
 pub struct CatalogData {
@@ -62,11 +58,10 @@ impl CatalogData {
     }
 
     /// Whether the worker serves `capability` (e.g. `prompts`) in the given era.
-    pub fn has_capability(&self, capability: &str, inline: bool) -> bool {
-        let capabilities = if inline {
-            &self.modern_capabilities
-        } else {
-            &self.legacy_capabilities
+    pub fn has_capability(&self, capability: &str, era: Era) -> bool {
+        let capabilities = match era {
+            Era::Inline => &self.modern_capabilities,
+            Era::Initialize => &self.legacy_capabilities,
         };
         capabilities
             .get(capability)
@@ -151,9 +146,9 @@ fn with_our_tools(capabilities: Value) -> Value {
 /// Metadata the catalog's own 2026-07-28 requests carry.
 static MODERN_META: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
     json!({
-        "io.modelcontextprotocol/protocolVersion": bulkhead_protocol::PROTOCOL_NO_INITIALIZE,
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "bulkhead-catalog", "version": env!("CARGO_PKG_VERSION")},
+        META_PROTOCOL_VERSION: bulkhead_protocol::PROTOCOL_NO_INITIALIZE,
+        META_CLIENT_CAPABILITIES: {},
+        META_CLIENT_INFO: {"name": "bulkhead-catalog", "version": env!("CARGO_PKG_VERSION")},
     })
 });
 
@@ -199,13 +194,12 @@ async fn list_all_tools(worker: &WorkerHandle) -> Result<Vec<Value>, String> {
 /// Merge the worker's tools with the session tools, add `session` everywhere, sort by name.
 /// A worker tool with a session tool's name is replaced by the supervisor's definition.
 pub fn compose(worker_tools: Vec<Value>) -> Vec<Value> {
-    let session_names = [SESSION_OPEN, SESSION_CLOSE, SESSION_INFO];
     let mut tools: Vec<Value> = worker_tools
         .into_iter()
         .filter(|tool| {
             tool.get("name")
                 .and_then(Value::as_str)
-                .is_some_and(|name| !session_names.contains(&name))
+                .is_some_and(|name| !SESSION_TOOLS.contains(&name))
         })
         .map(add_session_argument)
         .collect();
@@ -234,7 +228,7 @@ fn session_property(description: &str) -> Value {
     json!({
         "type": "string",
         "description": description,
-        "x-mcp-header": "Session",
+        "x-mcp-header": SESSION_HEADER,
     })
 }
 

@@ -16,17 +16,19 @@ use std::time::Duration;
 
 use bulkhead_protocol::frame::Frame;
 use bulkhead_protocol::jsonrpc::{self, Message, json_type};
+use bulkhead_protocol::names::{
+    META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID,
+    SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN,
+};
 use bulkhead_protocol::{
-    META_PREFIX, META_RESOLVED_CREDENTIAL, NEWEST_INITIALIZE_VERSION, SUPPORTED_PROTOCOL_VERSIONS,
-    codes, is_inline_protocol_version, is_supported_protocol_version,
+    Era, META_PREFIX, META_RESOLVED_CREDENTIAL, NEWEST_INITIALIZE_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS, codes, is_supported_protocol_version,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{
-    Catalog, CatalogData, SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN,
-};
+use crate::catalog::{Catalog, CatalogData};
 use crate::credentials::CredentialStore;
 use crate::metrics::{CallOutcome, METRICS};
 use crate::session::{Principal, Registry, Session, SessionError};
@@ -34,9 +36,6 @@ use crate::worker::{CallEvent, WorkerHandle};
 use bulkhead_protocol::clock::rfc3339;
 use std::sync::atomic::Ordering;
 
-const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// Result `_meta` key under which Bulkhead tells a caller something about its session.
 pub const META_NOTICE: &str = "io.bulkhead/notice";
 
@@ -97,13 +96,6 @@ impl From<SessionError> for RpcError {
     fn from(error: SessionError) -> Self {
         Self::new(error.code(), error.to_string())
     }
-}
-
-/// The protocol era of one request.
-#[derive(Debug, Clone)]
-struct Era {
-    /// 2026-07-28 or later: per-request metadata, `resultType`, cache hints.
-    inline: bool,
 }
 
 /// One client conversation.
@@ -258,7 +250,8 @@ impl Connection {
         params: Option<Value>,
         sink: &Sink,
     ) {
-        let inline = request_version(params.as_ref()).is_some_and(is_inline_protocol_version);
+        let inline = request_version(params.as_ref())
+            .is_some_and(|version| Era::of_version(version).is_inline());
         let result = match method {
             // Removed in 2026-07-28: a request in that era gets method-not-found.
             "initialize"
@@ -399,8 +392,8 @@ impl Connection {
         match meta.and_then(|meta| meta.get(META_PROTOCOL_VERSION)) {
             Some(Value::String(version)) => {
                 check_supported(version)?;
-                let inline = is_inline_protocol_version(version);
-                if inline
+                let era = Era::of_version(version);
+                if era.is_inline()
                     && meta
                         .and_then(|meta| meta.get(META_CLIENT_CAPABILITIES))
                         .is_none()
@@ -409,13 +402,13 @@ impl Connection {
                         "request _meta is missing {META_CLIENT_CAPABILITIES}, which protocol {version} requires"
                     )));
                 }
-                Ok(Era { inline })
+                Ok(era)
             }
             Some(other) => Err(RpcError::invalid_params(format!(
                 "{META_PROTOCOL_VERSION} must be a string, got {}",
                 json_type(other)
             ))),
-            None if self.negotiated_version().is_some() => Ok(Era { inline: false }),
+            None if self.negotiated_version().is_some() => Ok(Era::Initialize),
             None => Err(RpcError::invalid_params(format!(
                 "no protocol version for this request: send `initialize` first (protocol 2025-11-25 and older), or put {META_PROTOCOL_VERSION} and {META_CLIENT_CAPABILITIES} in params._meta (protocol 2026-07-28)"
             ))),
@@ -432,12 +425,13 @@ impl Connection {
             })?;
         // Answer with the client's version when we serve it over `initialize`; otherwise with
         // our newest handshake version, and the client decides whether it can live with that.
-        let version =
-            if is_supported_protocol_version(requested) && !is_inline_protocol_version(requested) {
-                requested
-            } else {
-                NEWEST_INITIALIZE_VERSION
-            };
+        let version = if is_supported_protocol_version(requested)
+            && !Era::of_version(requested).is_inline()
+        {
+            requested
+        } else {
+            NEWEST_INITIALIZE_VERSION
+        };
         *self
             .negotiated
             .lock()
@@ -478,7 +472,7 @@ impl Connection {
         let acknowledged = jsonrpc::notification(
             "notifications/subscriptions/acknowledged",
             Some(json!({
-                "_meta": {"io.modelcontextprotocol/subscriptionId": id},
+                "_meta": {META_SUBSCRIPTION_ID: id},
                 "notifications": {},
             })),
         );
@@ -590,7 +584,7 @@ impl Connection {
     ) -> Result<Value, RpcError> {
         let catalog = self.catalog().await?;
         let capability = forwarded_capability(method).unwrap_or_default();
-        if !catalog.has_capability(capability, era.inline) {
+        if !catalog.has_capability(capability, *era) {
             return Err(method_not_found(method));
         }
         let mut params = match params {
@@ -1097,7 +1091,7 @@ fn discover_result(catalog: &CatalogData) -> Value {
 
 fn tools_list_result(catalog: &CatalogData, era: &Era) -> Value {
     let mut result = json!({"tools": catalog.tools});
-    if era.inline {
+    if era.is_inline() {
         result["resultType"] = json!("complete");
         result["ttlMs"] = json!(CATALOG_TTL_MS);
         result["cacheScope"] = json!("public");
@@ -1156,7 +1150,7 @@ fn tool_result(structured: Value, text: String, era: &Era) -> Value {
         "structuredContent": structured,
         "isError": false,
     });
-    if era.inline {
+    if era.is_inline() {
         result["resultType"] = json!("complete");
     }
     result
@@ -1167,7 +1161,7 @@ fn tool_error(text: String, era: &Era) -> Value {
         "content": [{"type": "text", "text": text}],
         "isError": true,
     });
-    if era.inline {
+    if era.is_inline() {
         result["resultType"] = json!("complete");
     }
     result

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION};
+use bulkhead_protocol::{Era, NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -46,7 +46,7 @@ use crate::session::Principal;
 use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease};
 use crate::trading::desk::{Binding, TradingDesk};
 use crate::wrap::WrappedServer;
-use crate::wrap::bridge::{self, ReplyFix, ServerEra};
+use crate::wrap::bridge::{self, ReplyFix};
 use crate::wrap::stderr::SharedTail;
 
 mod cancellation;
@@ -183,7 +183,7 @@ enum Command {
 struct Shared {
     pid: u32,
     /// The era a wrapped server speaks; `None` for the built-in worker (no bridging).
-    era: Option<ServerEra>,
+    era: Option<Era>,
     /// The worker's `initialize` result (its capabilities and server info).
     initialize_result: Value,
     tag: String,

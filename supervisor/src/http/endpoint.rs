@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::{codes, is_inline_protocol_version, is_supported_protocol_version};
+use bulkhead_protocol::names::{
+    META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN,
+};
+use bulkhead_protocol::{Era, codes, is_supported_protocol_version};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -25,7 +28,6 @@ use tokio::sync::mpsc;
 
 use super::oauth::Scopes;
 use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
-use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
 use crate::mcp::Connection;
 use crate::metrics::{METRICS, Rejection};
 use crate::session::{Principal, SessionError};
@@ -123,7 +125,7 @@ async fn post(
             ),
         );
     }
-    if is_inline_protocol_version(&version) {
+    if Era::of_version(&version).is_inline() {
         modern(&state, &principal, headers, message, &version).await
     } else {
         legacy(&state, &principal, headers, message).await
@@ -230,7 +232,7 @@ async fn modern(
     let connection = state.modern_connection(principal);
     match message {
         Message::Request { id, method, params } => {
-            dispatch(state, &connection, headers, id, method, params, true).await
+            dispatch(state, &connection, headers, id, method, params, Era::Inline).await
         }
         other => {
             connection.on_message(other, &discard_sink()).await;
@@ -266,7 +268,16 @@ async fn legacy(
     };
     match message {
         Message::Request { id, method, params } => {
-            dispatch(state, &connection, headers, id, method, params, false).await
+            dispatch(
+                state,
+                &connection,
+                headers,
+                id,
+                method,
+                params,
+                Era::Initialize,
+            )
+            .await
         }
         other => {
             connection.on_message(other, &discard_sink()).await;
@@ -400,7 +411,7 @@ async fn dispatch(
     id: Value,
     method: String,
     params: Option<Value>,
-    modern: bool,
+    era: Era,
 ) -> Response<Body> {
     // A listen stream holds its connection for as long as the client likes: a share of its own.
     let listen_share = if method == "subscriptions/listen" {
@@ -436,14 +447,14 @@ async fn dispatch(
         .await;
     drop(sink);
     if !streaming {
-        return json_reply(replies, &id, modern).await;
+        return json_reply(replies, &id, era).await;
     }
     // Answer as JSON (with the status the reply deserves) when the reply comes quickly and
     // alone; commit to SSE once anything else arrives or the keep-alive interval passes, so
     // progress reaches the client and a vanished client is noticed.
     let keepalive = state.config.sse_keepalive;
     let response = match tokio::time::timeout(keepalive, replies.recv()).await {
-        Ok(Some(message)) if is_final(&message, &id) => json_final(&message, modern),
+        Ok(Some(message)) if is_final(&message, &id) => json_final(&message, era),
         Ok(Some(message)) => event_stream(replies, id, keepalive, Some(message)),
         Ok(None) => accepted(),
         Err(_) => event_stream(replies, id, keepalive, None),
@@ -471,22 +482,18 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 
 /// Wait for the final response; notifications cannot travel on a JSON response and are
 /// dropped (clients that want them accept `text/event-stream`).
-async fn json_reply(
-    mut replies: mpsc::Receiver<Value>,
-    id: &Value,
-    modern: bool,
-) -> Response<Body> {
+async fn json_reply(mut replies: mpsc::Receiver<Value>, id: &Value, era: Era) -> Response<Body> {
     while let Some(message) = replies.recv().await {
         if is_final(&message, id) {
-            return json_final(&message, modern);
+            return json_final(&message, era);
         }
     }
     // The request was cancelled (legacy `notifications/cancelled`): nothing to answer.
     accepted()
 }
 
-fn json_final(message: &Value, modern: bool) -> Response<Body> {
-    let status = status_for(message, modern);
+fn json_final(message: &Value, era: Era) -> Response<Body> {
+    let status = status_for(message, era);
     let mut response = json_response(status, message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
@@ -503,7 +510,8 @@ fn is_final(message: &Value, id: &Value) -> bool {
 
 /// The HTTP status of a JSON-RPC reply. On 2026-07-28 protocol-level errors carry their own
 /// status (the specification's table); tool-level errors stay `200`.
-fn status_for(message: &Value, modern: bool) -> StatusCode {
+fn status_for(message: &Value, era: Era) -> StatusCode {
+    let modern = era.is_inline();
     let Some(code) = message
         .get("error")
         .and_then(|error| error["code"].as_i64())
@@ -606,10 +614,7 @@ fn header_mismatch(id: &Value, problem: &str) -> Response<Body> {
 /// A 2026-07-28 request must carry its protocol version and client capabilities in `_meta`.
 fn check_request_meta(params: Option<&Value>) -> Result<(), String> {
     let meta = params.and_then(|params| params.get("_meta"));
-    for key in [
-        "io.modelcontextprotocol/protocolVersion",
-        "io.modelcontextprotocol/clientCapabilities",
-    ] {
+    for key in [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES] {
         if meta.and_then(|meta| meta.get(key)).is_none() {
             return Err(format!(
                 "request _meta is missing {key}, which protocol 2026-07-28 requires"
@@ -672,7 +677,7 @@ fn check_modern_headers(
     let meta_version = params
         .as_ref()
         .and_then(|params| params.get("_meta"))
-        .and_then(|meta| meta.get("io.modelcontextprotocol/protocolVersion"))
+        .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str);
     if let Some(meta_version) = meta_version
         && meta_version != version
