@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::mcp::{Connection, Frontend};
 use crate::metrics::{METRICS, Rejection};
-use crate::session::Principal;
+use crate::principal::Principal;
 
 pub use body::Body;
 

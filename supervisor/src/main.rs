@@ -16,6 +16,7 @@ mod http;
 mod mcp;
 mod metrics;
 mod pool;
+mod principal;
 mod session;
 mod signals;
 mod spawn;
@@ -35,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Cli, Command, Config, EXIT_CONFIG, Parsed};
 use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
-use crate::session::{Principal, Registry, WorkerTemplate};
+use crate::principal::Principal;
+use crate::session::{Registry, WorkerTemplate};
 use crate::spawn::{Spawner, WorkerCommand};
 use crate::trading::desk::TradingDesk;
 use crate::worker::WorkerSpec;
@@ -252,7 +254,7 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
         return 1;
     }
     tracing::info!(node = %config.node, worker = %config.worker.display(), "serving MCP on stdio");
-    let principal: Principal = Arc::from("local");
+    let principal: Principal = Arc::from(principal::LOCAL);
     let (end, writer) = stdio::serve(frontend, principal, config.max_frame_bytes, shutdown).await;
     tracing::info!(
         ?end,

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::metrics::METRICS;
 use crate::pool::Pool;
+use crate::principal::Principal;
 use crate::spawn::Spawner;
 use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
 
@@ -35,9 +36,6 @@ const ENDED_MEMORY: usize = 10_000;
 /// the limits, and every stop ends within the stop sequence's graces (SIGKILL reaches the
 /// worker's pid whatever it did to its process group), so the queue always drains.
 const MAX_CONCURRENT_STOPS: usize = 64;
-
-/// Who a session belongs to. Over stdio this is the local user who launched the supervisor.
-pub type Principal = Arc<str>;
 
 /// Limits and lifetimes of sessions.
 #[derive(Debug, Clone)]

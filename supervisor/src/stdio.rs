@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::mcp::{Connection, Frontend};
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// How long requests that arrived before stdin closed may still run: short, because closing
 /// stdin must end every process within two seconds and the stop sequence needs the rest.

@@ -42,7 +42,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::session::Principal;
+use crate::principal::Principal;
 use crate::spawn::{Child, Spawned, Spawner, WorkerCommand, WorkerLease};
 use crate::trading::desk::{Binding, TradingDesk};
 use crate::wrap::WrappedServer;

@@ -30,7 +30,8 @@ use super::oauth::Scopes;
 use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
 use crate::mcp::Connection;
 use crate::metrics::{METRICS, Rejection};
-use crate::session::{Principal, SessionError};
+use crate::principal::Principal;
+use crate::session::SessionError;
 
 /// The version a request without `MCP-Protocol-Version` is taken to speak.
 const VERSION_WITHOUT_HEADER: &str = "2025-03-26";

@@ -32,7 +32,7 @@ use hyper::{Response, StatusCode};
 pub use options::{OAuthConfig, OAuthOptions};
 
 use crate::http::Body;
-use crate::session::Principal;
+use crate::principal::Principal;
 use metadata::{ChallengeError, Metadata, challenge_response};
 use validate::{Invalid, Refusal};
 

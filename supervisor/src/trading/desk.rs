@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use super::TradingConfig;
 use super::journal::{Journal, today_totals};
 use super::ledger::DailyLedger;
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// Longest reason kept in a journal line: a broker's error body can be long.
 const MAX_REASON_CHARS: usize = 1_000;

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::options::{Issuer, OAuthConfig};
 use super::principal::principal_name;
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// Longest token considered: real access tokens are 1-4 KiB; larger ones are refused before
 /// any parsing.
