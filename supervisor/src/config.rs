@@ -12,6 +12,8 @@ use bulkhead_protocol::handle::is_valid_node;
 use clap::{Args, Parser, Subcommand};
 
 mod layers;
+mod oauth;
+mod wrap;
 
 pub use layers::{Parsed, parse_layers, redacted_summary};
 
@@ -202,7 +204,7 @@ pub struct ServeOptions {
     pub sse_keepalive: f64,
     /// OAuth 2.1 access tokens: `--oauth-issuer`, `--public-url` and their `--oauth-*` flags.
     #[command(flatten)]
-    pub oauth: crate::http::oauth::OAuthOptions,
+    pub oauth: oauth::OAuthOptions,
 }
 
 /// The SHA-256 digest of the token in `path` (trimmed); every problem goes to `problems`.
@@ -490,7 +492,7 @@ pub struct Options {
     /// External worker mode: `--wrap -- CMD ARGS...` and its `--wrap-*` flags.
     // Config file (future): `[worker] command = ["npx", "some-mcp-server"]` (see WrapOptions).
     #[command(flatten)]
-    pub wrap: Box<crate::wrap::WrapOptions>,
+    pub wrap: Box<wrap::WrapOptions>,
 }
 
 /// The validated configuration.

@@ -33,6 +33,7 @@ use std::time::Duration;
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::CatalogError;
 use crate::config::{Cli, Command, Config, EXIT_CONFIG, Parsed};
 use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
         let Some((frontend, registry)) = start(&config, log_filter, log_format) else {
             return 1;
         };
-        if let Err(code) = wrap::check_at_start(&frontend).await {
+        if let Err(code) = check_wrapped_at_start(&frontend).await {
             return code;
         }
         match http {
@@ -220,6 +221,34 @@ fn start(
         credentials: CredentialStore::new(config.credentials_dir.clone()),
     });
     Some((frontend, registry))
+}
+
+/// In external worker mode, read the catalog before serving: the wrapped server must start,
+/// and its tools must not collide with Bulkhead's (exit 64 naming the rename that fixes it).
+/// Returns the exit code to stop with.
+async fn check_wrapped_at_start(frontend: &Frontend) -> Result<(), i32> {
+    if frontend.registry.wrapped().is_none() {
+        return Ok(());
+    }
+    match frontend.catalog.data(&frontend.registry).await {
+        Ok(catalog) => {
+            tracing::info!(
+                tools = catalog.tools.len(),
+                "wrapped server ready; each session runs its own process of it"
+            );
+            Ok(())
+        }
+        Err(CatalogError::Collision(problems)) => {
+            for problem in &problems {
+                tracing::error!("configuration: {problem}");
+            }
+            Err(i32::from(EXIT_CONFIG))
+        }
+        Err(CatalogError::Unavailable(reason)) => {
+            tracing::error!("cannot start the wrapped server: {reason}");
+            Err(1)
+        }
+    }
 }
 
 /// Says what in the trading configuration will not do what an operator may expect.
