@@ -21,8 +21,7 @@ use bulkhead_protocol::names::{
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
-use crate::session::Registry;
-use crate::worker::{CallEvent, WorkerHandle};
+use crate::worker::{CallEvent, Launcher, WorkerHandle};
 
 /// What every caller is told about the server, read once from a worker.
 pub struct CatalogData {
@@ -81,16 +80,24 @@ pub enum CatalogError {
 }
 
 /// The lazily-read catalog.
-#[derive(Default)]
 pub struct Catalog {
+    /// Starts the worker the catalog is read from.
+    launcher: Launcher,
     data: OnceCell<Arc<CatalogData>>,
 }
 
 impl Catalog {
+    pub fn new(launcher: Launcher) -> Self {
+        Self {
+            launcher,
+            data: OnceCell::new(),
+        }
+    }
+
     /// The catalog, reading it from a worker on first use.
-    pub async fn data(&self, registry: &Registry) -> Result<Arc<CatalogData>, CatalogError> {
+    pub async fn data(&self) -> Result<Arc<CatalogData>, CatalogError> {
         self.data
-            .get_or_try_init(|| async { read_catalog(registry).await.map(Arc::new) })
+            .get_or_try_init(|| async { read_catalog(&self.launcher).await.map(Arc::new) })
             .await
             .cloned()
     }
@@ -101,9 +108,9 @@ impl Catalog {
     }
 }
 
-async fn read_catalog(registry: &Registry) -> Result<CatalogData, CatalogError> {
-    let worker = registry
-        .start_unbound_worker("catalog")
+async fn read_catalog(launcher: &Launcher) -> Result<CatalogData, CatalogError> {
+    let worker = launcher
+        .start_for_catalog()
         .await
         .map_err(|error| CatalogError::Unavailable(error.to_string()))?;
     let listed = list_all_tools(&worker).await;
@@ -120,7 +127,7 @@ async fn read_catalog(registry: &Registry) -> Result<CatalogData, CatalogError> 
         .and_then(|result| result.get("capabilities").cloned())
         .unwrap_or_else(|| legacy.clone());
     let listed = listed.map_err(CatalogError::Unavailable)?;
-    let tools = match registry.wrapped() {
+    let tools = match launcher.wrapped() {
         None => compose(listed),
         Some(server) => {
             compose_wrapped(listed, server.renames()).map_err(CatalogError::Collision)?

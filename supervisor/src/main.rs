@@ -33,15 +33,15 @@ use std::time::Duration;
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::CatalogError;
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Cli, Command, Config, EXIT_CONFIG, Parsed};
 use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
 use crate::principal::Principal;
-use crate::session::{Registry, WorkerTemplate};
+use crate::session::Registry;
 use crate::spawn::{Spawner, WorkerCommand};
 use crate::trading::desk::TradingDesk;
-use crate::worker::WorkerSpec;
+use crate::worker::{Launcher, WorkerSpec};
 
 /// Log filter when `RUST_LOG` is unset.
 const DEFAULT_LOG_FILTER: &str = "info";
@@ -183,40 +183,33 @@ fn start(
         }
     };
     warn_about_trading(config);
-    let template = WorkerTemplate {
-        spec: WorkerSpec {
-            command: WorkerCommand {
-                program: config.worker.clone(),
-                args: Vec::new(),
-                wrapped: None,
-            },
-            session_tag: String::new(),
-            log_filter,
-            log_format,
-            test_tools: config.test_tools,
-            paper_seed: config.paper_seed,
-            fixtures: config.test_fixtures,
-            max_frame_bytes: config.max_frame_bytes,
-            wrapped: wrap::WrappedServer::new(
-                config.wrap.as_ref(),
-                config.worker.clone(),
-                config.credentials_dir.clone(),
-            ),
-            trading: Some(desk),
+    let template = WorkerSpec {
+        command: WorkerCommand {
+            program: config.worker.clone(),
+            args: Vec::new(),
+            wrapped: None,
         },
-        timeouts: config.timeouts,
+        session_tag: String::new(),
+        log_filter,
+        log_format,
+        test_tools: config.test_tools,
+        paper_seed: config.paper_seed,
+        fixtures: config.test_fixtures,
+        max_frame_bytes: config.max_frame_bytes,
+        wrapped: wrap::WrappedServer::new(
+            config.wrap.as_ref(),
+            config.worker.clone(),
+            config.credentials_dir.clone(),
+        ),
+        trading: Some(desk),
     };
-    let registry = Registry::new(
-        config.limits.clone(),
-        config.node.clone(),
-        spawner,
-        template,
-    );
+    let launcher = Launcher::new(spawner, template, config.timeouts);
+    let registry = Registry::new(config.limits.clone(), config.node.clone(), launcher.clone());
     registry.spawn_reaper();
     registry.start_pool(config.pool_size);
     let frontend = Arc::new(Frontend {
         registry: registry.clone(),
-        catalog: Default::default(),
+        catalog: Catalog::new(launcher),
         call_timeout: config.call_timeout,
         credentials: CredentialStore::new(config.credentials_dir.clone()),
     });
@@ -230,7 +223,7 @@ async fn check_wrapped_at_start(frontend: &Frontend) -> Result<(), i32> {
     if frontend.registry.wrapped().is_none() {
         return Ok(());
     }
-    match frontend.catalog.data(&frontend.registry).await {
+    match frontend.catalog.data().await {
         Ok(catalog) => {
             tracing::info!(
                 tools = catalog.tools.len(),
@@ -388,7 +381,7 @@ async fn drain_calls(deadline: Duration) {
 fn prefetch_catalog(frontend: &Arc<Frontend>, http: Option<Arc<http::HttpState>>) {
     let frontend = frontend.clone();
     tokio::spawn(async move {
-        match frontend.catalog.data(&frontend.registry).await {
+        match frontend.catalog.data().await {
             Ok(_) => {
                 if let Some(http) = http {
                     http.set_ready(true);

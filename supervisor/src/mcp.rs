@@ -339,16 +339,12 @@ impl Connection {
     }
 
     async fn catalog(&self) -> Result<Arc<CatalogData>, RpcError> {
-        self.frontend
-            .catalog
-            .data(&self.frontend.registry)
-            .await
-            .map_err(|error| {
-                RpcError::new(
-                    codes::WORKER_UNAVAILABLE,
-                    format!("cannot read the tool catalog from a worker: {error}"),
-                )
-            })
+        self.frontend.catalog.data().await.map_err(|error| {
+            RpcError::new(
+                codes::WORKER_UNAVAILABLE,
+                format!("cannot read the tool catalog from a worker: {error}"),
+            )
+        })
     }
 
     fn on_notification(&self, method: &str, params: Option<Value>) {

@@ -33,9 +33,7 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::session::WorkerTemplate;
-use crate::spawn::Spawner;
-use crate::worker::{CallEvent, WorkerHandle};
+use crate::worker::{CallEvent, Launcher, WorkerHandle};
 
 /// How long the refill waits after a take before spawning: a spawn forks the supervisor
 /// (stalling its other threads while the page tables are copied) and costs the new process a
@@ -58,8 +56,7 @@ struct Idle {
 /// The pool of one supervisor.
 pub struct Pool {
     size: usize,
-    spawner: Spawner,
-    template: WorkerTemplate,
+    launcher: Launcher,
     idle: Mutex<VecDeque<Idle>>,
     /// Wakes the refill task: a worker was taken or died.
     wake: Notify,
@@ -70,11 +67,10 @@ pub struct Pool {
 
 impl Pool {
     /// Start a pool of `size` workers; it fills in the background.
-    pub fn start(size: usize, spawner: Spawner, template: WorkerTemplate) -> Arc<Self> {
+    pub fn start(size: usize, launcher: Launcher) -> Arc<Self> {
         let pool = Arc::new(Self {
             size,
-            spawner,
-            template,
+            launcher,
             idle: Mutex::new(VecDeque::with_capacity(size)),
             wake: Notify::new(),
             closed: CancellationToken::new(),
@@ -171,11 +167,9 @@ impl Pool {
             }
             let number = self.next_number.fetch_add(1, Ordering::Relaxed);
             let name = format!("pool-{number}");
-            let mut spec = self.template.spec.clone();
-            spec.session_tag = name.clone();
             // Dropping a half-started worker (at shutdown) kills it: its child is kill-on-drop.
             let started = tokio::select! {
-                started = WorkerHandle::start(&self.spawner, spec, self.template.timeouts) => started,
+                started = self.launcher.start_for_pool(&name) => started,
                 () = self.closed.cancelled() => return,
             };
             let started = match started {
@@ -221,7 +215,7 @@ impl Pool {
                         }
                     }
                 };
-                tokio::time::timeout(self.template.timeouts.handshake, reply)
+                tokio::time::timeout(self.launcher.timeouts().handshake, reply)
                     .await
                     .unwrap_or(false)
             }

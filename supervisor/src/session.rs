@@ -20,8 +20,7 @@ use tokio::time::Instant;
 use crate::metrics::METRICS;
 use crate::pool::Pool;
 use crate::principal::Principal;
-use crate::spawn::Spawner;
-use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
+use crate::worker::{Launcher, StartError, WorkerExit, WorkerHandle};
 
 mod slots;
 use bulkhead_protocol::clock::rfc3339;
@@ -234,19 +233,12 @@ impl State {
     }
 }
 
-/// Everything needed to start a session's worker.
-#[derive(Clone)]
-pub struct WorkerTemplate {
-    pub spec: WorkerSpec,
-    pub timeouts: WorkerTimeouts,
-}
-
 /// All sessions of one supervisor.
 pub struct Registry {
     pub limits: SessionLimits,
     node: String,
-    spawner: Spawner,
-    template: WorkerTemplate,
+    /// Starts every session's worker.
+    launcher: Launcher,
     state: Mutex<State>,
     /// Pre-spawned workers, when `--pool-size` is above zero.
     pool: std::sync::OnceLock<Arc<Pool>>,
@@ -255,17 +247,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(
-        limits: SessionLimits,
-        node: String,
-        spawner: Spawner,
-        template: WorkerTemplate,
-    ) -> Arc<Self> {
+    pub fn new(limits: SessionLimits, node: String, launcher: Launcher) -> Arc<Self> {
         Arc::new(Self {
             limits,
             node,
-            spawner,
-            template,
+            launcher,
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
             stops: Arc::new(Semaphore::new(MAX_CONCURRENT_STOPS)),
@@ -274,30 +260,20 @@ impl Registry {
 
     /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
     pub fn start_pool(&self, size: usize) {
-        if size > 0 && self.wrapped().is_some() {
-            // A wrapped server's process gets its principal's environment at start, so it
-            // cannot be started before its session has a principal.
+        if size > 0 && !self.launcher.pools() {
             tracing::info!("the worker pool is not used in external worker mode");
             return;
         }
         if size > 0 {
             self.pool
-                .get_or_init(|| Pool::start(size, self.spawner.clone(), self.template.clone()));
+                .get_or_init(|| Pool::start(size, self.launcher.clone()));
         }
     }
 
-    /// A pre-spawned worker for a new session of `principal`, if the pool has one.
-    fn pooled_worker(&self, _principal: &Principal, tag: &str) -> Option<WorkerHandle> {
-        // Pool workers start with the shared template only. A principal whose worker must be
-        // started with something of its own (the external worker mode's per-principal
-        // environment) must never get one: return None for such a principal here.
-        if self.wrapped().is_some() {
-            return None;
-        }
-        // A principal with rails of its own needs them in its worker's hello.
-        if let Some(desk) = &self.template.spec.trading
-            && !desk.config().is_default_for(_principal)
-        {
+    /// A pre-spawned worker for a new session of `principal`, if the pool has one and the
+    /// launcher says a pool worker may serve this principal.
+    fn pooled_worker(&self, principal: &Principal, tag: &str) -> Option<WorkerHandle> {
+        if !self.launcher.may_pool_for(principal) {
             return None;
         }
         self.pool.get()?.take(tag)
@@ -402,26 +378,15 @@ impl Registry {
         tag: &str,
         principal: &Principal,
     ) -> Result<WorkerHandle, SessionError> {
-        let mut spec = self.template.spec.clone();
-        spec.session_tag = tag.to_string();
         let started = Instant::now();
-        let worker =
-            WorkerHandle::start_for(&self.spawner, spec, self.template.timeouts, Some(principal))
-                .await?;
+        let worker = self.launcher.start_for_session(tag, principal).await?;
         METRICS.spawn_latency.observe(started.elapsed());
         Ok(worker)
     }
 
     /// The wrapped stdio server, in external worker mode.
     pub fn wrapped(&self) -> Option<&Arc<crate::wrap::WrappedServer>> {
-        self.template.spec.wrapped.as_ref()
-    }
-
-    /// Start a worker that belongs to no session (used to read the tool catalog).
-    pub async fn start_unbound_worker(&self, purpose: &str) -> Result<WorkerHandle, StartError> {
-        let mut spec = self.template.spec.clone();
-        spec.session_tag = purpose.to_string();
-        WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await
+        self.launcher.wrapped()
     }
 
     /// Reserve a slot for a new session of `principal`. At a limit, with `--evict-idle`, room

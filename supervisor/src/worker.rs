@@ -51,9 +51,11 @@ use crate::wrap::stderr::SharedTail;
 
 mod cancellation;
 mod delivery;
+mod launcher;
 mod outbox;
 use cancellation::Abandoned;
 use delivery::{InFlight, Stall};
+pub use launcher::Launcher;
 
 /// How long to keep reading a dead worker's socket for replies it wrote before exiting.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -257,19 +259,10 @@ impl Drop for Call {
 }
 
 impl WorkerHandle {
-    /// Spawn a worker that belongs to no principal, run the handshake and MCP initialization,
-    /// and start its actor.
-    pub async fn start(
-        spawner: &Spawner,
-        spec: WorkerSpec,
-        timeouts: WorkerTimeouts,
-    ) -> Result<Self, StartError> {
-        Self::start_for(spawner, spec, timeouts, None).await
-    }
-
-    /// [`WorkerHandle::start`] for a session of `principal`, whose provisioned environment a
-    /// wrapped server gets.
-    pub async fn start_for(
+    /// Spawn a worker, run the handshake and MCP initialization, and start its actor. With a
+    /// `principal` (a session's worker), a wrapped server gets that principal's provisioned
+    /// environment; without one (the catalog's, a pool worker) it gets none.
+    pub(super) async fn start(
         spawner: &Spawner,
         spec: WorkerSpec,
         timeouts: WorkerTimeouts,

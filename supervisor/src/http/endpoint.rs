@@ -220,7 +220,7 @@ async fn modern(
                 .as_ref()
                 .and_then(|params| params["name"].as_str())
                 .unwrap_or("");
-            match state.frontend.catalog.data(&state.frontend.registry).await {
+            match state.frontend.catalog.data().await {
                 Ok(catalog) => catalog.header_params(tool),
                 Err(_) => Vec::new(),
             }

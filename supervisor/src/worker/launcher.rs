@@ -1,0 +1,107 @@
+//! The one place that starts workers: for a session, for the pre-spawned pool and for the tool
+//! catalog.
+//!
+//! A [`Launcher`] holds what every start needs — the spawner, the worker template (binary,
+//! log settings, the trading desk, the optional wrapped server) and the timeouts — so the
+//! layers above ask for "a worker for this session" and never build a spec themselves. It is
+//! also the one place that knows which workers may come from the pool: none in external worker
+//! mode (a wrapped server gets its principal's environment at start), and none for a principal
+//! whose rails differ from the defaults (the hello carries them).
+
+use std::sync::Arc;
+
+use crate::principal::Principal;
+use crate::spawn::Spawner;
+use crate::wrap::WrappedServer;
+
+use super::{StartError, WorkerHandle, WorkerSpec, WorkerTimeouts};
+
+/// Starts workers; cheap to clone (every clone shares one spawner).
+#[derive(Clone)]
+pub struct Launcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spawner: Spawner,
+    /// Every worker's spec but its tag, which each start sets.
+    template: WorkerSpec,
+    timeouts: WorkerTimeouts,
+}
+
+impl Launcher {
+    pub fn new(spawner: Spawner, template: WorkerSpec, timeouts: WorkerTimeouts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                spawner,
+                template,
+                timeouts,
+            }),
+        }
+    }
+
+    /// A worker for a session of `principal`, logging under the session's `tag`; a wrapped
+    /// server gets the principal's provisioned environment.
+    pub async fn start_for_session(
+        &self,
+        tag: &str,
+        principal: &Principal,
+    ) -> Result<WorkerHandle, StartError> {
+        self.start(tag, Some(principal)).await
+    }
+
+    /// A worker that belongs to no session yet, for the pool (tagged `pool-<n>`).
+    pub async fn start_for_pool(&self, name: &str) -> Result<WorkerHandle, StartError> {
+        self.start(name, None).await
+    }
+
+    /// A worker that belongs to no session, to read the tool catalog from.
+    pub async fn start_for_catalog(&self) -> Result<WorkerHandle, StartError> {
+        self.start("catalog", None).await
+    }
+
+    async fn start(
+        &self,
+        tag: &str,
+        principal: Option<&Principal>,
+    ) -> Result<WorkerHandle, StartError> {
+        let mut spec = self.inner.template.clone();
+        spec.session_tag = tag.to_string();
+        WorkerHandle::start(
+            &self.inner.spawner,
+            spec,
+            self.inner.timeouts,
+            principal.map(|principal| &**principal),
+        )
+        .await
+    }
+
+    /// Whether pre-spawned workers can serve sessions at all: not in external worker mode,
+    /// where a process must start with its principal's environment.
+    pub fn pools(&self) -> bool {
+        self.inner.template.wrapped.is_none()
+    }
+
+    /// Whether a pre-spawned worker (started with the defaults' hello) may serve a session of
+    /// `principal`: not when the principal's rails differ from the defaults, which its worker's
+    /// hello must carry.
+    pub fn may_pool_for(&self, principal: &Principal) -> bool {
+        self.pools()
+            && self
+                .inner
+                .template
+                .trading
+                .as_ref()
+                .is_none_or(|desk| desk.config().is_default_for(principal))
+    }
+
+    /// The wrapped stdio server, in external worker mode.
+    pub fn wrapped(&self) -> Option<&Arc<WrappedServer>> {
+        self.inner.template.wrapped.as_ref()
+    }
+
+    /// The timings every worker is started and stopped with.
+    pub fn timeouts(&self) -> WorkerTimeouts {
+        self.inner.timeouts
+    }
+}
