@@ -41,7 +41,7 @@ use crate::principal::Principal;
 use crate::session::Registry;
 use crate::spawn::{Spawner, WorkerCommand};
 use crate::trading::desk::TradingDesk;
-use crate::worker::{Launcher, WorkerSpec};
+use crate::worker::{Builtin, Flavor, Launcher, WorkerSpec};
 
 /// Log filter when `RUST_LOG` is unset.
 const DEFAULT_LOG_FILTER: &str = "info";
@@ -183,25 +183,31 @@ fn start(
         }
     };
     warn_about_trading(config);
+    let wrapped = wrap::WrappedServer::new(
+        config.wrap.as_ref(),
+        config.worker.clone(),
+        config.credentials_dir.clone(),
+    );
+    let flavor = match wrapped {
+        Some(server) => Flavor::Wrapped(server),
+        None => Flavor::Builtin(Arc::new(Builtin {
+            command: WorkerCommand {
+                program: config.worker.clone(),
+                args: Vec::new(),
+                wrapped: None,
+            },
+            log_filter,
+            log_format,
+            test_tools: config.test_tools,
+            paper_seed: config.paper_seed,
+            fixtures: config.test_fixtures,
+            trading: Some(desk),
+        })),
+    };
     let template = WorkerSpec {
-        command: WorkerCommand {
-            program: config.worker.clone(),
-            args: Vec::new(),
-            wrapped: None,
-        },
+        flavor,
         session_tag: String::new(),
-        log_filter,
-        log_format,
-        test_tools: config.test_tools,
-        paper_seed: config.paper_seed,
-        fixtures: config.test_fixtures,
         max_frame_bytes: config.max_frame_bytes,
-        wrapped: wrap::WrappedServer::new(
-            config.wrap.as_ref(),
-            config.worker.clone(),
-            config.credentials_dir.clone(),
-        ),
-        trading: Some(desk),
     };
     let launcher = Launcher::new(spawner, template, config.timeouts);
     let registry = Registry::new(config.limits.clone(), config.node.clone(), launcher.clone());

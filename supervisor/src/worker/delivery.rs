@@ -25,10 +25,13 @@ use bulkhead_protocol::jsonrpc::{self, Message};
 use bulkhead_protocol::trading::CONTROL_METHOD_PREFIX;
 use bulkhead_protocol::{NOTIFICATION_CANCEL_ACKNOWLEDGED, codes};
 use serde_json::{Value, json};
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
+use super::actor::Actor;
+use super::handle::CallEvent;
 use super::outbox::{MAX_PENDING_SERVER_REQUESTS, Offer, RoomWaiter, Sender};
-use super::{Actor, CallEvent};
+use super::process::Process;
 use crate::trading::desk::serve_control;
 
 /// How long, in all, one call's client may hold its worker back by reading slowly: enough to
@@ -96,7 +99,7 @@ impl StallWait {
     }
 }
 
-impl Actor {
+impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
     /// Whether the worker's socket may be read now (no notification is waiting for room).
     pub(super) fn reading(&self) -> bool {
         self.stalled.is_none()
@@ -169,7 +172,7 @@ impl Actor {
                 // Addressed to the supervisor itself, never to a client.
                 if let Some(writer) = self.writer.clone() {
                     let binding = self.binding.get().cloned();
-                    serve_control(self.desk.clone(), binding, id, method, params, writer);
+                    serve_control(self.flavor.desk(), binding, id, method, params, writer);
                 }
             }
             Ok(Message::Request { id, method, params }) => self.on_request(id, method, params),
@@ -274,9 +277,7 @@ impl Actor {
             );
             return;
         }
-        // The catalog is fixed for the supervisor's lifetime; a wrapped server's own list
-        // changes would only confuse clients.
-        if self.wrapped && method.ends_with("/list_changed") {
+        if !self.flavor.relays(&method) {
             return;
         }
         match self.in_flight.keys().max().copied() {

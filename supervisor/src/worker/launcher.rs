@@ -14,7 +14,8 @@ use crate::principal::Principal;
 use crate::spawn::Spawner;
 use crate::wrap::WrappedServer;
 
-use super::{StartError, WorkerHandle, WorkerSpec, WorkerTimeouts};
+use super::flavor::Flavor;
+use super::{StartError, WorkerHandle, WorkerSpec, WorkerTimeouts, process, start};
 
 /// Starts workers; cheap to clone (every clone shares one spawner).
 #[derive(Clone)]
@@ -67,37 +68,63 @@ impl Launcher {
     ) -> Result<WorkerHandle, StartError> {
         let mut spec = self.inner.template.clone();
         spec.session_tag = tag.to_string();
-        WorkerHandle::start(
-            &self.inner.spawner,
-            spec,
-            self.inner.timeouts,
-            principal.map(|principal| &**principal),
-        )
-        .await
+        let principal = principal.map(|principal| &**principal);
+        let (command, redactor) = spec.flavor.command(principal)?;
+        let program = command.program.display().to_string();
+        let spawned = self
+            .inner
+            .spawner
+            .spawn(command)
+            .await
+            .map_err(|source| StartError::Spawn { program, source })?;
+        let pid = spawned.child.id();
+        let stderr = match (spawned.stderr, redactor) {
+            (Some(stderr), Some(redactor)) => Some(crate::wrap::stderr::collect(
+                stderr,
+                spec.session_tag.clone(),
+                pid,
+                redactor,
+            )),
+            _ => None,
+        };
+        let (reader, writer) = spawned.socket.into_split();
+        let process =
+            process::Spawned::new(spawned.child, spawned.lease, spec.flavor.owns_a_tree());
+        let spawned = start::Spawned {
+            process,
+            reader,
+            writer,
+            stderr,
+            sandbox: spawned.sandbox,
+        };
+        start::start(spawned, spec, self.inner.timeouts, principal).await
     }
 
     /// Whether pre-spawned workers can serve sessions at all: not in external worker mode,
     /// where a process must start with its principal's environment.
     pub fn pools(&self) -> bool {
-        self.inner.template.wrapped.is_none()
+        matches!(self.inner.template.flavor, Flavor::Builtin(_))
     }
 
     /// Whether a pre-spawned worker (started with the defaults' hello) may serve a session of
     /// `principal`: not when the principal's rails differ from the defaults, which its worker's
     /// hello must carry.
     pub fn may_pool_for(&self, principal: &Principal) -> bool {
-        self.pools()
-            && self
-                .inner
-                .template
+        match &self.inner.template.flavor {
+            Flavor::Builtin(builtin) => builtin
                 .trading
                 .as_ref()
-                .is_none_or(|desk| desk.config().is_default_for(principal))
+                .is_none_or(|desk| desk.config().is_default_for(principal)),
+            Flavor::Wrapped(_) => false,
+        }
     }
 
     /// The wrapped stdio server, in external worker mode.
     pub fn wrapped(&self) -> Option<&Arc<WrappedServer>> {
-        self.inner.template.wrapped.as_ref()
+        match &self.inner.template.flavor {
+            Flavor::Builtin(_) => None,
+            Flavor::Wrapped(server) => Some(server),
+        }
     }
 
     /// The timings every worker is started and stopped with.

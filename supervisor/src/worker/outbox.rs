@@ -21,7 +21,7 @@ use bulkhead_protocol::jsonrpc;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::CallEvent;
+use super::handle::CallEvent;
 
 /// Notifications (besides one progress) that may wait for one call's reader.
 pub(super) const MAX_QUEUED_NOTIFICATIONS: usize = 64;

@@ -29,8 +29,7 @@ use bulkhead_protocol::names::{
 };
 use bulkhead_protocol::{Era, NEWEST_INITIALIZE_VERSION, PROTOCOL_NO_INITIALIZE, codes};
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Results that list things, which carry cache hints in 2026-07-28.
 const LIST_METHODS: [&str; 4] = [
@@ -62,11 +61,15 @@ pub struct ReplyFix {
 }
 
 /// Put a freshly started server in its era. `known` is what an earlier start detected.
-pub async fn connect(
-    reader: &mut LineReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
+pub async fn connect<R, W>(
+    reader: &mut LineReader<R>,
+    writer: &mut W,
     known: Option<&Detected>,
-) -> Result<Detected, String> {
+) -> Result<Detected, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     match known {
         Some(detected) if detected.era == Era::Inline => return Ok(detected.clone()),
         Some(_) => {
@@ -117,10 +120,14 @@ pub async fn connect(
 
 /// `initialize` then `notifications/initialized`. The outer error is a broken connection; the
 /// inner one the server's refusal.
-async fn initialize(
-    reader: &mut LineReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
-) -> Result<Result<Detected, String>, String> {
+async fn initialize<R, W>(
+    reader: &mut LineReader<R>,
+    writer: &mut W,
+) -> Result<Result<Detected, String>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let params = json!({
         "protocolVersion": NEWEST_INITIALIZE_VERSION,
         "capabilities": {},
@@ -149,13 +156,17 @@ async fn initialize(
 /// Send one request and wait for its answer: `Ok(result)` or `Err(error text)`. Server
 /// requests meanwhile are refused, notifications and lines that are not JSON-RPC are skipped
 /// (some servers print a banner).
-async fn exchange(
-    reader: &mut LineReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
+async fn exchange<R, W>(
+    reader: &mut LineReader<R>,
+    writer: &mut W,
     id: &str,
     method: &str,
     params: Option<Value>,
-) -> Result<Result<Value, String>, String> {
+) -> Result<Result<Value, String>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let id = json!(id);
     send(writer, &jsonrpc::request(&id, method, params)).await?;
     loop {
@@ -199,7 +210,7 @@ async fn exchange(
     }
 }
 
-async fn send(writer: &mut OwnedWriteHalf, message: &Value) -> Result<(), String> {
+async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: &Value) -> Result<(), String> {
     writer
         .write_all(&jsonrpc::to_frame(message))
         .await
