@@ -263,3 +263,75 @@ impl Pool {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pool with a fake launcher, under paused time: refill after a take, a worker that
+    //! dies while idle, back-off while spawning fails.
+
+    use nix::sys::signal::Signal;
+
+    use super::*;
+    use crate::worker::fake::{FakeSpawner, eventually, killed};
+
+    const SOON: Duration = Duration::from_secs(5);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_taken_worker_is_replaced_after_the_refill_delay_and_never_returned() {
+        let spawner = FakeSpawner::default();
+        let pool = Pool::start(2, spawner.launcher());
+        eventually(SOON, || pool.idle_count() == 2).await;
+        let taken = pool.take("session-a").expect("an idle worker");
+        assert_eq!(pool.idle_count(), 1);
+        let taken_at = tokio::time::Instant::now();
+        eventually(SOON, || pool.idle_count() == 2).await;
+        assert!(
+            taken_at.elapsed() >= REFILL_DELAY,
+            "the refill waits for the new session"
+        );
+        let next = pool.take("session-b").unwrap();
+        assert_ne!(next.pid(), taken.pid(), "a worker serves one session");
+        assert_eq!(spawner.kernels().len(), 3);
+        pool.shutdown().await;
+        assert_eq!(
+            spawner.alive(),
+            [taken.pid(), next.pid()].into(),
+            "idle ones stopped"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_dies_while_idle_is_replaced_and_never_handed_out() {
+        let spawner = FakeSpawner::default();
+        let pool = Pool::start(1, spawner.launcher());
+        eventually(SOON, || pool.idle_count() == 1).await;
+        let dead = spawner.kernels()[0].clone();
+        dead.exit(killed(Signal::SIGKILL));
+        // At once, before its watcher has run: a dead worker is never handed out.
+        assert!(
+            pool.take("session-a")
+                .is_none_or(|worker| worker.pid() != dead.pid())
+        );
+        eventually(SOON, || {
+            spawner.alive().len() == 1 && pool.idle_count() == 1
+        })
+        .await;
+        let worker = pool.take("session-b").expect("the replacement");
+        assert_ne!(worker.pid(), dead.pid());
+        assert!(worker.exit().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_spawns_are_retried_with_a_growing_back_off() {
+        let spawner = FakeSpawner::default();
+        spawner.fail_next(3);
+        let started = tokio::time::Instant::now();
+        let pool = Pool::start(1, spawner.launcher());
+        eventually(SOON, || pool.idle_count() == 1).await;
+        // 100 + 200 + 400 ms of back-off before the fourth attempt.
+        let backoff = REFILL_BACKOFF_MIN * 7;
+        assert!(started.elapsed() >= backoff, "{:?}", started.elapsed());
+        assert!(started.elapsed() < backoff + REFILL_BACKOFF_MIN);
+        assert_eq!(spawner.kernels().len(), 1);
+    }
+}

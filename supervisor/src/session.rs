@@ -23,6 +23,8 @@ use crate::principal::Principal;
 use crate::worker::{Launcher, StartError, WorkerExit, WorkerHandle};
 
 mod slots;
+#[cfg(test)]
+mod tests;
 use bulkhead_protocol::clock::rfc3339;
 use slots::{PendingOpen, Reservation};
 

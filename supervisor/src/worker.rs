@@ -39,6 +39,11 @@ mod process;
 mod start;
 mod stop;
 
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 pub use flavor::{Builtin, Flavor};

@@ -123,10 +123,7 @@ fn crate_imports(source: &str) -> Vec<String> {
 fn top_module(src: &Path, file: &Path) -> String {
     let relative = file.strip_prefix(src).unwrap();
     let first = relative.components().next().unwrap().as_os_str();
-    first
-        .to_string_lossy()
-        .trim_end_matches(".rs")
-        .to_string()
+    first.to_string_lossy().trim_end_matches(".rs").to_string()
 }
 
 #[test]
@@ -176,5 +173,8 @@ fn supervisor_layers_import_only_downwards() {
 #[test]
 fn the_layer_scanner_reads_paths_groups_and_skips_comments() {
     let source = "use crate::spawn::{Child, Spawner};\nuse crate::{metrics::METRICS, session};\n// crate::mcp is only named here\nlet x = crate::wrap::stderr::collect(); /* */\n";
-    assert_eq!(crate_imports(source), ["spawn", "metrics", "session", "wrap"]);
+    assert_eq!(
+        crate_imports(source),
+        ["spawn", "metrics", "session", "wrap"]
+    );
 }

@@ -24,17 +24,41 @@ pub struct Launcher {
 }
 
 struct Inner {
-    spawner: Spawner,
+    source: Source,
     /// Every worker's spec but its tag, which each start sets.
     template: WorkerSpec,
     timeouts: WorkerTimeouts,
+}
+
+/// Where processes come from.
+enum Source {
+    Spawner(Spawner),
+    /// Fake built-in workers on fake processes, for the unit tests of the layers above.
+    #[cfg(test)]
+    Fake(super::fake::FakeSpawner),
 }
 
 impl Launcher {
     pub fn new(spawner: Spawner, template: WorkerSpec, timeouts: WorkerTimeouts) -> Self {
         Self {
             inner: Arc::new(Inner {
-                spawner,
+                source: Source::Spawner(spawner),
+                template,
+                timeouts,
+            }),
+        }
+    }
+
+    /// A launcher whose workers `fake` starts, for tests.
+    #[cfg(test)]
+    pub(super) fn fake(
+        fake: super::fake::FakeSpawner,
+        template: WorkerSpec,
+        timeouts: WorkerTimeouts,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source: Source::Fake(fake),
                 template,
                 timeouts,
             }),
@@ -69,11 +93,25 @@ impl Launcher {
         let mut spec = self.inner.template.clone();
         spec.session_tag = tag.to_string();
         let principal = principal.map(|principal| &**principal);
+        match &self.inner.source {
+            Source::Spawner(spawner) => self.spawn(spawner, spec, principal).await,
+            #[cfg(test)]
+            Source::Fake(fake) => {
+                start::start(fake.spawn()?, spec, self.inner.timeouts, principal).await
+            }
+        }
+    }
+
+    /// Spawn a real process for `spec` and bring it up.
+    async fn spawn(
+        &self,
+        spawner: &Spawner,
+        spec: WorkerSpec,
+        principal: Option<&str>,
+    ) -> Result<WorkerHandle, StartError> {
         let (command, redactor) = spec.flavor.command(principal)?;
         let program = command.program.display().to_string();
-        let spawned = self
-            .inner
-            .spawner
+        let spawned = spawner
             .spawn(command)
             .await
             .map_err(|source| StartError::Spawn { program, source })?;
