@@ -37,6 +37,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Cli, Command, Config, EXIT_CONFIG, Parsed};
 use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
+use crate::mcp::tasks::Tasks;
 use crate::principal::Principal;
 use crate::session::Registry;
 use crate::spawn::{Spawner, WorkerCommand};
@@ -218,6 +219,7 @@ fn start(
         catalog: Catalog::new(launcher),
         call_timeout: config.call_timeout,
         credentials: CredentialStore::new(config.credentials_dir.clone()),
+        tasks: Tasks::default(),
     });
     Some((frontend, registry))
 }
@@ -355,7 +357,12 @@ async fn run_http(
     shutdown.cancelled().await;
     notifier.notify("STOPPING=1\nSTATUS=draining");
     state.start_draining();
-    drain_calls(DRAIN_DEADLINE).await;
+    if !frontend.tasks.drain(DRAIN_DEADLINE).await {
+        tracing::warn!(
+            requests = frontend.tasks.running(),
+            "requests still in flight at the drain deadline; stopping their workers"
+        );
+    }
     let _ = server.await;
     tracing::info!(sessions = registry.live_count(), "stopping every session");
     registry.shutdown().await;
@@ -368,19 +375,6 @@ async fn run_http(
 
 /// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Wait until no call is in flight, or the deadline passes.
-async fn drain_calls(deadline: Duration) {
-    let started = tokio::time::Instant::now();
-    while metrics::METRICS
-        .calls_in_flight
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-        && started.elapsed() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Read the tool catalog in the background so the first `tools/list` is instant; an HTTP
 /// service becomes ready once it has it.

@@ -38,6 +38,9 @@ const ENDED_MEMORY: usize = 10_000;
 /// worker's pid whatever it did to its process group), so the queue always drains.
 const MAX_CONCURRENT_STOPS: usize = 64;
 
+/// The right to have one request in flight in a session's worker (`--max-in-flight`).
+pub type InFlightPermit = tokio::sync::OwnedSemaphorePermit;
+
 /// Limits and lifetimes of sessions.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
@@ -106,6 +109,18 @@ impl Session {
         fields
     }
 
+    /// One of the permits to have a request in flight in this session's worker, of `limit`
+    /// (`--max-in-flight`), or the error that says there is none left.
+    pub fn in_flight_permit(&self, limit: usize) -> Result<InFlightPermit, SessionError> {
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SessionError::Busy {
+                tag: self.tag.clone(),
+                limit,
+            })
+    }
+
     /// Requests in flight now.
     pub fn in_flight_count(&self, limits: &SessionLimits) -> usize {
         limits
@@ -165,6 +180,10 @@ pub enum SessionError {
     Unavailable(#[from] StartError),
     #[error("the supervisor is shutting down and opens no new sessions")]
     ShuttingDown,
+    #[error(
+        "session {tag} already has {limit} requests in flight (the limit); wait for one to finish"
+    )]
+    Busy { tag: String, limit: usize },
 }
 
 impl SessionError {
@@ -181,6 +200,7 @@ impl SessionError {
             }
             SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
             SessionError::ShuttingDown => codes::SHUTTING_DOWN,
+            SessionError::Busy { .. } => codes::TOO_MANY_IN_FLIGHT,
         }
     }
 }
@@ -289,13 +309,31 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Open a session for `principal`: reserve a slot, start its worker, register it.
+    /// Open a session for `principal` (`session_open`): reserve a slot, start its worker,
+    /// register it.
+    pub async fn open(
+        self: &Arc<Self>,
+        principal: &Principal,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.open_session(principal, false).await
+    }
+
+    /// Open the default session of one of `principal`'s connections (created by a call without
+    /// `session`), as [`Registry::open`] does.
+    pub async fn open_default(
+        self: &Arc<Self>,
+        principal: &Principal,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.open_session(principal, true).await
+    }
+
+    /// Reserve a slot, start the worker, register the session.
     ///
     /// The start runs as a task of its own that owns the reservation, so a caller that goes
     /// away mid-start (a cancelled `session_open`, a disconnected HTTP client) never tears a
     /// start in half nor leaks its slot: the task finishes the start, and a session nobody
     /// received is ended at once (see [`PendingOpen`]).
-    pub async fn open(
+    async fn open_session(
         self: &Arc<Self>,
         principal: &Principal,
         is_default: bool,

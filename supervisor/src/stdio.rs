@@ -53,7 +53,7 @@ pub async fn serve(
 ) -> (End, tokio::task::JoinHandle<()>) {
     let (out, outbox) = mpsc::channel(STDOUT_QUEUE);
     let writer = tokio::spawn(write_stdout(outbox));
-    let connection = Connection::new(frontend, principal, out);
+    let connection = Connection::new(frontend.clone(), principal, out);
     let mut reader = LineReader::new(stdin(), max_frame_bytes);
     // The reading loop runs as a task of the runtime, not on the thread that awaits `serve`
     // (the `block_on` thread), which would otherwise be woken for every frame.
@@ -77,10 +77,7 @@ pub async fn serve(
         if end == End::StdinClosed {
             // A host may write its last requests and close stdin at once: answer what already
             // arrived, briefly, before every session is stopped.
-            let started = tokio::time::Instant::now();
-            while connection.requests_in_flight() > 0 && started.elapsed() < STDIN_CLOSED_DRAIN {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            frontend.tasks.drain(STDIN_CLOSED_DRAIN).await;
         }
         end
     });

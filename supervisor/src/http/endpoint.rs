@@ -13,28 +13,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::names::{
-    META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN,
-};
-use bulkhead_protocol::{Era, codes, is_supported_protocol_version};
+use bulkhead_protocol::jsonrpc;
+use bulkhead_protocol::names::META_PROTOCOL_VERSION;
+use bulkhead_protocol::{Era, codes};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::oauth::Scopes;
 use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
 use crate::mcp::Connection;
+use crate::mcp::era;
+use crate::mcp::request::{Incoming as Message, Method as RpcMethod, Request as RpcRequest};
 use crate::metrics::{METRICS, Rejection};
 use crate::principal::Principal;
 use crate::session::SessionError;
 
-/// The version a request without `MCP-Protocol-Version` is taken to speak.
-const VERSION_WITHOUT_HEADER: &str = "2025-03-26";
 const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const HEADER_METHOD: &str = "mcp-method";
 const HEADER_NAME: &str = "mcp-name";
@@ -97,7 +95,7 @@ async fn post(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let message = match jsonrpc::parse_message(&bytes) {
+    let message = match Message::parse(&bytes) {
         Ok(message) => message,
         Err(error) => {
             METRICS.reject(Rejection::BadRequest);
@@ -109,27 +107,20 @@ async fn post(
     }
     let headers = &parts.headers;
     let id = request_id(&message);
-    let version = match header(headers, HEADER_PROTOCOL_VERSION) {
-        Ok(version) => version.unwrap_or_else(|| VERSION_WITHOUT_HEADER.to_string()),
+    let header_version = match header(headers, HEADER_PROTOCOL_VERSION) {
+        Ok(version) => version,
         Err(problem) => return header_mismatch(&id, &problem),
     };
-    if !is_supported_protocol_version(&version) {
-        METRICS.reject(Rejection::BadRequest);
-        let data = json!({"supported": bulkhead_protocol::SUPPORTED_PROTOCOL_VERSIONS, "requested": version});
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &jsonrpc::error_response(
-                &id,
-                codes::UNSUPPORTED_PROTOCOL_VERSION,
-                &format!("unsupported protocol version {version}"),
-                Some(data),
-            ),
-        );
-    }
-    if Era::of_version(&version).is_inline() {
-        modern(&state, &principal, headers, message, &version).await
-    } else {
-        legacy(&state, &principal, headers, message).await
+    match era::of_header(header_version) {
+        Ok((version, Era::Inline)) => modern(&state, &principal, headers, message, &version).await,
+        Ok((_, Era::Initialize)) => legacy(&state, &principal, headers, message).await,
+        Err(error) => {
+            METRICS.reject(Rejection::BadRequest);
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &jsonrpc::error_response(&id, error.code, &error.message, error.data),
+            )
+        }
     }
 }
 
@@ -142,13 +133,10 @@ fn check_tool_scope(
     let (Some(oauth), Some(scopes)) = (&state.oauth, scopes) else {
         return None;
     };
-    let Message::Request { method, params, .. } = message else {
+    let Message::Request { request, .. } = message else {
         return None;
     };
-    let tool = params.as_ref()?.get("name")?.as_str()?;
-    (method == "tools/call")
-        .then(|| oauth.check_tool(scopes, tool))
-        .flatten()
+    oauth.check_tool(scopes, request.tool_name()?)
 }
 
 /// The whole body, up to `limit` bytes, within `timeout`: a body that trickles in holds a
@@ -205,21 +193,18 @@ async fn modern(
     version: &str,
 ) -> Response<Body> {
     let id = request_id(&message);
-    if let Message::Request { params, .. } = &message
-        && let Err(problem) = check_request_meta(params.as_ref())
+    if let Message::Request { request, .. } = &message
+        && let Err(error) = era::check_inline_meta(request.params.as_ref())
     {
         METRICS.reject(Rejection::BadRequest);
         return json_response(
             StatusCode::BAD_REQUEST,
-            &jsonrpc::error_response(&id, codes::INVALID_PARAMS, &problem, None),
+            &jsonrpc::error_response(&id, error.code, &error.message, None),
         );
     }
     let header_params = match &message {
-        Message::Request { method, params, .. } if method == "tools/call" => {
-            let tool = params
-                .as_ref()
-                .and_then(|params| params["name"].as_str())
-                .unwrap_or("");
+        Message::Request { request, .. } if request.method == RpcMethod::ToolsCall => {
+            let tool = request.tool_name().unwrap_or("");
             match state.frontend.catalog.data().await {
                 Ok(catalog) => catalog.header_params(tool),
                 Err(_) => Vec::new(),
@@ -232,11 +217,11 @@ async fn modern(
     }
     let connection = state.modern_connection(principal);
     match message {
-        Message::Request { id, method, params } => {
-            dispatch(state, &connection, headers, id, method, params, Era::Inline).await
+        Message::Request { id, request } => {
+            dispatch(state, &connection, headers, id, request, Era::Inline).await
         }
         other => {
-            connection.on_message(other, &discard_sink()).await;
+            connection.on_incoming(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -248,10 +233,10 @@ async fn legacy(
     headers: &HeaderMap,
     message: Message,
 ) -> Response<Body> {
-    if let Message::Request { id, method, params } = &message
-        && method == "initialize"
+    if let Message::Request { id, request } = &message
+        && request.method == RpcMethod::Initialize
     {
-        return initialize(state, principal, id, params.clone()).await;
+        return initialize(state, principal, id, request.clone()).await;
     }
     let session_id = match header(headers, HEADER_SESSION_ID) {
         Ok(Some(session_id)) => session_id,
@@ -268,20 +253,11 @@ async fn legacy(
         return session_not_found();
     };
     match message {
-        Message::Request { id, method, params } => {
-            dispatch(
-                state,
-                &connection,
-                headers,
-                id,
-                method,
-                params,
-                Era::Initialize,
-            )
-            .await
+        Message::Request { id, request } => {
+            dispatch(state, &connection, headers, id, request, Era::Initialize).await
         }
         other => {
-            connection.on_message(other, &discard_sink()).await;
+            connection.on_incoming(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -292,16 +268,15 @@ async fn initialize(
     state: &Arc<HttpState>,
     principal: &Principal,
     id: &Value,
-    params: Option<Value>,
+    request: RpcRequest,
 ) -> Response<Body> {
     let connection = Connection::new(state.frontend.clone(), principal.clone(), discard_sink());
     let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     let request = Message::Request {
         id: id.clone(),
-        method: "initialize".into(),
-        params,
+        request,
     };
-    connection.on_message(request, &sink).await;
+    connection.on_incoming(request, &sink).await;
     drop(sink);
     let Some(reply) = replies.recv().await else {
         return rpc_error_response(
@@ -410,12 +385,12 @@ async fn dispatch(
     connection: &Arc<Connection>,
     headers: &HeaderMap,
     id: Value,
-    method: String,
-    params: Option<Value>,
+    request: RpcRequest,
     era: Era,
 ) -> Response<Body> {
+    let listens = request.method == RpcMethod::Listen;
     // A listen stream holds its connection for as long as the client likes: a share of its own.
-    let listen_share = if method == "subscriptions/listen" {
+    let listen_share = if listens {
         match state.slots.admit_listen(connection.principal()) {
             Some(share) => Some(share),
             None => {
@@ -431,17 +406,13 @@ async fn dispatch(
     } else {
         None
     };
-    let streaming = method == "subscriptions/listen"
-        || (method == "tools/call"
-            && accepts_event_stream(headers)
-            && goes_to_a_worker(params.as_ref()));
+    let streaming = listens || (request.goes_to_a_worker() && accepts_event_stream(headers));
     let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     connection
-        .on_message(
+        .on_incoming(
             Message::Request {
                 id: id.clone(),
-                method,
-                params,
+                request,
             },
             &sink,
         )
@@ -464,13 +435,6 @@ async fn dispatch(
         Some(share) => response.map(|body| body.hold(share)),
         None => response,
     }
-}
-
-fn goes_to_a_worker(params: Option<&Value>) -> bool {
-    let name = params
-        .and_then(|params| params.get("name"))
-        .and_then(Value::as_str);
-    !matches!(name, Some(SESSION_OPEN | SESSION_CLOSE | SESSION_INFO))
 }
 
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
@@ -612,19 +576,6 @@ fn header_mismatch(id: &Value, problem: &str) -> Response<Body> {
     )
 }
 
-/// A 2026-07-28 request must carry its protocol version and client capabilities in `_meta`.
-fn check_request_meta(params: Option<&Value>) -> Result<(), String> {
-    let meta = params.and_then(|params| params.get("_meta"));
-    for key in [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES] {
-        if meta.and_then(|meta| meta.get(key)).is_none() {
-            return Err(format!(
-                "request _meta is missing {key}, which protocol 2026-07-28 requires"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn request_id(message: &Message) -> Value {
     match message {
         Message::Request { id, .. } => id.clone(),
@@ -661,14 +612,12 @@ fn check_modern_headers(
     version: &str,
     header_params: &[(String, String)],
 ) -> Result<(), String> {
-    let (method, params, is_request) = match message {
-        Message::Request { method, params, .. } => (method, params, true),
-        Message::Notification { method, params } => (method, params, false),
-        _ => return Ok(()),
+    let Some((method, params, is_request)) = message.method_and_params() else {
+        return Ok(());
     };
     match header(headers, HEADER_METHOD)? {
         None if is_request => return Err("missing Mcp-Method header".into()),
-        Some(value) if value != *method => {
+        Some(value) if value != method => {
             return Err(format!(
                 "Mcp-Method header {value:?} does not match the body's method {method:?}"
             ));
@@ -676,7 +625,6 @@ fn check_modern_headers(
         _ => {}
     }
     let meta_version = params
-        .as_ref()
         .and_then(|params| params.get("_meta"))
         .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str);
@@ -690,14 +638,13 @@ fn check_modern_headers(
     if !is_request {
         return Ok(());
     }
-    let named = match method.as_str() {
+    let named = match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
         _ => None,
     };
     if let Some(field) = named {
         let body_name = params
-            .as_ref()
             .and_then(|params| params.get(field))
             .and_then(Value::as_str);
         match (header(headers, HEADER_NAME)?, body_name) {
@@ -710,7 +657,7 @@ fn check_modern_headers(
             }
         }
     }
-    let arguments = params.as_ref().and_then(|params| params.get("arguments"));
+    let arguments = params.and_then(|params| params.get("arguments"));
     for (argument, header_name) in header_params {
         let name = format!("mcp-param-{}", header_name.to_ascii_lowercase());
         let body = arguments.and_then(|arguments| arguments.get(argument));
@@ -774,6 +721,7 @@ fn base64_decode(encoded: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn base64_header_values_decode() {
@@ -792,13 +740,8 @@ mod tests {
     }
 
     fn call(arguments: Value) -> Message {
-        Message::Request {
-            id: json!(1),
-            method: "tools/call".into(),
-            params: Some(
-                json!({"name": "echo", "arguments": arguments, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
-            ),
-        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": arguments, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        Message::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     #[test]

@@ -35,19 +35,19 @@ async fn sessions_are_limited_per_principal_and_in_total() {
     let spawner = FakeSpawner::default();
     let registry = registry(limits(), &spawner);
     let (alice, bob, carol) = (principal("alice"), principal("bob"), principal("carol"));
-    let first = registry.open(&alice, false).await.unwrap();
-    registry.open(&alice, true).await.unwrap();
+    let first = registry.open(&alice).await.unwrap();
+    registry.open_default(&alice).await.unwrap();
     assert!(matches!(
-        registry.open(&alice, false).await,
+        registry.open(&alice).await,
         Err(SessionError::PrincipalLimit { open: 2, limit: 2 })
     ));
-    registry.open(&bob, false).await.unwrap();
+    registry.open(&bob).await.unwrap();
     assert!(matches!(
-        registry.open(&carol, false).await,
+        registry.open(&carol).await,
         Err(SessionError::Limit { open: 3, limit: 3 })
     ));
     registry.close(&first.handle, &alice).await.unwrap();
-    registry.open(&carol, false).await.unwrap();
+    registry.open(&carol).await.unwrap();
     assert_eq!(registry.live_count(), 3);
     assert_eq!(
         spawner.alive().len(),
@@ -64,14 +64,14 @@ async fn at_the_limit_the_openers_own_least_recently_used_idle_session_is_evicte
     limits.max_sessions = 10;
     let registry = registry(limits, &spawner);
     let (alice, bob) = (principal("alice"), principal("bob"));
-    let older = registry.open(&alice, false).await.unwrap();
+    let older = registry.open(&alice).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let newer = registry.open(&alice, false).await.unwrap();
-    let bobs = registry.open(&bob, false).await.unwrap();
+    let newer = registry.open(&alice).await.unwrap();
+    let bobs = registry.open(&bob).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     older.touch();
 
-    let third = registry.open(&alice, false).await.unwrap();
+    let third = registry.open(&alice).await.unwrap();
     assert!(matches!(
         registry.get(&newer.handle, &alice),
         Err(SessionError::Evicted { .. })
@@ -93,7 +93,7 @@ async fn at_the_limit_the_openers_own_least_recently_used_idle_session_is_evicte
         third.in_flight.clone().try_acquire_owned().unwrap(),
     ];
     assert!(matches!(
-        registry.open(&alice, false).await,
+        registry.open(&alice).await,
         Err(SessionError::PrincipalLimit { .. })
     ));
     assert!(registry.get(&bobs.handle, &bob).is_ok());
@@ -104,8 +104,8 @@ async fn idle_sessions_expire_after_their_ttl_and_busy_ones_at_their_maximum_age
     let spawner = FakeSpawner::default();
     let registry = registry(limits(), &spawner);
     let alice = principal("alice");
-    let idle = registry.open(&alice, false).await.unwrap();
-    let busy = registry.open(&alice, false).await.unwrap();
+    let idle = registry.open(&alice).await.unwrap();
+    let busy = registry.open(&alice).await.unwrap();
     let _call = busy.in_flight.clone().try_acquire_owned().unwrap();
 
     tokio::time::sleep(limits().idle_ttl + Duration::from_secs(1)).await;
@@ -139,14 +139,14 @@ async fn an_ended_handle_tells_its_owner_how_it_ended_and_anyone_else_nothing() 
     let spawner = FakeSpawner::default();
     let registry = registry(limits(), &spawner);
     let (alice, bob) = (principal("alice"), principal("bob"));
-    let closed = registry.open(&alice, false).await.unwrap();
+    let closed = registry.open(&alice).await.unwrap();
     registry.close(&closed.handle, &alice).await.unwrap();
     assert!(matches!(
         registry.get(&closed.handle, &alice),
         Err(SessionError::Closed { .. })
     ));
 
-    let lost = registry.open(&alice, false).await.unwrap();
+    let lost = registry.open(&alice).await.unwrap();
     spawner
         .kernel(lost.worker.pid())
         .exit(killed(Signal::SIGSEGV));
@@ -181,12 +181,12 @@ async fn a_failed_start_frees_its_slot() {
     spawner.fail_next(5);
     for _ in 0..5 {
         assert!(matches!(
-            registry.open(&alice, false).await,
+            registry.open(&alice).await,
             Err(SessionError::Unavailable(_))
         ));
     }
-    registry.open(&alice, false).await.unwrap();
-    registry.open(&alice, false).await.unwrap();
+    registry.open(&alice).await.unwrap();
+    registry.open(&alice).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -194,8 +194,8 @@ async fn shutdown_stops_every_worker_and_opens_nothing_more() {
     let spawner = FakeSpawner::default();
     let registry = registry(limits(), &spawner);
     let alice = principal("alice");
-    let session = registry.open(&alice, false).await.unwrap();
-    registry.open(&principal("bob"), false).await.unwrap();
+    let session = registry.open(&alice).await.unwrap();
+    registry.open(&principal("bob")).await.unwrap();
     registry.shutdown().await;
     assert!(spawner.alive().is_empty());
     assert!(spawner.kernels().iter().all(|kernel| kernel.cleaned()));
@@ -204,7 +204,7 @@ async fn shutdown_stops_every_worker_and_opens_nothing_more() {
         Err(SessionError::Closed { .. })
     ));
     assert!(matches!(
-        registry.open(&alice, false).await,
+        registry.open(&alice).await,
         Err(SessionError::ShuttingDown)
     ));
 }
