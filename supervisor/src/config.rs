@@ -35,7 +35,9 @@ pub const EXIT_CONFIG: u8 = 64;
 pub const DEFAULT_NODE: &str = "local";
 /// Sessions open at once in one supervisor (the brief's default).
 pub const DEFAULT_MAX_SESSIONS: usize = 1000;
-/// Sessions one principal may hold: a tenth of the total, so one principal cannot take all.
+/// Sessions one principal may hold under `serve`: a tenth of the total, so one principal
+/// cannot take all. Over stdio every caller is the one user who launched the supervisor, so
+/// there the default is `--max-sessions` itself.
 pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 100;
 /// Requests in flight per session: enough for an agent's parallel tool calls, small enough
 /// that one session cannot queue unbounded work in its worker.
@@ -400,9 +402,10 @@ pub struct Options {
     /// Most sessions open at once.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
-    /// Most sessions one principal may hold.
-    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)]
-    pub max_sessions_per_principal: usize,
+    /// Most sessions one principal may hold [default: 100 for serve; --max-sessions for stdio,
+    /// whose one principal is the user who launched it].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_principal: Option<usize>,
     /// At a session limit, end the caller's own least recently used idle session instead of
     /// refusing (never another principal's).
     #[arg(long)]
@@ -519,6 +522,17 @@ pub struct Config {
 }
 
 impl Options {
+    /// Validate for `bulkhead stdio`: as [`Options::resolve`], except that the one principal of
+    /// a stdio connection may hold `--max-sessions` sessions unless a per-principal cap is
+    /// given.
+    pub fn resolve_stdio(&self) -> Result<Config, Vec<String>> {
+        let mut config = self.resolve()?;
+        if self.max_sessions_per_principal.is_none() {
+            config.limits.max_sessions_per_principal = config.limits.max_sessions;
+        }
+        Ok(config)
+    }
+
     /// Validate, reporting every problem at once.
     pub fn resolve(&self) -> Result<Config, Vec<String>> {
         let mut problems = Vec::new();
@@ -541,7 +555,7 @@ impl Options {
             ("--max-sessions", self.max_sessions),
             (
                 "--max-sessions-per-principal",
-                self.max_sessions_per_principal,
+                self.max_sessions_per_principal.unwrap_or(1),
             ),
             ("--max-in-flight", self.max_in_flight),
         ] {
@@ -592,7 +606,9 @@ impl Options {
             node: self.node.clone(),
             limits: SessionLimits {
                 max_sessions: self.max_sessions,
-                max_sessions_per_principal: self.max_sessions_per_principal,
+                max_sessions_per_principal: self
+                    .max_sessions_per_principal
+                    .unwrap_or(DEFAULT_MAX_SESSIONS_PER_PRINCIPAL),
                 max_in_flight: self.max_in_flight,
                 idle_ttl,
                 max_age,

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     let resolved = match parsed {
         Some(Parsed::Run(Cli {
             command: Command::Stdio(options),
-        })) => options.resolve().map(|config| (config, None)),
+        })) => options.resolve_stdio().map(|config| (config, None)),
         Some(Parsed::Run(Cli {
             command: Command::Serve(options),
         })) => options.resolve().map(|(config, http)| (config, Some(http))),
