@@ -1,12 +1,25 @@
 //! `bulkhead`: the supervisor. Accepts MCP clients, gives every session its own worker process,
 //! and routes each call to its session's worker.
 //!
-//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown. Module
-//! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
-//! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
-//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit),
-//! [`catalog`] (the tool list), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
-//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation).
+//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown, and owns
+//! the start-up checks and exit codes. The modules, layer by layer, each using only the layers
+//! before it (ARCHITECTURE.md, *Layers*; `tests/tests/conventions.rs` enforces it):
+//!
+//! - [`capacity`] (system limits: raised at start, named when hit), [`credentials`]
+//!   (credential references), [`metrics`] (Prometheus counters and histograms), [`principal`]
+//!   (who a session belongs to), [`signals`] (what each signal does);
+//! - [`spawn`] (the only code that starts processes), [`trading`] (rails, the desk, the ledger,
+//!   the order journal);
+//! - [`wrap`] (external worker mode: a wrapped server's command, environment, bridge, names,
+//!   stderr);
+//! - [`worker`] (one actor per worker process; the `Launcher` that starts them);
+//! - [`pool`] (pre-spawned workers); [`session`] (handles, limits, lifetimes); [`catalog`] (the
+//!   tool list);
+//! - [`mcp`] (the transport-independent MCP front door);
+//! - [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations
+//!   endpoints);
+//! - [`config`] (options and validation; the only module that knows clap), [`systemd`]
+//!   (notify, watchdog, socket activation).
 
 mod capacity;
 mod catalog;

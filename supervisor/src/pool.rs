@@ -10,8 +10,8 @@
 //!
 //! **Tags.** A worker's hello carries the tag it puts on its own log lines, and a pool
 //! worker's session is unknown when it starts, so it is tagged `pool-<n>`. The binding is
-//! logged once by the supervisor (`bound pre-spawned worker pool-7 (pid …) to session 3f9a…`),
-//! which is how a `pool-<n>` line in the worker's log is traced to its session. Supervisor-side
+//! logged once by the supervisor (`bound pre-spawned worker pool-7 to the session`, with the
+//! session's tag and the worker's pid as fields), which is how a `pool-<n>` line in the worker's log is traced to its session. Supervisor-side
 //! log lines about the session use the session's tag as usual.
 //!
 //! **Refill and death.** One task refills the pool after every take, one worker at a time
