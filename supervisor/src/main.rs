@@ -64,6 +64,13 @@ const DEFAULT_LOG_FILTER: &str = "info";
 const FLUSH_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
+    let code = run();
+    // Log lines are written by a thread of their own: let it write the last ones.
+    bulkhead_logging::buffered::flush();
+    code
+}
+
+fn run() -> ExitCode {
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     let (parsed, file_problems) = match config::parse_layers(std::env::args_os().collect()) {
         Ok((parsed, problems)) => (Some(parsed), problems),
@@ -139,8 +146,10 @@ fn main() -> ExitCode {
     });
     // Do not wait for tokio's blocking stdin reader: a host may keep stdin open after a
     // signal. Every worker is already reaped.
+    bulkhead_logging::buffered::flush();
     std::process::exit(code);
 }
+
 
 /// `bulkhead check-config`: print the resolved configuration (secrets redacted) and exit 0, or
 /// list every problem and exit 64.
@@ -408,7 +417,7 @@ fn prefetch_catalog(frontend: &Arc<Frontend>, http: Option<Arc<http::HttpState>>
 fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    bulkhead_logging::init(
+    bulkhead_logging::init_buffered(
         filter,
         bulkhead_logging::Format::parse(format).unwrap_or_default(),
     );
