@@ -121,11 +121,7 @@ fn run() -> ExitCode {
         connections: http.as_ref().map_or(0, |http| http.max_connections),
         wrapped: config.wrap.is_some(),
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(http.is_none()) {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot start the async runtime: {error}");
@@ -150,6 +146,28 @@ fn run() -> ExitCode {
     std::process::exit(code);
 }
 
+/// The async runtime. A stdio supervisor serves one client: a single thread does all its work,
+/// so a call never waits for another thread to wake (on two shared vCPUs, the cross-thread
+/// wake-ups were most of the stdio hop's latency). `serve` has many clients and the OAuth
+/// signature checks: two threads. Nothing on either blocks for long: spawns run on the spawner
+/// thread, exits are collected by the reaper thread, journal writes on the blocking pool, and
+/// log lines are written by a thread of their own.
+fn runtime(stdio: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if stdio {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SERVE_RUNTIME_THREADS)
+            .enable_all()
+            .build()
+    }
+}
+
+/// Runtime threads of `bulkhead serve`: one per vCPU of the small machines it is sized for;
+/// workers and the spawner run on threads and processes of their own.
+const SERVE_RUNTIME_THREADS: usize = 2;
 
 /// `bulkhead check-config`: print the resolved configuration (secrets redacted) and exit 0, or
 /// list every problem and exit 64.

@@ -55,8 +55,8 @@ pub async fn serve(
     let writer = tokio::spawn(write_stdout(outbox));
     let connection = Connection::new(frontend.clone(), principal, out);
     let mut reader = LineReader::new(stdin(), max_frame_bytes);
-    // The reading loop runs as a task of the runtime, not on the thread that awaits `serve`
-    // (the `block_on` thread), which would otherwise be woken for every frame.
+    // The reading loop runs as a task of its own, like the requests it starts; all of them
+    // share the runtime's one thread (see `main::runtime`).
     let reading = tokio::spawn(async move {
         let end = loop {
             tokio::select! {
