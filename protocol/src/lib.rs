@@ -8,7 +8,8 @@
 //! ([`exec`]), the session handle format ([`handle`]) and the error codes clients see
 //! ([`codes`]), the timestamp format of session metadata ([`clock`]), the names shared on the
 //! wire ([`names`]: session tools, the `session` argument, the 2026-07-28 `_meta` keys) and the
-//! protocol eras ([`era`]). Everything else (spawning, routing, tools) lives in the
+//! protocol eras ([`era`]), and a writer that writes each frame whole from wherever it is
+//! produced ([`writer`]). Everything else (spawning, routing, tools) lives in the
 //! `supervisor` and `worker` crates.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod handshake;
 pub mod jsonrpc;
 pub mod names;
 pub mod trading;
+pub mod writer;
 
 /// Version of the supervisor⇄worker contract. Bumped on any incompatible change to the
 /// handshake or to what either side may send; both sides refuse a peer with another version.

@@ -568,7 +568,9 @@ fn health_metrics_and_the_admin_api_show_safe_fields_only() {
     assert!(eventually(Duration::from_secs(3), || process_state(pid).is_none()));
     // Log lines reach stderr from the supervisor's log thread, shortly after the reply.
     assert!(
-        eventually(Duration::from_secs(2), || server.stderr().contains("tool call")),
+        eventually(Duration::from_secs(2), || server
+            .stderr()
+            .contains("tool call")),
         "an audit line per tool call"
     );
     assert!(!server.stderr().contains("SENTINEL"));

@@ -295,7 +295,7 @@ pub fn serve_control(
     id: Value,
     method: String,
     params: Option<Value>,
-    reply: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    reply: std::sync::Arc<bulkhead_protocol::writer::FrameWriter>,
 ) {
     use bulkhead_protocol::{codes, jsonrpc};
     tokio::spawn(async move {
@@ -308,6 +308,6 @@ pub fn serve_control(
             Ok(result) => jsonrpc::response(&id, result),
             Err(message) => jsonrpc::error_response(&id, codes::INVALID_REQUEST, &message, None),
         };
-        let _ = reply.send(jsonrpc::to_frame(&frame));
+        let _ = reply.push(jsonrpc::to_frame(&frame));
     });
 }

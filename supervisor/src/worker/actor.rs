@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bulkhead_protocol::frame::{Frame, LineReader};
+use bulkhead_protocol::writer::FrameWriter;
 use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -30,8 +31,9 @@ pub(super) struct Actor<P, R> {
     pub(super) pid: u32,
     pub(super) process: P,
     pub(super) reader: LineReader<R>,
-    /// Frames for the worker's socket; dropping it closes the socket's write side.
-    pub(super) writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// The worker's socket, written by whoever produces a frame; closed (the first step of
+    /// every stop) by taking it.
+    pub(super) writer: Option<Arc<FrameWriter>>,
     pub(super) in_flight: HashMap<u64, InFlight>,
     /// Requests the worker sent that a client has yet to answer: their id (as JSON text) and
     /// the call they were relayed on.
@@ -128,7 +130,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
 
     pub(super) fn write(&self, frame: Vec<u8>) {
         if let Some(writer) = &self.writer {
-            let _ = writer.send(frame);
+            let _ = writer.push(frame);
         }
     }
 

@@ -8,8 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use bulkhead_protocol::frame::LineReader;
 use bulkhead_protocol::handshake::SandboxPolicy;
+use bulkhead_protocol::writer::FrameWriter;
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 
 use crate::wrap::stderr::Collected;
@@ -80,14 +81,16 @@ where
     let reaped = process.status();
     let planned = Arc::new(OnceLock::new());
     let binding = Arc::new(OnceLock::new());
-    let (frames, outgoing) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(writer, outgoing));
+    // What goes to a worker is bounded by construction (see ARCHITECTURE.md, *Invariants*),
+    // so frames for it never wait for room: the bound is never reached.
+    let (writer, drain) = FrameWriter::new(writer, usize::MAX, true);
+    tokio::spawn(drain);
     let actor = Actor {
         tag: spec.session_tag.clone(),
         pid,
         process,
         reader,
-        writer: Some(frames),
+        writer: Some(writer),
         in_flight: HashMap::new(),
         relayed: HashMap::new(),
         stalled: None,
@@ -131,18 +134,4 @@ async fn abandon<P: Process>(process: &mut P, reason: String) -> String {
         }
         _ => reason,
     }
-}
-
-/// The socket's writer: every frame for the worker, in order, until the actor drops its
-/// sender — which closes the socket's write side, the first step of every stop.
-async fn write_frames<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    while let Some(frame) = frames.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            break;
-        }
-    }
-    let _ = writer.shutdown().await;
 }

@@ -34,7 +34,9 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         // with this cause (see `WorkerHandle::exit`).
         let _ = self.planned.set(cause.clone());
         // Closing our end of the socket is the first, polite step of every stop.
-        self.writer = None;
+        if let Some(writer) = self.writer.take() {
+            writer.close();
+        }
         let status = match end {
             LoopEnd::Exited(status) => status,
             LoopEnd::Kill(_) => {
