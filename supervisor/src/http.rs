@@ -196,7 +196,7 @@ impl HttpState {
 
 /// A sink for messages that belong to no request; HTTP has nowhere to put them.
 fn discard_sink() -> crate::mcp::Sink {
-    tokio::sync::mpsc::channel(1).0
+    crate::mcp::Sink::Request(tokio::sync::mpsc::channel(1).0)
 }
 
 /// Bind the configured listeners (removing a stale Unix socket file first).
@@ -661,6 +661,17 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Body::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A response whose body is JSON text already serialized.
+pub fn json_text_response(status: StatusCode, json: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::full(Bytes::from(json)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

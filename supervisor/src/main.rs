@@ -325,14 +325,27 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
     }
     tracing::info!(node = %config.node, worker = %config.worker.display(), "serving MCP on stdio");
     let principal: Principal = Arc::from(principal::LOCAL);
-    let (end, writer) = stdio::serve(frontend, principal, config.max_frame_bytes, shutdown).await;
+    let (end, output) = stdio::serve(
+        frontend.clone(),
+        principal,
+        config.max_frame_bytes,
+        shutdown,
+    )
+    .await;
     tracing::info!(
         ?end,
         sessions = registry.live_count(),
         "stopping every session"
     );
     registry.shutdown().await;
-    let _ = tokio::time::timeout(FLUSH_GRACE, writer).await;
+    // The requests still running answer now (their workers are gone); then stdout is closed
+    // once what is queued for it is written.
+    let flushing = async {
+        frontend.tasks.drain(FLUSH_GRACE).await;
+        output.writer.close();
+        let _ = output.drained.await;
+    };
+    let _ = tokio::time::timeout(FLUSH_GRACE, flushing).await;
     tracing::info!("stopped");
     0
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use bulkhead_protocol::codes;
 use bulkhead_protocol::frame::Frame;
 use bulkhead_protocol::jsonrpc;
+use bulkhead_protocol::writer::FrameWriter;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -38,7 +39,7 @@ use crate::session::{Registry, Session, SessionError};
 
 use default_session::DefaultSession;
 use queue::RequestQueue;
-use reply::RpcError;
+use reply::{Outgoing, RpcError};
 use request::{Incoming, Notification};
 use tasks::Tasks;
 
@@ -47,7 +48,32 @@ use tasks::Tasks;
 /// which cancels the request. It is bounded: a client that reads slowly makes the request's
 /// task wait, which leaves the worker's messages in the call's own bounded queue
 /// (`worker/outbox.rs`), which holds the worker back, then drops what may be dropped.
-pub type Sink = mpsc::Sender<Value>;
+#[derive(Clone)]
+pub enum Sink {
+    /// A transport's one output stream (stdio): each message is written by the task that
+    /// produced it, which waits while the reader is behind.
+    Stream(Arc<FrameWriter>),
+    /// One request's own response (HTTP): a bounded queue its body reads.
+    Request(mpsc::Sender<Outgoing>),
+}
+
+impl Sink {
+    /// Send `message`; false if the client went away.
+    pub async fn send(&self, message: Outgoing) -> bool {
+        match self {
+            Sink::Stream(writer) => writer.send(message.into_frame()).await.is_ok(),
+            Sink::Request(queue) => queue.send(message).await.is_ok(),
+        }
+    }
+
+    /// Resolves when the client went away.
+    pub async fn closed(&self) {
+        match self {
+            Sink::Stream(writer) => writer.closed().await,
+            Sink::Request(queue) => queue.closed().await,
+        }
+    }
+}
 
 /// State shared by every connection of one supervisor.
 pub struct Frontend {
@@ -130,7 +156,7 @@ impl Connection {
                 Err(error) => error.to_response(),
             },
         };
-        let _ = self.out.send(message).await;
+        self.out.send(Outgoing::from_value(&message)).await;
     }
 
     /// Apply one parsed message; anything it produces for the client goes to `sink`. Requests

@@ -25,10 +25,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::oauth::Scopes;
-use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
-use crate::mcp::Connection;
+use super::{
+    Body, HttpState, LegacySession, discard_sink, json_response, json_text_response,
+    rpc_error_response,
+};
 use crate::mcp::era;
+use crate::mcp::reply::{Kind, Outgoing};
 use crate::mcp::request::{Incoming as Message, Method as RpcMethod, Request as RpcRequest};
+use crate::mcp::{Connection, Sink};
 use crate::metrics::{METRICS, Rejection};
 use crate::principal::Principal;
 use crate::session::SessionError;
@@ -276,8 +280,7 @@ async fn initialize(
         id: id.clone(),
         request,
     };
-    connection.on_incoming(request, &sink).await;
-    drop(sink);
+    connection.on_incoming(request, &Sink::Request(sink)).await;
     let Some(reply) = replies.recv().await else {
         return rpc_error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -285,8 +288,8 @@ async fn initialize(
             "initialize produced no reply",
         );
     };
-    if reply.get("error").is_some() {
-        return json_response(StatusCode::BAD_REQUEST, &reply);
+    if reply.error_code().is_some() {
+        return json_text_response(StatusCode::BAD_REQUEST, reply.json);
     }
     if let Err(error) = connection.open_default_session().await {
         return session_error_response(id, &error);
@@ -297,7 +300,7 @@ async fn initialize(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .insert(session_id.clone(), LegacySession { connection });
-    let mut response = json_response(StatusCode::OK, &reply);
+    let mut response = json_text_response(StatusCode::OK, reply.json);
     if let Ok(value) = HeaderValue::from_str(&session_id) {
         response.headers_mut().insert(HEADER_SESSION_ID, value);
     }
@@ -414,22 +417,21 @@ async fn dispatch(
                 id: id.clone(),
                 request,
             },
-            &sink,
+            &Sink::Request(sink),
         )
         .await;
-    drop(sink);
     if !streaming {
-        return json_reply(replies, &id, era).await;
+        return json_reply(replies, era).await;
     }
     // Answer as JSON (with the status the reply deserves) when the reply comes quickly and
     // alone; commit to SSE once anything else arrives or the keep-alive interval passes, so
     // progress reaches the client and a vanished client is noticed.
     let keepalive = state.config.sse_keepalive;
     let response = match tokio::time::timeout(keepalive, replies.recv()).await {
-        Ok(Some(message)) if is_final(&message, &id) => json_final(&message, era),
-        Ok(Some(message)) => event_stream(replies, id, keepalive, Some(message)),
+        Ok(Some(message)) if is_final(&message) => json_final(message, era),
+        Ok(Some(message)) => event_stream(replies, keepalive, Some(message)),
         Ok(None) => accepted(),
-        Err(_) => event_stream(replies, id, keepalive, None),
+        Err(_) => event_stream(replies, keepalive, None),
     };
     match listen_share {
         Some(share) => response.map(|body| body.hold(share)),
@@ -447,19 +449,19 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 
 /// Wait for the final response; notifications cannot travel on a JSON response and are
 /// dropped (clients that want them accept `text/event-stream`).
-async fn json_reply(mut replies: mpsc::Receiver<Value>, id: &Value, era: Era) -> Response<Body> {
+async fn json_reply(mut replies: mpsc::Receiver<Outgoing>, era: Era) -> Response<Body> {
     while let Some(message) = replies.recv().await {
-        if is_final(&message, id) {
-            return json_final(&message, era);
+        if is_final(&message) {
+            return json_final(message, era);
         }
     }
     // The request was cancelled (legacy `notifications/cancelled`): nothing to answer.
     accepted()
 }
 
-fn json_final(message: &Value, era: Era) -> Response<Body> {
-    let status = status_for(message, era);
-    let mut response = json_response(status, message);
+fn json_final(message: Outgoing, era: Era) -> Response<Body> {
+    let status = status_for(&message, era);
+    let mut response = json_text_response(status, message.json);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
@@ -469,18 +471,16 @@ fn json_final(message: &Value, era: Era) -> Response<Body> {
     response
 }
 
-fn is_final(message: &Value, id: &Value) -> bool {
-    message.get("method").is_none() && message.get("id") == Some(id)
+/// Whether `message` is the response that ends its request (the sink is the request's own).
+fn is_final(message: &Outgoing) -> bool {
+    matches!(message.kind, Kind::Response { .. })
 }
 
 /// The HTTP status of a JSON-RPC reply. On 2026-07-28 protocol-level errors carry their own
 /// status (the specification's table); tool-level errors stay `200`.
-fn status_for(message: &Value, era: Era) -> StatusCode {
+fn status_for(message: &Outgoing, era: Era) -> StatusCode {
     let modern = era.is_inline();
-    let Some(code) = message
-        .get("error")
-        .and_then(|error| error["code"].as_i64())
-    else {
+    let Some(code) = message.error_code() else {
         return StatusCode::OK;
     };
     match code {
@@ -508,15 +508,14 @@ fn status_for(message: &Value, era: Era) -> StatusCode {
 /// comments in between, closed after the final response. When the client goes away the
 /// forwarding task stops and drops the reply channel, which cancels the request.
 fn event_stream(
-    mut replies: mpsc::Receiver<Value>,
-    id: Value,
+    mut replies: mpsc::Receiver<Outgoing>,
     keepalive: Duration,
-    first: Option<Value>,
+    first: Option<Outgoing>,
 ) -> Response<Body> {
     let (chunks, body) = mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         if let Some(first) = first {
-            let last = is_final(&first, &id);
+            let last = is_final(&first);
             if chunks.send(sse_event(&first)).await.is_err() || last {
                 return;
             }
@@ -527,7 +526,7 @@ fn event_stream(
             tokio::select! {
                 message = replies.recv() => {
                     let Some(message) = message else { break };
-                    let last = is_final(&message, &id);
+                    let last = is_final(&message);
                     if chunks.send(sse_event(&message)).await.is_err() || last {
                         break;
                     }
@@ -555,9 +554,10 @@ fn event_stream(
     response
 }
 
-fn sse_event(message: &Value) -> Bytes {
-    let mut event = b"event: message\ndata: ".to_vec();
-    event.extend(serde_json::to_vec(message).unwrap_or_default());
+fn sse_event(message: &Outgoing) -> Bytes {
+    let mut event = Vec::with_capacity(message.json.len() + 24);
+    event.extend_from_slice(b"event: message\ndata: ");
+    event.extend_from_slice(&message.json);
     event.extend_from_slice(b"\n\n");
     Bytes::from(event)
 }

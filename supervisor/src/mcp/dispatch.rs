@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::CatalogData;
 
-use super::reply::{self, RpcError};
+use super::reply::{self, Outgoing, RpcError};
 use super::request::{Method, Request};
 use super::{Connection, Sink, era};
 
@@ -132,7 +132,8 @@ impl Connection {
         let token = self.queue.start(&id);
         let connection = self.clone();
         tokio::spawn(async move {
-            let _ = sink.send(reply::listen_acknowledged(&id)).await;
+            sink.send(Outgoing::from_value(&reply::listen_acknowledged(&id)))
+                .await;
             tokio::select! {
                 () = token.cancelled() => {}
                 () = sink.closed() => {}
@@ -144,5 +145,5 @@ impl Connection {
 
 /// Send the response to request `id`; a client that went away misses it.
 async fn send(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
-    let _ = sink.send(reply::response(id, result)).await;
+    sink.send(reply::response(id, result)).await;
 }

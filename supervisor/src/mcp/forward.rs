@@ -20,7 +20,7 @@ use crate::session::{InFlightPermit, Session, SessionError};
 use crate::worker::{CallEvent, WorkerExit};
 
 use super::queue::RelayedForCall;
-use super::reply::{self, RpcError};
+use super::reply::{self, Outgoing, RpcError};
 use super::request::{Forwarded, ToolCall};
 use super::{Connection, Sink};
 
@@ -252,7 +252,7 @@ impl Connection {
                 CallEvent::Died(exit) => return Err(died(exit)),
             };
             tokio::select! {
-                _ = sink.send(message) => {}
+                _ = sink.send(Outgoing::from_value(&message)) => {}
                 () = &mut deadline => return Err(missed()),
             }
         }

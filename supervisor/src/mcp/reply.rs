@@ -65,12 +65,67 @@ impl From<SessionError> for RpcError {
     }
 }
 
+/// What an outgoing message is, for transports that treat a request's final response apart
+/// (HTTP: its status, the end of its stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A notification (progress, a log message).
+    Notification,
+    /// A request for the client (sampling, elicitation, roots).
+    Request,
+    /// A response, with its error code if it is an error.
+    Response { error: Option<i64> },
+}
+
+/// One message for a client, serialized once, where it is produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Its JSON text (no newline; [`Outgoing::into_frame`] adds one without copying).
+    pub json: Vec<u8>,
+    pub kind: Kind,
+}
+
+impl Outgoing {
+    /// A message built or received as a value.
+    pub fn from_value(message: &Value) -> Self {
+        let kind = match (message.get("method"), message.get("id")) {
+            (Some(_), Some(_)) => Kind::Request,
+            (Some(_), None) => Kind::Notification,
+            (None, _) => Kind::Response {
+                error: message
+                    .get("error")
+                    .map(|error| error["code"].as_i64().unwrap_or(codes::INTERNAL_ERROR)),
+            },
+        };
+        let mut json = Vec::with_capacity(128);
+        // Serializing a Value cannot fail.
+        let _ = serde_json::to_writer(&mut json, message);
+        json.reserve_exact(1);
+        Self { json, kind }
+    }
+
+    /// The error code of a response that is an error.
+    pub fn error_code(&self) -> Option<i64> {
+        match self.kind {
+            Kind::Response { error } => error,
+            Kind::Notification | Kind::Request => None,
+        }
+    }
+
+    /// The message as one newline-terminated frame.
+    pub fn into_frame(mut self) -> Vec<u8> {
+        self.json.push(b'\n');
+        self.json
+    }
+}
+
 /// The response to request `id`: its result or its error.
-pub fn response(id: &Value, result: Result<Value, RpcError>) -> Value {
-    match result {
+pub fn response(id: &Value, result: Result<Value, RpcError>) -> Outgoing {
+    let message = match result {
         Ok(result) => jsonrpc::response(id, result),
         Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
-    }
+    };
+    Outgoing::from_value(&message)
 }
 
 /// Turn a worker's JSON-RPC reply into our result or error, unchanged.
