@@ -170,7 +170,7 @@ async fn request(
         .map_err(|exit| format!("catalog worker {exit}"))?;
     let reply = loop {
         match call.next_event().await {
-            CallEvent::Reply(reply) => break reply,
+            CallEvent::Reply(reply) => break reply.into_value(),
             CallEvent::Died(exit) => return Err(format!("catalog worker {exit}")),
             CallEvent::Notification(_) | CallEvent::Request(_) => {}
         }

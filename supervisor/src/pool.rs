@@ -209,7 +209,9 @@ impl Pool {
                 let reply = async {
                     loop {
                         match call.next_event().await {
-                            CallEvent::Reply(reply) => return reply.get("result").is_some(),
+                            CallEvent::Reply(reply) => {
+                                return reply.into_value().get("result").is_some();
+                            }
                             CallEvent::Died(_) => return false,
                             CallEvent::Notification(_) | CallEvent::Request(_) => {}
                         }

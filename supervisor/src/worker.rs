@@ -36,6 +36,7 @@ mod launcher;
 mod messages;
 mod outbox;
 mod process;
+mod reply;
 mod start;
 mod stop;
 
@@ -49,6 +50,7 @@ use std::time::Duration;
 pub use flavor::{Builtin, Flavor};
 pub use handle::{CallEvent, WorkerExit, WorkerHandle};
 pub use launcher::Launcher;
+pub use reply::Reply;
 
 /// Timings of one worker's life.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::CatalogData;
 
-use super::reply::{self, Outgoing, RpcError};
+use super::reply::{self, Answer, Outgoing, RpcError};
 use super::request::{Method, Request};
 use super::{Connection, Sink, era};
 
@@ -29,7 +29,7 @@ impl Connection {
                     }
                     Err(error) => error,
                 },
-                Method::Ping => return send(sink, &id, Ok(json!({}))).await,
+                Method::Ping => return send(sink, &id, Ok::<_, RpcError>(json!({}))).await,
                 Method::Discover => match era::check_discover(params) {
                     Ok(()) => {
                         let answer = |catalog: &CatalogData| Ok(reply::discover_result(catalog));
@@ -80,7 +80,7 @@ impl Connection {
                 Method::Unknown(method) => RpcError::method_not_found(&method),
             }
         };
-        send(sink, &id, Err(failed)).await;
+        send(sink, &id, Err::<Value, _>(failed)).await;
     }
 
     /// Answer from the catalog, at once if it is loaded, else once a worker has supplied it.
@@ -107,7 +107,7 @@ impl Connection {
     fn spawn_request<F, W>(self: &Arc<Self>, id: Value, sink: Sink, work: W)
     where
         W: FnOnce(Arc<Self>, Sink) -> F + Send + 'static,
-        F: Future<Output = Result<Value, RpcError>> + Send + 'static,
+        F: Future<Output = Result<Answer, RpcError>> + Send + 'static,
     {
         let token = self.queue.start(&id);
         let connection = self.clone();
@@ -144,6 +144,6 @@ impl Connection {
 }
 
 /// Send the response to request `id`; a client that went away misses it.
-async fn send(sink: &Sink, id: &Value, result: Result<Value, RpcError>) {
+async fn send(sink: &Sink, id: &Value, result: Result<impl Into<Answer>, RpcError>) {
     sink.send(reply::response(id, result)).await;
 }

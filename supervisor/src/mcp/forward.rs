@@ -20,7 +20,7 @@ use crate::session::{InFlightPermit, Session, SessionError};
 use crate::worker::{CallEvent, WorkerExit};
 
 use super::queue::RelayedForCall;
-use super::reply::{self, Outgoing, RpcError};
+use super::reply::{self, Answer, Outgoing, RpcError};
 use super::request::{Forwarded, ToolCall};
 use super::{Connection, Sink};
 
@@ -85,19 +85,25 @@ impl Connection {
         params: Option<Value>,
         era: Era,
         sink: &Sink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let call = ToolCall::parse(params)?;
-        match call.name.as_str() {
+        let built = match call.name.as_str() {
             bulkhead_protocol::names::SESSION_OPEN => self.session_open(era).await,
             bulkhead_protocol::names::SESSION_CLOSE => self.session_close(call.session, era).await,
             SESSION_INFO => self.session_info(call.session, era, sink).await,
-            _ => self.forward_tool(call, era, sink).await,
-        }
+            _ => return self.forward_tool(call, era, sink).await,
+        };
+        built.map(Answer::Built)
     }
 
     /// A worker's tool: renamed for a wrapped server, its `credential_ref` resolved for the
     /// built-in worker's `broker_login`, then sent to the session the call names.
-    async fn forward_tool(&self, call: ToolCall, era: Era, sink: &Sink) -> Result<Value, RpcError> {
+    async fn forward_tool(
+        &self,
+        call: ToolCall,
+        era: Era,
+        sink: &Sink,
+    ) -> Result<Answer, RpcError> {
         let ToolCall {
             name,
             mut arguments,
@@ -121,12 +127,12 @@ impl Connection {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let Some(credential) = self.resolve_credential(broker, reference) else {
-                return Ok(reply::tool_error(
+                return Ok(Answer::Built(reply::tool_error(
                     format!(
                         "unknown credential reference {reference:?} for {broker:?}: ask your operator which credential references you may use, or pass api_key and api_secret"
                     ),
                     era,
-                ));
+                )));
             };
             let meta = params.entry("_meta").or_insert_with(|| json!({}));
             if let Some(meta) = meta.as_object_mut() {
@@ -159,7 +165,7 @@ impl Connection {
         handle: Option<&str>,
         params: Value,
         sink: &Sink,
-    ) -> Result<Value, CallError> {
+    ) -> Result<Answer, CallError> {
         let (session, notice) = self.resolve(handle).await?;
         let permit = session.in_flight_permit(self.frontend.registry.limits.max_in_flight)?;
         let mut record = CallRecord::start(&self.principal, &session, &params);
@@ -167,11 +173,13 @@ impl Connection {
             .run_request(&session, permit, "tools/call", params, sink)
             .await;
         record.finish(&outcome);
-        let mut reply = outcome?;
-        if let Some(notice) = notice {
-            reply::attach_notice(&mut reply, &notice);
-        }
-        Ok(reply)
+        let answer = outcome?;
+        let Some(notice) = notice else {
+            return Ok(answer);
+        };
+        let mut result = answer.into_value();
+        reply::attach_notice(&mut result, &notice);
+        Ok(Answer::Built(result))
     }
 
     /// A method the worker serves if it declares the capability (prompts, resources,
@@ -182,7 +190,7 @@ impl Connection {
         params: Option<Value>,
         era: Era,
         sink: &Sink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let catalog = self.catalog().await?;
         if !catalog.has_capability(method.capability(), era) {
             return Err(RpcError::method_not_found(method.name()));
@@ -213,7 +221,7 @@ impl Connection {
         method: &str,
         params: Value,
         sink: &Sink,
-    ) -> Result<Value, CallError> {
+    ) -> Result<Answer, CallError> {
         let died = |exit: WorkerExit| CallError::WorkerDied {
             session: session.tag.clone(),
             exit,
@@ -247,7 +255,7 @@ impl Connection {
                     None => relayed.relay(&session.worker, request),
                 },
                 CallEvent::Reply(reply) => {
-                    return reply::unwrap_reply(reply).map_err(CallError::Worker);
+                    return reply::answer(reply).map_err(CallError::Worker);
                 }
                 CallEvent::Died(exit) => return Err(died(exit)),
             };
@@ -305,9 +313,9 @@ impl<'a> CallRecord<'a> {
         }
     }
 
-    fn finish(&mut self, outcome: &Result<Value, CallError>) {
+    fn finish(&mut self, outcome: &Result<Answer, CallError>) {
         let outcome = match outcome {
-            Ok(result) if result["isError"] == true => CallOutcome::ToolError,
+            Ok(answer) if answer.is_tool_error() => CallOutcome::ToolError,
             Ok(_) => CallOutcome::Ok,
             Err(CallError::Deadline { .. }) => CallOutcome::Deadline,
             Err(CallError::WorkerDied { .. }) => CallOutcome::WorkerDied,

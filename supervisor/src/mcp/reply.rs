@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::CatalogData;
 use crate::session::SessionError;
+use crate::worker::Reply;
 
 /// Result `_meta` key under which Bulkhead tells a caller something about its session.
 pub const META_NOTICE: &str = "io.bulkhead/notice";
@@ -119,13 +120,91 @@ impl Outgoing {
     }
 }
 
-/// The response to request `id`: its result or its error.
-pub fn response(id: &Value, result: Result<Value, RpcError>) -> Outgoing {
-    let message = match result {
-        Ok(result) => jsonrpc::response(id, result),
+/// A request's result: built by the supervisor, or a worker's, passed on as the bytes the
+/// worker sent.
+#[derive(Debug)]
+pub enum Answer {
+    Built(Value),
+    /// A worker's result ([`Reply::result_json`] is its text).
+    Forwarded(Reply),
+}
+
+impl From<Value> for Answer {
+    fn from(value: Value) -> Self {
+        Answer::Built(value)
+    }
+}
+
+impl Answer {
+    /// The result as a value (parsed, for a forwarded one).
+    pub fn into_value(self) -> Value {
+        match self {
+            Answer::Built(value) => value,
+            Answer::Forwarded(reply) => reply
+                .result_json()
+                .and_then(|json| serde_json::from_slice(json).ok())
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    /// Whether it is a tool's error result (`isError: true`), which the audit line records.
+    pub fn is_tool_error(&self) -> bool {
+        /// Of a result, only `isError` is read; everything else is skipped.
+        #[derive(serde::Deserialize)]
+        struct Flag {
+            #[serde(rename = "isError")]
+            is_error: Option<Value>,
+        }
+        match self {
+            Answer::Built(value) => value["isError"] == true,
+            Answer::Forwarded(reply) => reply
+                .result_json()
+                .and_then(|json| serde_json::from_slice::<Flag>(json).ok())
+                .and_then(|flag| flag.is_error)
+                .is_some_and(|flag| flag == true),
+        }
+    }
+}
+
+/// A worker's reply as the answer to a request: its result forwarded as it is, or its error.
+pub fn answer(reply: Reply) -> Result<Answer, RpcError> {
+    if reply.result_json().is_some() {
+        return Ok(Answer::Forwarded(reply));
+    }
+    unwrap_reply(reply.into_value()).map(Answer::Built)
+}
+
+/// The response to request `id`: its result or its error. A forwarded result is spliced in as
+/// the worker wrote it.
+pub fn response(id: &Value, result: Result<impl Into<Answer>, RpcError>) -> Outgoing {
+    let message = match result.map(Into::into) {
+        Ok(Answer::Forwarded(reply)) => {
+            if let Some(result) = reply.result_json() {
+                return forwarded(id, result);
+            }
+            jsonrpc::response(id, Answer::Forwarded(reply).into_value())
+        }
+        Ok(Answer::Built(result)) => jsonrpc::response(id, result),
         Err(error) => jsonrpc::error_response(id, error.code, &error.message, error.data),
     };
     Outgoing::from_value(&message)
+}
+
+/// `{"jsonrpc":"2.0","id":…,"result":…}` around a result's JSON text.
+fn forwarded(id: &Value, result: &[u8]) -> Outgoing {
+    const HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+    const MIDDLE: &[u8] = br#","result":"#;
+    let mut json = Vec::with_capacity(HEAD.len() + MIDDLE.len() + result.len() + 32);
+    json.extend_from_slice(HEAD);
+    // Serializing a Value cannot fail.
+    let _ = serde_json::to_writer(&mut json, id);
+    json.extend_from_slice(MIDDLE);
+    json.extend_from_slice(result);
+    json.extend_from_slice(b"}");
+    Outgoing {
+        json,
+        kind: Kind::Response { error: None },
+    }
 }
 
 /// Turn a worker's JSON-RPC reply into our result or error, unchanged.

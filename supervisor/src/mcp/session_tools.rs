@@ -70,7 +70,8 @@ impl Connection {
                     json!({"name": SESSION_INFO, "arguments": {}}),
                     sink,
                 )
-                .await?;
+                .await?
+                .into_value();
             if let Some(Value::Object(fields)) = worker_part.get("structuredContent") {
                 structured = fields.clone();
             }

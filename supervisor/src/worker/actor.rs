@@ -82,7 +82,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
             let stall = self.stall_wait();
             tokio::select! {
                 frame = self.reader.next_frame(), if self.reading() => match frame {
-                    Ok(Some(Frame::Line(line))) => self.on_worker_line(&line),
+                    Ok(Some(Frame::Line(line))) => self.on_worker_line(line),
                     Ok(Some(Frame::Oversized { .. })) => return LoopEnd::Kill("sent a frame over the size limit"),
                     Ok(None) | Err(_) => return LoopEnd::SocketClosed,
                 },
@@ -122,7 +122,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         self.stalled = None;
         let drain = async {
             while let Ok(Some(Frame::Line(line))) = self.reader.next_frame().await {
-                self.on_worker_line(&line);
+                self.on_worker_line(line);
             }
         };
         let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await;

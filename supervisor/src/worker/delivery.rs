@@ -32,6 +32,7 @@ use super::actor::Actor;
 use super::handle::CallEvent;
 use super::outbox::{MAX_PENDING_SERVER_REQUESTS, Offer, RoomWaiter, Sender};
 use super::process::Process;
+use super::reply::{Reply, result_span};
 use crate::trading::desk::serve_control;
 
 /// How long, in all, one call's client may hold its worker back by reading slowly: enough to
@@ -149,9 +150,13 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         }
     }
 
-    pub(super) fn on_worker_line(&mut self, line: &[u8]) {
-        // Parse once: a reply travels on as this very value.
-        let value: Value = match serde_json::from_slice(line) {
+    pub(super) fn on_worker_line(&mut self, line: Vec<u8>) {
+        // A result is routed by its envelope alone and travels on as the bytes the worker sent.
+        if let Some((id, result)) = result_span(&line) {
+            self.on_response(&id, Reply::Result { line, result });
+            return;
+        }
+        let value: Value = match serde_json::from_slice(&line) {
             Ok(value) => value,
             Err(error) => {
                 tracing::warn!(session = %self.tag, "worker sent an unparsable frame: {error}");
@@ -159,7 +164,9 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
             }
         };
         if value.get("method").is_none() {
-            self.on_response(value);
+            if let Some(id) = value.get("id").cloned() {
+                self.on_response(&id, Reply::Value(value));
+            }
             return;
         }
         match jsonrpc::classify(value) {
@@ -183,10 +190,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         }
     }
 
-    fn on_response(&mut self, value: Value) {
-        let Some(id) = value.get("id") else {
-            return;
-        };
+    fn on_response(&mut self, id: &Value, reply: Reply) {
         if self.abandoned.on_response(id) {
             return;
         }
@@ -194,7 +198,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
             return;
         };
         if let Some(call) = self.remove_call(id) {
-            call.outbox.push(CallEvent::Reply(value));
+            call.outbox.push(CallEvent::Reply(reply));
         }
     }
 

@@ -23,6 +23,7 @@ use crate::wrap::bridge::{self, ReplyFix};
 
 use super::messages::Command;
 use super::outbox;
+use super::reply::Reply;
 
 /// Why a worker is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +93,9 @@ pub enum CallEvent {
     /// was in flight, still carrying the worker-side id; answer it with
     /// [`WorkerHandle::respond`].
     Request(Value),
-    /// The final JSON-RPC response (result or error), still carrying the worker-side id.
-    Reply(Value),
+    /// The final JSON-RPC response (result or error), still carrying the worker-side id; a
+    /// result as the bytes the worker sent.
+    Reply(Reply),
     /// The worker died before replying.
     Died(WorkerExit),
 }
@@ -153,7 +155,9 @@ impl Call {
             None => CallEvent::Died(self.exit_now()),
         };
         if let (CallEvent::Reply(reply), Some(fix)) = (&mut event, self.fix) {
-            bridge::inbound(fix, reply);
+            let mut value = std::mem::replace(reply, Reply::Value(Value::Null)).into_value();
+            bridge::inbound(fix, &mut value);
+            *reply = Reply::Value(value);
         }
         if !matches!(event, CallEvent::Notification(_)) {
             self.finished = true;
