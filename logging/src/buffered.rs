@@ -12,6 +12,10 @@
 //! read), further lines are counted instead of kept, and the writer says how many it dropped,
 //! in the configured format, before the lines that follow. [`flush`] writes out what is
 //! waiting; the supervisor calls it before it exits, and a panic flushes before its message.
+//!
+//! A line the hot path must not even format (the audit line of every tool call) is handed over
+//! with [`defer`]: the writer's thread emits the event, formats it and writes it, shortly after
+//! — at most [`MAX_DEFERRED`] wait, beyond which a line is logged at once by its caller.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -27,10 +31,17 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 pub const MAX_BUFFERED_BYTES: usize = 4 << 20;
 /// Longest wait in [`flush`] for the writer to catch up (a stderr that is never read).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Deferred events that may wait for the writer's thread: as many as a few seconds of tool
+/// calls; past it the caller logs at once rather than wait or drop.
+pub const MAX_DEFERRED: usize = 16 * 1024;
+
+/// An event to emit on the writer's thread.
+type Deferred = Box<dyn FnOnce() + Send>;
 
 #[derive(Default)]
 struct State {
     waiting: Vec<u8>,
+    deferred: Vec<Deferred>,
     dropped: u64,
     /// Bumped by every write to stderr, so [`flush`] knows when its lines are out.
     written: u64,
@@ -93,12 +104,31 @@ impl Buffered {
             state.dropped += 1;
             return;
         }
-        let first = state.waiting.is_empty();
+        let first = state.waiting.is_empty() && state.deferred.is_empty();
         state.waiting.extend_from_slice(line);
         drop(state);
         if first {
             self.shared.work.notify_one();
         }
+    }
+}
+
+/// Run `event` (which logs) on the writer's thread, off the caller's path; at once when no
+/// buffered writer is installed or [`MAX_DEFERRED`] events already wait.
+pub fn defer(event: impl FnOnce() + Send + 'static) {
+    let Some(shared) = INSTALLED.get() else {
+        return event();
+    };
+    let mut state = shared.lock();
+    if state.deferred.len() >= MAX_DEFERRED {
+        drop(state);
+        return event();
+    }
+    let first = state.waiting.is_empty() && state.deferred.is_empty();
+    state.deferred.push(Box::new(event));
+    drop(state);
+    if first {
+        shared.work.notify_one();
     }
 }
 
@@ -109,7 +139,7 @@ pub fn flush() {
         return;
     };
     let mut state = shared.lock();
-    if state.waiting.is_empty() && state.dropped == 0 {
+    if state.waiting.is_empty() && state.deferred.is_empty() && state.dropped == 0 {
         return;
     }
     let target = state.written + 1;
@@ -124,7 +154,7 @@ fn write_forever(shared: &Shared) {
     let mut stderr = std::io::stderr();
     loop {
         let mut state = shared.lock();
-        while state.waiting.is_empty() && state.dropped == 0 {
+        while state.waiting.is_empty() && state.deferred.is_empty() && state.dropped == 0 {
             state = shared
                 .work
                 .wait(state)
@@ -137,6 +167,15 @@ fn write_forever(shared: &Shared) {
                 .wait_timeout_while(state, FLUSH_INTERVAL, |state| !state.urgent)
                 .map(|(state, _)| state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        let deferred = std::mem::take(&mut state.deferred);
+        if !deferred.is_empty() {
+            // The events log through this very writer: emit them unlocked, then write.
+            drop(state);
+            for event in deferred {
+                event();
+            }
+            state = shared.lock();
         }
         let lines = std::mem::take(&mut state.waiting);
         let dropped = std::mem::take(&mut state.dropped);

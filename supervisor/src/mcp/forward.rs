@@ -332,15 +332,24 @@ impl<'a> CallRecord<'a> {
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let elapsed = self.started.elapsed();
         METRICS.call_finished(outcome, elapsed);
-        tracing::info!(
-            target: "bulkhead::audit",
-            principal = %self.principal,
-            session = %self.session.tag,
-            tool = %self.tool,
-            outcome = outcome.as_str(),
-            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            "tool call"
+        // Formatted and written on the log thread: the call's reply does not wait for it.
+        let (principal, session, tool) = (
+            self.principal.clone(),
+            self.session.tag.clone(),
+            std::mem::take(&mut self.tool),
         );
+        let duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        bulkhead_logging::buffered::defer(move || {
+            tracing::info!(
+                target: "bulkhead::audit",
+                principal = %principal,
+                session = %session,
+                tool = %tool,
+                outcome = outcome.as_str(),
+                duration_us,
+                "tool call"
+            );
+        });
     }
 }
 

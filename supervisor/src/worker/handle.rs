@@ -182,6 +182,23 @@ impl Drop for Call {
     }
 }
 
+/// `{"jsonrpc":"2.0","id":<id>,"method":<method>,"params":<params>}` and its newline, written
+/// straight into the frame.
+fn request_frame(id: u64, method: &str, params: Option<&Value>) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(128);
+    frame.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    frame.extend_from_slice(id.to_string().as_bytes());
+    frame.extend_from_slice(br#","method":"#);
+    // Serializing a string or a value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut frame, method);
+    if let Some(params) = params {
+        frame.extend_from_slice(br#","params":"#);
+        let _ = serde_json::to_writer(&mut frame, params);
+    }
+    frame.extend_from_slice(b"}\n");
+    frame
+}
+
 impl WorkerHandle {
     /// Binds the worker to its session: its `bulkhead/` requests act for `principal` from now
     /// on. A worker is bound once, when its session opens, and never rebound.
@@ -252,7 +269,7 @@ impl WorkerHandle {
             .and_then(|params| params.get_mut("_meta"))
             .and_then(|meta| meta.get_mut("progressToken"))
             .map(|token| std::mem::replace(token, json!(id)));
-        let frame = jsonrpc::to_frame(&jsonrpc::request(&json!(id), method, params));
+        let frame = request_frame(id, method, params.as_ref());
         let (outbox, events) = outbox::outbox();
         let command = Command::Call {
             id,
@@ -283,5 +300,24 @@ impl WorkerHandle {
     pub async fn stop(&self) -> WorkerExit {
         let _ = self.shared.commands.send(Command::Stop);
         self.exited().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_frame_is_the_request_it_stands_for() {
+        for params in [
+            None,
+            Some(json!({"name": "e\"cho", "arguments": {"x": [1, 2]}})),
+        ] {
+            let frame = request_frame(7, "tools/call", params.as_ref());
+            assert_eq!(frame.iter().filter(|&&byte| byte == b'\n').count(), 1);
+            assert_eq!(frame.last(), Some(&b'\n'));
+            let parsed: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(parsed, jsonrpc::request(&json!(7), "tools/call", params));
+        }
     }
 }
