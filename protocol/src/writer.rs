@@ -137,6 +137,16 @@ impl FrameWriter {
 
     /// Write `frame`, first waiting while `bound` frames are queued (the reader is slow).
     pub async fn send(&self, frame: Vec<u8>) -> Result<(), Closed> {
+        {
+            // The common case: room, and no waiting to set up.
+            let mut state = self.lock();
+            if state.closed || state.closing {
+                return Err(Closed);
+            }
+            if state.queue.len() < self.bound {
+                return self.push_locked(&mut state, frame);
+            }
+        }
         loop {
             let mut room = pin!(self.room.notified());
             room.as_mut().enable();

@@ -80,16 +80,12 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         loop {
             let kill_at = self.abandoned.next_deadline();
             let stall = self.stall_wait();
+            // In this order: the handles' commands first (a call is registered before anything
+            // the worker says about it is read), then the hard-cancel deadline, a stall's end,
+            // the socket, and last the process's exit (what it wrote before dying is read
+            // first).
             tokio::select! {
-                frame = self.reader.next_frame(), if self.reading() => match frame {
-                    Ok(Some(Frame::Line(line))) => self.on_worker_line(line),
-                    Ok(Some(Frame::Oversized { .. })) => return LoopEnd::Kill("sent a frame over the size limit"),
-                    Ok(None) | Err(_) => return LoopEnd::SocketClosed,
-                },
-                end = async { match stall {
-                    Some(stall) => stall.wait().await,
-                    None => std::future::pending().await,
-                } } => self.end_stall(end),
+                biased;
                 command = self.inbox.recv() => match command {
                     Some(Command::Call { id, frame, progress_token, outbox }) => {
                         self.in_flight.insert(id, InFlight::new(outbox, progress_token));
@@ -105,6 +101,15 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
                 () = sleep_until_opt(kill_at) => {
                     return LoopEnd::Kill("ignored a cancellation past the hard limit");
                 }
+                end = async { match stall {
+                    Some(stall) => stall.wait().await,
+                    None => std::future::pending().await,
+                } } => self.end_stall(end),
+                frame = self.reader.next_frame(), if self.reading() => match frame {
+                    Ok(Some(Frame::Line(line))) => self.on_worker_line(line),
+                    Ok(Some(Frame::Oversized { .. })) => return LoopEnd::Kill("sent a frame over the size limit"),
+                    Ok(None) | Err(_) => return LoopEnd::SocketClosed,
+                },
                 status = self.process.wait() => match status {
                     Ok(status) => {
                         self.drain_replies().await;
