@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bulkhead_protocol::codes;
 use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
@@ -20,23 +19,21 @@ use tokio::time::Instant;
 use crate::metrics::METRICS;
 use crate::pool::Pool;
 use crate::principal::Principal;
-use crate::worker::{Launcher, StartError, WorkerExit, WorkerHandle};
+use crate::worker::{Launcher, WorkerExit, WorkerHandle};
 
+mod error;
+mod lifetime;
 mod slots;
 #[cfg(test)]
 mod tests;
 use bulkhead_protocol::clock::rfc3339;
 use slots::{PendingOpen, Reservation};
 
+pub use error::{Ended, SessionError};
+use lifetime::{MAX_CONCURRENT_STOPS, watch_worker};
+
 /// How many ended handles are remembered for precise errors; older ones read as unknown.
 const ENDED_MEMORY: usize = 10_000;
-
-/// Most workers stopped at once in the background (expiry). Each stop is a few
-/// timers and, for a wrapped server, scans of `/proc`; a mass expiry of thousands of sessions
-/// should not run thousands of scans at once. Sessions waiting their turn still count against
-/// the limits, and every stop ends within the stop sequence's graces (SIGKILL reaches the
-/// worker's pid whatever it did to its process group), so the queue always drains.
-const MAX_CONCURRENT_STOPS: usize = 64;
 
 /// The right to have one request in flight in a session's worker (`--max-in-flight`).
 pub type InFlightPermit = tokio::sync::OwnedSemaphorePermit;
@@ -137,70 +134,6 @@ impl Session {
             Some(Ended::Expired("was idle past its time-to-live"))
         } else {
             None
-        }
-    }
-}
-
-/// How a session ended.
-#[derive(Debug, Clone)]
-pub enum Ended {
-    Closed,
-    Expired(&'static str),
-    Evicted,
-    Lost(WorkerExit),
-    Shutdown,
-}
-
-/// Why a session operation failed; each maps to one JSON-RPC error.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("unknown session: no open session has this handle; open one with session_open")]
-    NotFound,
-    #[error("session {tag} was closed; open a new one with session_open")]
-    Closed { tag: String },
-    #[error("session {tag} expired ({why}); open a new one with session_open")]
-    Expired { tag: String, why: &'static str },
-    #[error(
-        "session {tag} was evicted to make room for a new session; open a new one with session_open"
-    )]
-    Evicted { tag: String },
-    #[error(
-        "session {tag} is lost: its worker {exit}; its state is gone and the handle will not be reused; open a new session with session_open"
-    )]
-    Lost { tag: String, exit: WorkerExit },
-    #[error(
-        "session limit reached: {open} sessions are open (limit {limit}); close a session or retry later"
-    )]
-    Limit { open: usize, limit: usize },
-    #[error(
-        "session limit for this principal reached: {open} sessions open (limit {limit}); close one of yours or retry later"
-    )]
-    PrincipalLimit { open: usize, limit: usize },
-    #[error("cannot start a worker for the session: {0}")]
-    Unavailable(#[from] StartError),
-    #[error("the supervisor is shutting down and opens no new sessions")]
-    ShuttingDown,
-    #[error(
-        "session {tag} already has {limit} requests in flight (the limit); wait for one to finish"
-    )]
-    Busy { tag: String, limit: usize },
-}
-
-impl SessionError {
-    /// The JSON-RPC error code clients see.
-    pub fn code(&self) -> i64 {
-        match self {
-            SessionError::NotFound
-            | SessionError::Closed { .. }
-            | SessionError::Expired { .. }
-            | SessionError::Evicted { .. } => codes::SESSION_NOT_FOUND,
-            SessionError::Lost { .. } => codes::SESSION_LOST,
-            SessionError::Limit { .. } | SessionError::PrincipalLimit { .. } => {
-                codes::SESSION_LIMIT
-            }
-            SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
-            SessionError::ShuttingDown => codes::SHUTTING_DOWN,
-            SessionError::Busy { .. } => codes::TOO_MANY_IN_FLIGHT,
         }
     }
 }
@@ -529,20 +462,6 @@ impl Registry {
         }
     }
 
-    /// End a live session for `reason` and stop its worker in the background, at most
-    /// [`MAX_CONCURRENT_STOPS`] at a time; the caller never waits for a stop.
-    fn end_in_background(self: &Arc<Self>, session: Arc<Session>, reason: Ended) {
-        let Some(reservation) = self.retire(&session, reason) else {
-            return;
-        };
-        let stops = self.stops.clone();
-        tokio::spawn(async move {
-            let _permit = stops.acquire_owned().await;
-            session.worker.stop().await;
-            drop(reservation);
-        });
-    }
-
     /// Take a live session out of the registry for `reason`. Returns the reservation that keeps
     /// counting it against its principal and the total until its worker is reaped, or `None`
     /// when it was not live (already ending, or lost).
@@ -579,38 +498,6 @@ impl Registry {
     /// A live session by handle, whoever owns it (for the admin API).
     pub fn find(&self, handle: &str) -> Option<Arc<Session>> {
         self.state().live.get(handle).cloned()
-    }
-
-    /// End every session past its idle TTL or maximum age. Their workers stop in the
-    /// background: one that is slow to stop never holds back the expiry of the others.
-    pub fn expire(self: &Arc<Self>) {
-        let now = Instant::now();
-        let expired: Vec<(Arc<Session>, Ended)> = self
-            .state()
-            .live
-            .values()
-            .filter_map(|session| Some((session.clone(), session.expiry(&self.limits, now)?)))
-            .collect();
-        for (session, reason) in expired {
-            self.end_in_background(session, reason);
-        }
-    }
-
-    /// Periodically expire sessions until the registry is dropped.
-    pub fn spawn_reaper(self: &Arc<Self>) {
-        let interval = reap_interval(&self.limits);
-        let registry = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(registry) = registry.upgrade() else {
-                    return;
-                };
-                registry.expire();
-            }
-        });
     }
 
     /// Refuse new sessions and stop every worker, in parallel.
@@ -658,34 +545,6 @@ fn least_recently_used_idle(
         .filter(|session| session.in_flight_count(limits) == 0)
         .min_by_key(|session| session.last_activity_instant())
         .cloned()
-}
-
-/// Check often enough that a session outlives its TTL by at most a quarter of it, but never
-/// busy-loop (at least 50 ms) nor sleep past a minute.
-fn reap_interval(limits: &SessionLimits) -> Duration {
-    (limits.idle_ttl.min(limits.max_age) / 4)
-        .clamp(Duration::from_millis(50), Duration::from_secs(60))
-}
-
-/// When a session's worker dies on its own, move the handle to the ended list as lost.
-async fn watch_worker(registry: std::sync::Weak<Registry>, session: Arc<Session>) {
-    let exit = session.worker.exited().await;
-    if !exit.is_crash() {
-        return;
-    }
-    let Some(registry) = registry.upgrade() else {
-        return;
-    };
-    let mut state = registry.state();
-    if state.live.remove(&session.handle).is_some() {
-        METRICS.sessions_crashed.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(session = %session.tag, "session lost: worker {exit}");
-        state.remember_ended(
-            session.handle.clone(),
-            session.principal.clone(),
-            Ended::Lost(exit),
-        );
-    }
 }
 
 /// A fresh handle for this node: 128 bits from the OS random source.

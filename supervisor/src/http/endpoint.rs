@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::jsonrpc;
-use bulkhead_protocol::names::META_PROTOCOL_VERSION;
 use bulkhead_protocol::{Era, codes};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -24,25 +23,22 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::headers::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, check_modern_headers, header};
 use super::oauth::Scopes;
+use super::response::{
+    SESSION_LIMIT_RETRY_AFTER, accepted, event_stream, is_final, json_final, json_reply,
+};
 use super::{
     Body, HttpState, LegacySession, discard_sink, json_response, json_text_response,
     rpc_error_response,
 };
 use crate::mcp::era;
-use crate::mcp::reply::{Kind, Outgoing};
 use crate::mcp::request::{Incoming as Message, Method as RpcMethod, Request as RpcRequest};
 use crate::mcp::{Connection, Sink};
 use crate::metrics::{METRICS, Rejection};
 use crate::principal::Principal;
 use crate::session::SessionError;
 
-const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
-const HEADER_METHOD: &str = "mcp-method";
-const HEADER_NAME: &str = "mcp-name";
-const HEADER_SESSION_ID: &str = "mcp-session-id";
-/// Seconds a client at a session limit is told to wait.
-const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
 /// Messages of one request (notifications, the final response) waiting for its response
 /// stream, which holds 16 encoded chunks of its own: a few per stream keep it flowing, and a
 /// client that does not read holds back its request's task, not the supervisor's memory.
@@ -447,127 +443,6 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .any(|value| value.contains("text/event-stream"))
 }
 
-/// Wait for the final response; notifications cannot travel on a JSON response and are
-/// dropped (clients that want them accept `text/event-stream`).
-async fn json_reply(mut replies: mpsc::Receiver<Outgoing>, era: Era) -> Response<Body> {
-    while let Some(message) = replies.recv().await {
-        if is_final(&message) {
-            return json_final(message, era);
-        }
-    }
-    // The request was cancelled (legacy `notifications/cancelled`): nothing to answer.
-    accepted()
-}
-
-fn json_final(message: Outgoing, era: Era) -> Response<Body> {
-    let status = status_for(&message, era);
-    let mut response = json_text_response(status, message.json);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
-        );
-    }
-    response
-}
-
-/// Whether `message` is the response that ends its request (the sink is the request's own).
-fn is_final(message: &Outgoing) -> bool {
-    matches!(message.kind, Kind::Response { .. })
-}
-
-/// The HTTP status of a JSON-RPC reply. On 2026-07-28 protocol-level errors carry their own
-/// status (the specification's table); tool-level errors stay `200`.
-fn status_for(message: &Outgoing, era: Era) -> StatusCode {
-    let modern = era.is_inline();
-    let Some(code) = message.error_code() else {
-        return StatusCode::OK;
-    };
-    match code {
-        codes::SESSION_LIMIT => {
-            METRICS.reject(Rejection::SessionLimit);
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        codes::METHOD_NOT_FOUND if modern => StatusCode::NOT_FOUND,
-        // `-32602` for missing metadata is answered before dispatch; any other `-32602` is
-        // about the call itself and stays 200.
-        codes::HEADER_MISMATCH
-        | codes::UNSUPPORTED_PROTOCOL_VERSION
-        | codes::MISSING_REQUIRED_CLIENT_CAPABILITY
-        | codes::INVALID_REQUEST
-        | codes::PARSE_ERROR
-            if modern =>
-        {
-            StatusCode::BAD_REQUEST
-        }
-        _ => StatusCode::OK,
-    }
-}
-
-/// A request-scoped SSE response: every message for the request as an event, keep-alive
-/// comments in between, closed after the final response. When the client goes away the
-/// forwarding task stops and drops the reply channel, which cancels the request.
-fn event_stream(
-    mut replies: mpsc::Receiver<Outgoing>,
-    keepalive: Duration,
-    first: Option<Outgoing>,
-) -> Response<Body> {
-    let (chunks, body) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        if let Some(first) = first {
-            let last = is_final(&first);
-            if chunks.send(sse_event(&first)).await.is_err() || last {
-                return;
-            }
-        }
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        loop {
-            tokio::select! {
-                message = replies.recv() => {
-                    let Some(message) = message else { break };
-                    let last = is_final(&message);
-                    if chunks.send(sse_event(&message)).await.is_err() || last {
-                        break;
-                    }
-                }
-                _ = ticker.tick() => {
-                    if chunks.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
-                        break;
-                    }
-                }
-                () = chunks.closed() => break,
-            }
-        }
-    });
-    let mut response = Response::new(Body::stream(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        hyper::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-fn sse_event(message: &Outgoing) -> Bytes {
-    let mut event = Vec::with_capacity(message.json.len() + 24);
-    event.extend_from_slice(b"event: message\ndata: ");
-    event.extend_from_slice(&message.json);
-    event.extend_from_slice(b"\n\n");
-    Bytes::from(event)
-}
-
-fn accepted() -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::ACCEPTED;
-    response
-}
-
 fn header_mismatch(id: &Value, problem: &str) -> Response<Body> {
     METRICS.reject(Rejection::BadRequest);
     json_response(
@@ -580,242 +455,5 @@ fn request_id(message: &Message) -> Value {
     match message {
         Message::Request { id, .. } => id.clone(),
         _ => Value::Null,
-    }
-}
-
-/// A header's value, decoding the `=?base64?…?=` form used for non-ASCII values.
-fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
-    let Some(value) = headers.get(name) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| format!("the {name} header has invalid characters"))?
-        .trim_matches([' ', '\t']);
-    match text
-        .strip_prefix("=?base64?")
-        .and_then(|rest| rest.strip_suffix("?="))
-    {
-        Some(encoded) => base64_decode(encoded)
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .map(Some)
-            .ok_or_else(|| format!("the {name} header has a malformed base64 value")),
-        None => Ok(Some(text.to_string())),
-    }
-}
-
-/// The 2026-07-28 header rules: each header that mirrors the body must agree with it.
-/// `header_params` are the called tool's `x-mcp-header` arguments.
-fn check_modern_headers(
-    headers: &HeaderMap,
-    message: &Message,
-    version: &str,
-    header_params: &[(String, String)],
-) -> Result<(), String> {
-    let Some((method, params, is_request)) = message.method_and_params() else {
-        return Ok(());
-    };
-    match header(headers, HEADER_METHOD)? {
-        None if is_request => return Err("missing Mcp-Method header".into()),
-        Some(value) if value != method => {
-            return Err(format!(
-                "Mcp-Method header {value:?} does not match the body's method {method:?}"
-            ));
-        }
-        _ => {}
-    }
-    let meta_version = params
-        .and_then(|params| params.get("_meta"))
-        .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
-        .and_then(Value::as_str);
-    if let Some(meta_version) = meta_version
-        && meta_version != version
-    {
-        return Err(format!(
-            "MCP-Protocol-Version header {version:?} does not match the request's _meta version {meta_version:?}"
-        ));
-    }
-    if !is_request {
-        return Ok(());
-    }
-    let named = match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    if let Some(field) = named {
-        let body_name = params
-            .and_then(|params| params.get(field))
-            .and_then(Value::as_str);
-        match (header(headers, HEADER_NAME)?, body_name) {
-            (None, _) => return Err("missing Mcp-Name header".into()),
-            (Some(value), Some(body)) if value == body => {}
-            (Some(value), _) => {
-                return Err(format!(
-                    "Mcp-Name header {value:?} does not match the body's {field}"
-                ));
-            }
-        }
-    }
-    let arguments = params.and_then(|params| params.get("arguments"));
-    for (argument, header_name) in header_params {
-        let name = format!("mcp-param-{}", header_name.to_ascii_lowercase());
-        let body = arguments.and_then(|arguments| arguments.get(argument));
-        let body_text = match body {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(value @ (Value::Number(_) | Value::Bool(_))) => Some(value.to_string()),
-            // A structured value cannot be mirrored; the argument's own validation reports it.
-            Some(_) => continue,
-        };
-        match (header(headers, &name)?, body_text) {
-            (None, None) => {}
-            (Some(value), Some(body)) if value == body => {}
-            (None, Some(_)) => {
-                return Err(format!(
-                    "the {argument} argument needs the Mcp-Param-{header_name} header"
-                ));
-            }
-            (Some(_), _) => {
-                return Err(format!(
-                    "Mcp-Param-{header_name} header does not match the {argument} argument"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Standard base64 with its padding to bytes; anything malformed is `None`.
-fn base64_decode(encoded: &str) -> Option<Vec<u8>> {
-    if !encoded.len().is_multiple_of(4) {
-        return None;
-    }
-    let data = encoded.trim_end_matches('=');
-    if encoded.len() - data.len() > 2 {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(encoded.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for character in data.bytes() {
-        let value = match character {
-            b'A'..=b'Z' => character - b'A',
-            b'a'..=b'z' => character - b'a' + 26,
-            b'0'..=b'9' => character - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Some(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn base64_header_values_decode() {
-        assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
-        assert_eq!(base64_decode("w6k=").as_deref(), Some("é".as_bytes()));
-        assert_eq!(base64_decode("SGVsbG8"), None, "missing padding");
-        assert_eq!(base64_decode("SGVs!!!bG8="), None);
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    fn call(arguments: Value) -> Message {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": arguments, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
-        Message::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn modern_headers_must_mirror_the_body() {
-        let params = [("session".to_string(), "Session".to_string())];
-        let good = headers(&[
-            ("mcp-method", "tools/call"),
-            ("mcp-name", " echo "),
-            ("mcp-param-session", "n.1"),
-        ]);
-        assert!(
-            check_modern_headers(
-                &good,
-                &call(json!({"session": "n.1"})),
-                "2026-07-28",
-                &params
-            )
-            .is_ok()
-        );
-        let encoded = headers(&[
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "=?base64?ZWNobw==?="),
-            ("mcp-param-session", "n.1"),
-        ]);
-        assert!(
-            check_modern_headers(
-                &encoded,
-                &call(json!({"session": "n.1"})),
-                "2026-07-28",
-                &params
-            )
-            .is_ok()
-        );
-        for (bad, arguments) in [
-            (headers(&[("mcp-name", "echo")]), json!({})),
-            (
-                headers(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]),
-                json!({}),
-            ),
-            (headers(&[("mcp-method", "tools/call")]), json!({})),
-            (
-                headers(&[("mcp-method", "tools/call"), ("mcp-name", "other")]),
-                json!({}),
-            ),
-            (
-                headers(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]),
-                json!({"session": "n.1"}),
-            ),
-            (
-                headers(&[
-                    ("mcp-method", "tools/call"),
-                    ("mcp-name", "echo"),
-                    ("mcp-param-session", "n.2"),
-                ]),
-                json!({"session": "n.1"}),
-            ),
-            (
-                headers(&[
-                    ("mcp-method", "tools/call"),
-                    ("mcp-name", "echo"),
-                    ("mcp-param-session", "n.2"),
-                ]),
-                json!({}),
-            ),
-        ] {
-            assert!(
-                check_modern_headers(&bad, &call(arguments.clone()), "2026-07-28", &params)
-                    .is_err(),
-                "{bad:?} {arguments}"
-            );
-        }
-        let wrong_version = headers(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]);
-        assert!(
-            check_modern_headers(&wrong_version, &call(json!({})), "2025-11-25", &params).is_err()
-        );
     }
 }
