@@ -7,6 +7,7 @@
 //! `--smoke` shrinks every count so the whole run takes seconds (a check that every
 //! measurement still works, not a measurement). Progress goes to stderr; the report to files.
 
+mod balancer;
 mod chart;
 mod http;
 mod latency;
@@ -94,6 +95,8 @@ enum Part {
     Throughput,
     /// Sessions at scale: latency, memory, descriptors up to --max-sessions.
     Scale,
+    /// Three nodes behind real nginx and HAProxy: latency added, throughput with 1 and 3 nodes.
+    Balancer,
 }
 
 impl Cli {
@@ -270,6 +273,15 @@ fn run(cli: &Cli, plan: &Plan, binaries: &Binaries) -> Results {
         match scenarios::throughput_http(binaries, plan) {
             Ok(rows) => results.throughput = rows,
             Err(error) => results.failures.push(note("throughput", error.to_string())),
+        }
+    }
+    if cli.runs(Part::Balancer) {
+        eprintln!(
+            "bulkhead-bench: behind nginx and HAProxy: latency added, throughput with 1 and 3 nodes"
+        );
+        match balancer::measure(binaries, plan) {
+            Ok(figures) => results.balancer = Some(figures),
+            Err(error) => results.failures.push(note("balancer", error.to_string())),
         }
     }
     if cli.runs(Part::Scale) {

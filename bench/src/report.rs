@@ -21,6 +21,8 @@ pub struct Results {
     pub calls: Vec<CallLatency>,
     pub throughput: Vec<Throughput>,
     pub scale: Option<Scale>,
+    /// Behind real load balancers.
+    pub balancer: Option<crate::balancer::BalancerFigures>,
     pub failures: Vec<String>,
     /// The pause before each measured session start.
     pub session_gap_ms: u128,
@@ -316,9 +318,63 @@ fn details(out: &mut String, results: &Results) {
         }
         let _ = writeln!(out);
     }
+    if let Some(figures) = &results.balancer {
+        balancer_tables(out, figures);
+    }
     if let Some(scale) = &results.scale {
         scale_table(out, scale);
     }
+}
+
+fn balancer_tables(out: &mut String, figures: &crate::balancer::BalancerFigures) {
+    let _ = writeln!(
+        out,
+        "## Behind a load balancer
+"
+    );
+    let _ = writeln!(
+        out,
+        "Three `bulkhead serve` nodes behind the shipped nginx and HAProxy configurations (`scripts/lb-config`), all on this machine's cores together with the load generator. Warm `echo` calls in one session by handle (`Mcp-Param-Session`), each path on its own keep-alive connection, in rounds that take turns:\n"
+    );
+    let _ = writeln!(out, "| path | p50 | p99 | added at p50 | calls |");
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+    let direct = figures.latency.first().map(|row| row.summary.p50);
+    for row in &figures.latency {
+        let added = direct.map_or(String::new(), |direct| {
+            format_micros(row.summary.p50 - direct)
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            row.path,
+            format_micros(row.summary.p50),
+            format_micros(row.summary.p99),
+            added,
+            row.summary.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThroughput: sessions opened on the nodes in turn, each called back to back on its own keep-alive connection through the balancer (\"direct\": to one node, no balancer):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| via | nodes | concurrent sessions | calls/s | p50 | p99 |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+    for row in &figures.throughput {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {} | {} |",
+            row.via,
+            row.nodes,
+            row.sessions,
+            row.calls_per_second,
+            format_micros(row.summary.p50),
+            format_micros(row.summary.p99)
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn scale_table(out: &mut String, scale: &Scale) {

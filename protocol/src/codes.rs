@@ -39,3 +39,6 @@ pub const TOO_MANY_IN_FLIGHT: i64 = -32045;
 pub const WORKER_UNAVAILABLE: i64 = -32046;
 /// The supervisor is shutting down and takes no new work.
 pub const SHUTTING_DOWN: i64 = -32047;
+/// This node is draining (before a restart): it serves its existing sessions but opens no new
+/// one. Nothing was done, so the request may be retried anywhere (HTTP `503` + `Retry-After`).
+pub const NODE_DRAINING: i64 = -32048;

@@ -18,6 +18,10 @@ pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 /// Handshake messages, tagged by the `bulkhead` member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "bulkhead", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one hello per worker's life: boxing it would save nothing worth the indirection"
+)]
 pub enum Control {
     /// Supervisor → worker: who you are and how to behave.
     Hello(Hello),
@@ -54,6 +58,14 @@ pub struct Hello {
     /// (`bulkhead serve --test-fixtures`; test only).
     #[serde(default)]
     pub fixtures: bool,
+    /// The network brokers this worker offers besides `paper`, with their endpoints (already
+    /// defaulted and checked by the supervisor).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<crate::brokers::NetworkBroker>,
+    /// The supervisor's per-call deadline in milliseconds (`--call-timeout`): a broker sizes its
+    /// network timeouts to answer within it. `None`: the worker assumes the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_ms: Option<u64>,
     /// The session principal's trading rails and live brokers (the defaults for a worker that
     /// belongs to no principal yet: the catalog's, a pool worker's).
     #[serde(default)]
@@ -158,6 +170,12 @@ mod tests {
                 ..SandboxPolicy::default()
             },
             fixtures: true,
+            brokers: vec![crate::brokers::NetworkBroker {
+                name: "alpaca-paper".into(),
+                trading_url: "http://127.0.0.1:1".into(),
+                data_url: "http://127.0.0.1:1".into(),
+            }],
+            call_timeout_ms: Some(60_000),
             trading: crate::trading::TradingPolicy {
                 live_brokers: vec!["alpaca".into()],
                 ..Default::default()

@@ -5,14 +5,16 @@
 //! ([`frame::LineReader`], generic over any `AsyncRead`), frames into JSON-RPC envelopes
 //! ([`jsonrpc`]), and defines the versioned handshake that runs on a worker's private socket
 //! before any MCP traffic ([`handshake`]), the exec shim's contract for wrapped stdio servers
-//! ([`exec`]), the session handle format ([`handle`]) and the error codes clients see
-//! ([`codes`]), the timestamp format of session metadata ([`clock`]), the names shared on the
-//! wire ([`names`]: session tools, the `session` argument, the 2026-07-28 `_meta` keys) and the
-//! protocol eras ([`era`]), and a writer that writes each frame whole from wherever it is
-//! produced ([`writer`]). Everything else (spawning, routing, tools) lives in the
+//! ([`exec`]), the network brokers' endpoints and the network a worker may reach ([`brokers`]),
+//! the session handle format ([`handle`]) and the error codes clients see ([`codes`]), the
+//! timestamp format of session metadata ([`clock`]), the names shared on the wire ([`names`]:
+//! session tools, the `session` argument, the 2026-07-28 `_meta` keys) and the protocol eras
+//! ([`era`]), and a writer that writes each frame whole from wherever it is produced
+//! ([`writer`]). Everything else (spawning, routing, tools) lives in the
 //! `supervisor` and `worker` crates.
 #![forbid(unsafe_code)]
 
+pub mod brokers;
 pub mod clock;
 pub mod codes;
 pub mod era;

@@ -11,10 +11,13 @@ use bulkhead_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use bulkhead_protocol::handle::is_valid_node;
 use clap::{Args, Parser, Subcommand};
 
+mod brokers;
 mod layers;
 mod oauth;
 mod serve;
 mod wrap;
+
+pub use brokers::BrokerEndpoints;
 
 pub use layers::{Parsed, parse_layers, redacted_summary};
 pub use serve::ServeOptions;
@@ -145,6 +148,15 @@ pub struct Options {
     /// Seed of the built-in paper market (same seed, same prices at the same time).
     #[arg(long)]
     pub paper_seed: Option<u64>,
+    /// Where a network broker's API is: `NAME.KIND=URL` with KIND `trading` or `data`, e.g.
+    /// `alpaca-paper.trading=https://paper-api.alpaca.markets` (repeatable; the environment
+    /// variable takes a comma-separated list). `https://` only, except on loopback addresses.
+    #[arg(
+        long = "broker-url",
+        value_name = "NAME.KIND=URL",
+        value_delimiter = ','
+    )]
+    pub broker_urls: Vec<String>,
     /// Address space of each worker, in bytes (also the cgroup's memory.max).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_WORKER_MAX_MEMORY_BYTES)]
     pub worker_max_memory: u64,
@@ -223,6 +235,8 @@ pub struct Config {
     /// How workers are confined (limits, uid, cgroup).
     pub confinement: Confinement,
     pub paper_seed: Option<u64>,
+    /// Every network broker's endpoints (`--broker-url` over the documented defaults).
+    pub broker_endpoints: BrokerEndpoints,
     /// Workers kept pre-spawned for new sessions (0: none).
     pub pool_size: usize,
     /// External worker mode: the stdio server each session runs instead of the built-in worker.
@@ -303,6 +317,7 @@ impl Options {
         let call_timeout = seconds("--call-timeout", self.call_timeout);
         let hard_cancel = seconds("--hard-cancel", self.hard_cancel);
         let handshake = seconds("handshake timeout", DEFAULT_HANDSHAKE_TIMEOUT_SECS);
+        let broker_endpoints = BrokerEndpoints::resolve(&self.broker_urls, &mut problems);
         let wrap = self.wrap.resolve().unwrap_or_else(|found| {
             problems.extend(found);
             None
@@ -337,6 +352,7 @@ impl Options {
             credentials_dir,
             confinement,
             paper_seed: self.paper_seed,
+            broker_endpoints,
             pool_size: self.pool_size,
             wrap,
             trading,

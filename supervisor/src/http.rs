@@ -88,6 +88,8 @@ pub struct HttpConfig {
     /// SHA-256 of the token `/metrics` requires; `None`: served on local listeners only.
     pub metrics_token: Option<[u8; 32]>,
     pub sse_keepalive: Duration,
+    /// How long a draining node waits for its sessions (see [`crate::drain`]).
+    pub drain_deadline: Duration,
     /// Access tokens from OAuth issuers, beside the static tokens and peer uids of `auth`.
     pub oauth: Option<oauth::OAuthConfig>,
 }
@@ -101,7 +103,7 @@ struct LegacySession {
 pub struct HttpState {
     pub frontend: Arc<Frontend>,
     pub config: HttpConfig,
-    node: String,
+    pub node: String,
     legacy: Mutex<HashMap<String, LegacySession>>,
     /// The 2026-07-28 context of each principal: its default session.
     modern: Mutex<HashMap<Principal, Arc<Connection>>>,
@@ -413,18 +415,23 @@ where
 }
 
 async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) -> Response<Body> {
+    let unread_body = has_body(&request);
     // Every endpoint, not only /mcp: a browser tricked by DNS rebinding must not read the
     // metrics or reach the admin API either.
     if let Err(response) = check_host_and_origin(&state, peer, &request) {
-        return response;
+        return before_body(unread_body, response);
     }
     let path = request.uri().path().to_string();
-    match (request.method(), path.as_str()) {
+    // Only `/mcp` reads bodies (and says itself when it answers before reading one); every
+    // other answer here is sent with the body, if any, unread.
+    let response = match (request.method(), path.as_str()) {
         (_, "/mcp") => match check_principal(&state, peer, &request).await {
             Ok((principal, scopes)) => match state.slots.admit(&principal) {
-                Some(share) => endpoint::handle(state, principal, scopes, request)
-                    .await
-                    .map(|body| body.hold(share)),
+                Some(share) => {
+                    return endpoint::handle(state, principal, scopes, request)
+                        .await
+                        .map(|body| body.hold(share));
+                }
                 None => share_refused(
                     Rejection::PrincipalShare,
                     &format!(
@@ -446,11 +453,28 @@ async fn route(state: Arc<HttpState>, peer: Peer, request: Request<Incoming>) ->
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state, peer.through_local_listener(), &request),
-        (_, path) if path == "/admin/sessions" || path.starts_with("/admin/sessions/") => {
-            ops::admin(&state, request).await
-        }
+        (_, path) if path.starts_with("/admin/") => ops::admin(&state, request).await,
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    before_body(unread_body, response)
+}
+
+/// Whether the request carries a body (one that the handler may not have read).
+pub(crate) fn has_body(request: &Request<Incoming>) -> bool {
+    !hyper::body::Body::is_end_stream(request.body())
+}
+
+/// A response sent without reading the request's body: hyper closes the connection after it
+/// (the unread bytes cannot be told from a next request), so say so with `Connection: close`,
+/// or a keep-alive client reuses the dead connection and its next request fails with "server
+/// disconnected" (an OAuth client's retry after the 401, say).
+pub(crate) fn before_body(unread_body: bool, mut response: Response<Body>) -> Response<Body> {
+    if unread_body {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 /// The protected-resource metadata (the Host and Origin rules already ran in [`route`]).

@@ -6,10 +6,11 @@
 //! before it (ARCHITECTURE.md, *Layers*; `tests/tests/conventions.rs` enforces it):
 //!
 //! - [`capacity`] (system limits: raised at start, named when hit), [`credentials`]
-//!   (credential references), [`metrics`] (Prometheus counters and histograms), [`principal`]
-//!   (who a session belongs to), [`signals`] (what each signal does);
-//! - [`spawn`] (the only code that starts processes), [`trading`] (rails, the desk, the ledger,
-//!   the order journal);
+//!   (credential references), [`drain`] (the node's drain state), [`metrics`] (Prometheus
+//!   counters and histograms), [`principal`] (who a session belongs to), [`signals`] (what each
+//!   signal does);
+//! - [`node`] (handles of other nodes), [`spawn`] (the only code that starts processes),
+//!   [`trading`] (rails, the desk, the ledger, the order journal);
 //! - [`wrap`] (external worker mode: a wrapped server's command, environment, bridge, names,
 //!   stderr);
 //! - [`worker`] (one actor per worker process; the `Launcher` that starts them);
@@ -25,9 +26,11 @@ mod capacity;
 mod catalog;
 mod config;
 mod credentials;
+mod drain;
 mod http;
 mod mcp;
 mod metrics;
+mod node;
 mod pool;
 mod principal;
 mod session;
@@ -43,6 +46,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulkhead_protocol::brokers::{ALPACA_LIVE, ALPACA_PAPER, NetworkBroker, WorkerNetwork};
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
@@ -200,6 +204,32 @@ fn check_config(options: &config::ServeOptions, file_problems: Vec<String>) -> E
     }
 }
 
+/// The network brokers workers are told about besides `paper`: `alpaca-paper` always (a paper
+/// account risks nothing); `alpaca`, with real money, only when the operator enables it for
+/// some principal — and each worker lists it only when its own principal's policy does. The
+/// workers' network policy follows from this list, so without a live principal no worker may
+/// reach the live endpoints' ports.
+fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
+    let trading = &config.trading;
+    let live_for_someone = std::iter::once(None)
+        .chain(trading.principals.keys().map(|name| Some(name.as_str())))
+        .any(|principal| {
+            trading
+                .policy_for(principal)
+                .live_brokers
+                .iter()
+                .any(|broker| broker == ALPACA_LIVE)
+        });
+    let mut names = vec![ALPACA_PAPER];
+    if live_for_someone {
+        names.push(ALPACA_LIVE);
+    }
+    names
+        .into_iter()
+        .filter_map(|name| config.broker_endpoints.get(name).cloned())
+        .collect()
+}
+
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
 fn start(
     config: &Config,
@@ -224,6 +254,8 @@ fn start(
         }
     };
     warn_about_trading(config);
+    let brokers = network_brokers(config);
+    let network = WorkerNetwork::for_brokers(&brokers);
     let wrapped = wrap::WrappedServer::new(
         config.wrap.as_ref(),
         config.worker.clone(),
@@ -234,7 +266,7 @@ fn start(
         None => Flavor::Builtin(Arc::new(Builtin {
             command: WorkerCommand {
                 program: config.worker.clone(),
-                args: Vec::new(),
+                args: vec![network.to_arg().into()],
                 wrapped: None,
             },
             log_filter,
@@ -242,6 +274,8 @@ fn start(
             test_tools: config.test_tools,
             paper_seed: config.paper_seed,
             fixtures: config.test_fixtures,
+            brokers,
+            call_timeout: config.call_timeout,
             trading: Some(desk),
         })),
     };
@@ -319,7 +353,12 @@ fn warn_about_trading(config: &Config) {
 async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {
     prefetch_catalog(&frontend, None);
     let shutdown = CancellationToken::new();
-    if let Err(error) = signals::install(shutdown.clone()) {
+    let drain_ignored = || {
+        tracing::warn!("SIGUSR1 (drain) applies to bulkhead serve only; ignored on stdio");
+    };
+    if let Err(error) =
+        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(drain_ignored))
+    {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
     }
@@ -341,7 +380,7 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
     // The requests still running answer now (their workers are gone); then stdout is closed
     // once what is queued for it is written.
     let flushing = async {
-        frontend.tasks.drain(FLUSH_GRACE).await;
+        frontend.tasks.wait(FLUSH_GRACE).await;
         output.writer.close();
         let _ = output.drained.await;
     };
@@ -392,9 +431,38 @@ async fn run_http(
         return i32::from(EXIT_CONFIG);
     }
     let shutdown = CancellationToken::new();
-    if let Err(error) = signals::install(shutdown.clone()) {
+    let drain = registry.drain().clone();
+    let drain_deadline = http.drain_deadline;
+    let on_drain = {
+        let drain = drain.clone();
+        move || {
+            if drain.begin(drain::Trigger::Signal, drain_deadline) == drain::Begun::AlreadyDraining
+            {
+                tracing::info!("SIGUSR1: already draining");
+            }
+        }
+    };
+    if let Err(error) =
+        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(on_drain))
+    {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
+    }
+    let sessions = {
+        let registry = registry.clone();
+        move || registry.live_count()
+    };
+    tokio::spawn(drain::exit_when_drained(
+        drain.clone(),
+        sessions,
+        shutdown.clone(),
+    ));
+    {
+        let (drain, notifier) = (drain.clone(), notifier.clone());
+        tokio::spawn(async move {
+            drain.until_draining().await;
+            notifier.notify("STATUS=draining: no new sessions");
+        });
     }
     let unix_path = http.unix.clone();
     let state = http::HttpState::new(frontend.clone(), http, config.node.clone());
@@ -410,7 +478,7 @@ async fn run_http(
     shutdown.cancelled().await;
     notifier.notify("STOPPING=1\nSTATUS=draining");
     state.start_draining();
-    if !frontend.tasks.drain(DRAIN_DEADLINE).await {
+    if !frontend.tasks.wait(DRAIN_DEADLINE).await {
         tracing::warn!(
             requests = frontend.tasks.running(),
             "requests still in flight at the drain deadline; stopping their workers"

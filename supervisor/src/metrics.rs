@@ -116,10 +116,14 @@ pub enum Rejection {
     ListenShare,
     /// A request body did not arrive within `--body-timeout`.
     BodyTimeout,
+    /// A handle or legacy session id named another node, which the request could not reach.
+    OtherNode,
+    /// A new session was refused because this node is draining.
+    Draining,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 11] = [
+    const ALL: [Rejection; 13] = [
         Rejection::Unauthorized,
         Rejection::Origin,
         Rejection::Host,
@@ -131,6 +135,8 @@ impl Rejection {
         Rejection::PrincipalShare,
         Rejection::ListenShare,
         Rejection::BodyTimeout,
+        Rejection::OtherNode,
+        Rejection::Draining,
     ];
 
     fn as_str(self) -> &'static str {
@@ -146,6 +152,8 @@ impl Rejection {
             Rejection::PrincipalShare => "principal_share",
             Rejection::ListenShare => "listen_share",
             Rejection::BodyTimeout => "body_timeout",
+            Rejection::OtherNode => "other_node",
+            Rejection::Draining => "draining",
         }
     }
 }

@@ -197,6 +197,8 @@ pub struct Registry {
     state: Mutex<State>,
     /// Pre-spawned workers, when `--pool-size` is above zero.
     pool: std::sync::OnceLock<Arc<Pool>>,
+    /// Whether this node is draining: then it opens no new session.
+    drain: Arc<crate::drain::Drain>,
     /// Permits for background stops ([`MAX_CONCURRENT_STOPS`]).
     stops: Arc<Semaphore>,
 }
@@ -209,8 +211,14 @@ impl Registry {
             launcher,
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
+            drain: Arc::default(),
             stops: Arc::new(Semaphore::new(MAX_CONCURRENT_STOPS)),
         })
+    }
+
+    /// This node's drain state (see [`crate::drain`]).
+    pub fn drain(&self) -> &Arc<crate::drain::Drain> {
+        &self.drain
     }
 
     /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
@@ -374,6 +382,11 @@ impl Registry {
         if state.shutting_down {
             return Err(SessionError::ShuttingDown);
         }
+        if self.drain.is_draining() {
+            return Err(SessionError::Draining {
+                node: self.node.clone(),
+            });
+        }
         let mine = state.count_for(principal);
         let total = state.total();
         let refusal = if mine >= self.limits.max_sessions_per_principal {
@@ -433,7 +446,8 @@ impl Registry {
                     },
                 })
             }
-            _ => Err(SessionError::NotFound),
+            _ => Err(crate::node::OtherNode::of(handle, &self.node)
+                .map_or(SessionError::NotFound, SessionError::OtherNode)),
         }
     }
 

@@ -7,12 +7,28 @@
 //!   their sockets close.
 //! - SIGPIPE: ignored by the Rust runtime; a closed stdout surfaces as a write error and ends
 //!   the conversation like a closed stdin.
+//! - SIGUSR1 (`bulkhead serve`): drain ([`crate::drain`]) — no new sessions, existing ones
+//!   served until they end, then exit 0 (at the latest at `--drain-deadline`). Not SIGTERM,
+//!   which systemd and Kubernetes send to mean "stop now, after our grace period"; not SIGHUP,
+//!   which is kept for re-executing in place (a reload that keeps every session). Under
+//!   `bulkhead stdio` there is no balancer to move clients, so SIGUSR1 is logged and ignored.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Exit status after a second, impatient signal.
 pub const EXIT_IMMEDIATE: i32 = 130;
+
+/// Run `on_drain` on every SIGUSR1 (it decides what a repeat means).
+pub fn install_drain(on_drain: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            on_drain();
+        }
+    });
+    Ok(())
+}
 
 /// Cancel `shutdown` on the first terminating signal; exit on the second.
 pub fn install(shutdown: CancellationToken) -> std::io::Result<()> {

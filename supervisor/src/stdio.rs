@@ -85,7 +85,7 @@ pub async fn serve(
         if end == End::StdinClosed {
             // A host may write its last requests and close stdin at once: answer what already
             // arrived, briefly, before every session is stopped.
-            frontend.tasks.drain(STDIN_CLOSED_DRAIN).await;
+            frontend.tasks.wait(STDIN_CLOSED_DRAIN).await;
         }
         end
     });

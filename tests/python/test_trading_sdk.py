@@ -136,7 +136,7 @@ async def test_each_principal_gets_its_own_rails_over_http(bulkhead_bin, mode, t
         alice = Client(http_client_for(url, "alice-token-0123456789"), mode=mode, elicitation_callback=confirm)
         async with alice as client:
             names = [broker["name"] for broker in (await call(client, "broker_list"))["brokers"]]
-            assert names == ["paper", "paper-live"], "alice may trade live, with a cap"
+            assert names == ["alpaca-paper", "paper", "paper-live"], "alice may trade live, with a cap"
             await call(client, "broker_login", broker="paper-live", api_key="k", api_secret="s")
             kind, text = await refused(client, "order_place", broker="paper-live", symbol="SOL-USD", side="buy", qty="2")
             assert kind == "max_order_notional" and "of 100 USD" in text
@@ -144,7 +144,7 @@ async def test_each_principal_gets_its_own_rails_over_http(bulkhead_bin, mode, t
             assert placed["environment"] == "live" and placed["order"]["status"] == "filled"
         async with Client(http_client_for(url, "bob-token-0123456789"), mode=mode) as client:
             names = [broker["name"] for broker in (await call(client, "broker_list"))["brokers"]]
-            assert names == ["paper"], "bob sees no live broker"
+            assert names == ["alpaca-paper", "paper"], "bob sees no live broker (alpaca-paper is always listed)"
             await call(client, "broker_login", broker="paper", api_key="k", api_secret="s")
             big = await call(client, "order_place", symbol="SOL-USD", side="buy", qty="2")
             assert big["order"]["status"] == "filled", "bob has no cap"

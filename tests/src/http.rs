@@ -12,11 +12,26 @@ use serde_json::{Value, json};
 
 use crate::binary;
 
-/// A running `bulkhead serve`.
+/// A running `bulkhead serve`; its [`Endpoint`] methods talk to it.
 pub struct TestServer {
     pub child: Child,
-    pub addr: SocketAddr,
+    endpoint: Endpoint,
     log: Arc<Mutex<String>>,
+}
+
+/// An HTTP address to send requests to: a `bulkhead serve`, or a load balancer in front of
+/// several.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 impl TestServer {
@@ -76,7 +91,9 @@ impl TestServer {
         };
         let server = Self {
             child,
-            addr: addr.parse().expect("listen address"),
+            endpoint: Endpoint {
+                addr: addr.parse().expect("listen address"),
+            },
             log,
         };
         assert!(
@@ -94,7 +111,9 @@ impl TestServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
 
+impl Endpoint {
     /// Send raw request bytes and read one response.
     pub fn raw(&self, request: &[u8]) -> HttpResponse {
         send(self.addr, request)
@@ -174,7 +193,7 @@ impl TestServer {
     }
 }
 
-impl TestServer {
+impl Endpoint {
     /// Open a session with a 2026-07-28 `session_open` and return its handle.
     pub fn open_session(&self, token: Option<&str>) -> String {
         let opened = self.modern(

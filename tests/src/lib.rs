@@ -4,9 +4,12 @@
 //! [`TestSupervisor`] is a small builder around the process; a reader thread collects stdout
 //! lines so a test can wait for the response to a given id with a timeout, and stderr is kept
 //! for assertions about logs. The `/proc` helpers look at the worker processes themselves.
+//! [`alpaca::StandIn`] is a loopback Alpaca served from the paper engine.
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them beside
 //! the test executable's `deps/` directory.
 
+pub mod alpaca;
+pub mod balancer;
 pub mod http;
 pub mod oauth;
 

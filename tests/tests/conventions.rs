@@ -63,8 +63,15 @@ fn only_the_spawn_module_starts_processes() {
 /// come to depend on routing, sessions or the transports. ARCHITECTURE.md, *Layers*, says what
 /// each layer does not know.
 const SUPERVISOR_LAYERS: &[&[&str]] = &[
-    &["capacity", "credentials", "metrics", "principal", "signals"],
-    &["spawn", "trading"],
+    &[
+        "capacity",
+        "credentials",
+        "drain",
+        "metrics",
+        "principal",
+        "signals",
+    ],
+    &["node", "spawn", "trading"],
     &["wrap"],
     &["worker"],
     &["pool"],

@@ -566,9 +566,11 @@ fn health_metrics_and_the_admin_api_show_safe_fields_only() {
     let ended = server.request("DELETE", &format!("/admin/sessions/{handle}"), &auth, b"");
     assert_eq!(ended.status, 200);
     assert!(eventually(Duration::from_secs(3), || process_state(pid).is_none()));
-    // Log lines reach stderr from the supervisor's log thread, shortly after the reply.
+    assert!(!server.stderr().contains("SENTINEL"));
+    // The harness reads the server's stderr on a thread of its own, and the supervisor writes
+    // its log lines from a thread of its own: wait for the line to arrive.
     assert!(
-        eventually(Duration::from_secs(2), || server
+        eventually(Duration::from_secs(5), || server
             .stderr()
             .contains("tool call")),
         "an audit line per tool call"
@@ -1023,4 +1025,82 @@ fn eventually_response(path: &std::path::Path, body: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the unix listener never answered")
+}
+
+/// A response sent before the request's body was read (401, 403, 429, a draining node, …)
+/// leaves the body's bytes in the connection, so the server closes it. It must say so with
+/// `Connection: close`, or a keep-alive client (the official SDK's httpx among them) reuses the
+/// dead connection for its retry and fails with "server disconnected" — which is how an OAuth
+/// client's POST → 401 → token → POST went wrong when the body arrived a moment after the
+/// headers.
+#[test]
+fn a_response_sent_before_the_body_was_read_says_the_connection_closes() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&["--tokens", tokens.to_str().unwrap()]);
+    let body = serde_json::to_vec(&json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/list",
+        "params": {"_meta": modern_meta()},
+    }))
+    .unwrap();
+    let headers = |origin: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\n{origin}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {}\r\n\r\n",
+            server.addr,
+            body.len()
+        )
+    };
+    for (refusal, origin) in [
+        (401, String::new()),
+        (403, "Origin: https://evil.example\r\n".to_string()),
+    ] {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The headers first and the body a moment later, as a client on a real network sends
+        // them: the answer is ready before the body is there.
+        stream.write_all(headers(&origin).as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        stream.write_all(&body).unwrap();
+        let response = bulkhead_tests::http::read_response(&mut std::io::BufReader::new(&stream));
+        assert_eq!(response.status, refusal, "{}", response.text());
+        assert_eq!(
+            response.header("connection").map(str::to_ascii_lowercase),
+            Some("close".to_string()),
+            "a {refusal} sent before the body was read must close the connection, and say so"
+        );
+    }
+    let _ = std::fs::remove_file(tokens);
+}
+
+/// A client that sends a body over the limit must read the `413`, not a connection reset: the
+/// server reads (and discards) the rest of a moderately oversized body before it answers and
+/// closes, as a client that writes its whole request before reading (most do) needs.
+#[test]
+fn an_oversized_body_is_answered_413_even_while_the_client_is_still_sending_it() {
+    let server = TestServer::start(&["--no-auth", "--max-body-bytes", "1048576"]);
+    let size = 3 * 1024 * 1024;
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let headers = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {size}\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(headers.as_bytes()).unwrap();
+    // In slices with pauses, so the server sees the limit pass long before the body ends.
+    let slice = vec![b' '; 256 * 1024];
+    for _ in 0..size / slice.len() {
+        if stream.write_all(&slice).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let response = bulkhead_tests::http::read_response(&mut std::io::BufReader::new(&stream));
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert_eq!(
+        response.header("connection").map(str::to_ascii_lowercase),
+        Some("close".to_string())
+    );
 }

@@ -321,8 +321,14 @@ fn eviction_at_the_limit_never_takes_another_principals_session() {
         "{evicted}"
     );
     let info = call(ALICE, 3, "session_info", json!({"session": alices}));
+    // Network brokers are listed beside paper: find paper by name.
+    let paper = info["result"]["structuredContent"]["brokers"]
+        .as_array()
+        .and_then(|brokers| brokers.iter().find(|broker| broker["name"] == "paper"))
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
-        info["result"]["structuredContent"]["brokers"][0]["authenticated"], true,
+        paper["authenticated"], true,
         "alice's session and login survive bob's opens: {info}"
     );
     let echoed = call(

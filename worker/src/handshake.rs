@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use crate::acknowledge::Acknowledging;
+use crate::broker::alpaca::DEFAULT_CALL_DEADLINE;
 use crate::fixtures::FixtureServer;
 use crate::sandbox;
 use crate::tools::SessionServer;
@@ -124,7 +125,16 @@ pub async fn run(sandbox: sandbox::Report) -> Result<(), Failure> {
             tracing::debug!(?reason, "supervisor closed the fixture session");
             return Ok(());
         }
-        let server = SessionServer::new(hello.test_tools, hello.paper_seed, &hello.trading);
+        let call_deadline = hello
+            .call_timeout_ms
+            .map_or(DEFAULT_CALL_DEADLINE, Duration::from_millis);
+        let server = SessionServer::new(
+            hello.test_tools,
+            hello.paper_seed,
+            &hello.trading,
+            &hello.brokers,
+            call_deadline,
+        );
         let service = Acknowledging::new(server.clone())
             .serve((read_half, write_half))
             .await

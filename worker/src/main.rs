@@ -10,7 +10,6 @@
 
 mod acknowledge;
 mod attachments;
-mod broker;
 mod exec;
 mod fixtures;
 mod handshake;
@@ -19,6 +18,10 @@ mod sandbox;
 mod tools;
 
 use std::process::ExitCode;
+
+// The broker engine lives in the library half of this package (`src/lib.rs`), shared with the
+// test suite's Alpaca stand-in; `crate::broker` paths resolve through this import.
+use bulkhead_worker::broker;
 
 use bulkhead_protocol::{
     ENV_WORKER_PROTOCOL, EXIT_HANDSHAKE_FAILED, EXIT_NOT_SUPERVISED, WORKER_SOCKET_FD,
@@ -41,7 +44,18 @@ fn main() -> ExitCode {
         );
         return exit_code(EXIT_NOT_SUPERVISED);
     }
-    let sandbox = match sandbox::enter() {
+    // What the network brokers need of the network is decided before the sandbox, which comes
+    // before the hello: the supervisor passes it as an argument.
+    let network =
+        match bulkhead_protocol::brokers::WorkerNetwork::from_args(std::env::args().skip(1)) {
+            Ok(network) => network,
+            Err(reason) => {
+                eprintln!("bulkhead-worker: {reason}");
+                handshake::refuse(&reason);
+                return exit_code(EXIT_HANDSHAKE_FAILED);
+            }
+        };
+    let sandbox = match sandbox::enter(&network) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("bulkhead-worker: {error}");

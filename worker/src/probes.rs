@@ -110,6 +110,26 @@ pub struct ReadFileArgs {
     pub max_bytes: Option<usize>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ConnectTcpArgs {
+    /// `IP:PORT` to open a TCP connection to.
+    pub addr: String,
+}
+
+/// Time a probe's connection attempt may take: loopback answers at once.
+const CONNECT_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Open a TCP connection to `addr` and close it, or say why not.
+pub fn connect_tcp(args: &ConnectTcpArgs) -> Result<String, String> {
+    let addr: std::net::SocketAddr = args
+        .addr
+        .parse()
+        .map_err(|error| format!("{} is not IP:PORT: {error}", args.addr))?;
+    std::net::TcpStream::connect_timeout(&addr, CONNECT_PROBE_TIMEOUT)
+        .map(|_| format!("connected to {addr}"))
+        .map_err(|error| format!("cannot connect to {addr}: {error}"))
+}
+
 /// Make the forbidden call. Returns what it returned, if the worker is still alive to say so.
 pub fn attempt_forbidden_syscall(args: &ForbiddenSyscallArgs) -> String {
     // SAFETY: getppid has no preconditions.

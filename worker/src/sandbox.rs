@@ -11,8 +11,9 @@
 //!    every capability dropped (bounding, ambient, inheritable, permitted, effective), which
 //!    matters when the supervisor runs as root.
 //! 2. [`filesystem`]: Landlock, where the kernel has it, denying the file system except a few
-//!    device nodes and the worker's own `/proc` directory, TCP `bind`, and signals or abstract
-//!    sockets outside the worker.
+//!    device nodes, the worker's own `/proc` directory and (with a network broker) the name
+//!    resolver's files, TCP `bind`, TCP `connect` except to its brokers' ports, and signals or
+//!    abstract sockets outside the worker.
 //! 3. [`seccomp`]: a filter that kills the process on system calls a worker never needs and
 //!    that reach other processes or the kernel's administration (ptrace, mount, bpf, keyctl,
 //!    module loading, new processes, namespaces...).
@@ -25,6 +26,7 @@ mod filesystem;
 mod process;
 mod seccomp;
 
+use bulkhead_protocol::brokers::WorkerNetwork;
 use bulkhead_protocol::exec::ExecPolicy;
 use bulkhead_protocol::handshake::SandboxPolicy;
 
@@ -51,9 +53,9 @@ impl SandboxError {
     }
 }
 
-/// Enter the sandbox. Must run before any other thread exists and before the worker reads from
-/// its socket.
-pub fn enter() -> Result<Report, SandboxError> {
+/// Enter the sandbox, with the network `network` allows. Must run before any other thread
+/// exists and before the worker reads from its socket.
+pub fn enter(network: &WorkerNetwork) -> Result<Report, SandboxError> {
     let mut report = Report::default();
     process::redirect_stdio().map_err(|error| SandboxError::new("stdio", error))?;
     process::close_inherited_descriptors()
@@ -63,7 +65,7 @@ pub fn enter() -> Result<Report, SandboxError> {
     process::drop_capabilities()
         .map_err(|error| SandboxError::new("dropping capabilities", error))?;
     if let Some(degraded) =
-        filesystem::restrict().map_err(|error| SandboxError::new("landlock", error))?
+        filesystem::restrict(network).map_err(|error| SandboxError::new("landlock", error))?
     {
         report.degraded.push(degraded);
     }

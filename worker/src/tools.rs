@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::META_RESOLVED_CREDENTIAL;
+use bulkhead_protocol::brokers::{ALPACA_LIVE, NetworkBroker};
 use bulkhead_protocol::trading::TradingPolicy;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{InputResponses, RequestState};
@@ -30,6 +31,7 @@ use serde_json::json;
 
 use crate::attachments::{self, LogLevel};
 use crate::broker::BrokerRegistry;
+use crate::broker::alpaca::AlpacaBroker;
 use crate::broker::confirm::ConfirmChannel;
 use crate::broker::credentials::UnavailableResolver;
 use crate::broker::desk::PeerDesk;
@@ -46,12 +48,13 @@ use crate::probes;
 const MAX_ECHO_DELAY_MS: u64 = 600_000;
 
 /// Tools that exist only for the test suite.
-const TEST_TOOLS: [&str; 5] = [
+const TEST_TOOLS: [&str; 6] = [
     "hang_uncancellable",
     "attempt_forbidden_syscall",
     "memory_hog",
     "fork_bomb",
     "read_file",
+    "connect_tcp",
 ];
 
 /// The MCP server of one session.
@@ -87,7 +90,15 @@ struct ResolvedCredential {
 
 #[tool_router]
 impl SessionServer {
-    pub fn new(test_tools: bool, paper_seed: Option<u64>, trading: &TradingPolicy) -> Self {
+    /// The server of one session: `paper`, the network brokers of the hello (`alpaca`, with
+    /// real money, only when `trading` lists it), whose requests answer within `call_deadline`.
+    pub fn new(
+        test_tools: bool,
+        paper_seed: Option<u64>,
+        trading: &TradingPolicy,
+        network_brokers: &[NetworkBroker],
+        call_deadline: Duration,
+    ) -> Self {
         let mut tool_router = Self::tool_router();
         if !test_tools {
             for name in TEST_TOOLS {
@@ -102,7 +113,17 @@ impl SessionServer {
         // request's `_meta` (see `broker_login`); the registry's own resolver is never reached
         // for a reference the supervisor could resolve.
         let resolver = Arc::new(UnavailableResolver);
-        let registry = BrokerRegistry::for_session(paper, trading, test_tools, resolver);
+        let mut registry = BrokerRegistry::for_session(paper, trading, test_tools, resolver);
+        let live_enabled = |name: &str| trading.live_brokers.iter().any(|live| live == name);
+        for endpoints in network_brokers {
+            if endpoints.name == ALPACA_LIVE && !live_enabled(ALPACA_LIVE) {
+                continue;
+            }
+            match AlpacaBroker::new(endpoints, call_deadline) {
+                Ok(broker) => registry.add(Box::new(broker)),
+                Err(error) => tracing::error!(%error, "broker left out of this session"),
+            }
+        }
         Self {
             tool_router,
             broker: BrokerTools::new(registry, trading.rails.clone()),
@@ -397,6 +418,20 @@ impl SessionServer {
         Parameters(args): Parameters<probes::ForkBombArgs>,
     ) -> CallToolResult {
         CallToolResult::structured(probes::fork_bomb(&args))
+    }
+
+    /// Test-only: open a TCP connection, to probe which ports the worker can reach.
+    #[tool(
+        description = "Test only: opens a TCP connection to `addr` (IP:PORT) and closes it, or returns the error."
+    )]
+    async fn connect_tcp(
+        &self,
+        Parameters(args): Parameters<probes::ConnectTcpArgs>,
+    ) -> CallToolResult {
+        match probes::connect_tcp(&args) {
+            Ok(outcome) => CallToolResult::success(vec![ContentBlock::text(outcome)]),
+            Err(reason) => CallToolResult::error(vec![ContentBlock::text(reason)]),
+        }
     }
 
     /// Test-only: read a file, to probe what the worker can reach.

@@ -76,6 +76,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("http.admin_token_file", "admin-token-file"),
     ("http.metrics_token_file", "metrics-token-file"),
     ("http.sse_keepalive_secs", "sse-keepalive"),
+    ("http.drain_deadline_secs", "drain-deadline"),
     ("http.public_url", "public-url"),
     ("http.oauth.issuers", "oauth-issuer"),
     ("http.oauth.audiences", "oauth-audience"),
@@ -98,6 +99,19 @@ const TOOL_SCOPES_TABLE: &str = "http.oauth.tool_scopes";
 /// for `--wrap -- npx some-server`.
 const WRAP_COMMAND_KEY: &str = "worker.command";
 
+/// The file table of network brokers' endpoints: `[brokers.NAME] trading_url = "…"` and
+/// `data_url = "…"` stand for `--broker-url NAME.trading=…` and `--broker-url NAME.data=…`.
+const BROKERS_TABLE: &str = "brokers.";
+/// The flag the `[brokers.NAME]` endpoint keys stand for.
+const BROKER_URL_FLAG: &str = "broker-url";
+
+/// `brokers.NAME.trading_url` → `NAME.trading`, for the endpoint keys of `[brokers.NAME]`.
+fn broker_endpoint_key(key: &str) -> Option<String> {
+    let rest = key.strip_prefix(BROKERS_TABLE)?;
+    let (name, field) = rest.rsplit_once('.')?;
+    let kind = field.strip_suffix("_url")?;
+    Some(format!("{name}.{kind}"))
+}
 /// The file's per-principal rails: `[principals.<name>] <rail> = <value>` stands for
 /// `--principal-rail <name>:<rail>=<value>`.
 const PRINCIPALS_PREFIX: &str = "principals.";
@@ -262,14 +276,24 @@ fn file_arguments(
             }
             continue;
         }
-        let Some((_, long)) = FILE_KEYS.iter().find(|(known, _)| *known == key) else {
-            problems.push(format!("config file {where_}: unknown key {key:?}"));
-            continue;
+        let endpoint = broker_endpoint_key(&key);
+        let long = match (&endpoint, FILE_KEYS.iter().find(|(known, _)| *known == key)) {
+            (Some(_), _) => BROKER_URL_FLAG,
+            (None, Some((_, long))) => long,
+            (None, None) => {
+                problems.push(format!("config file {where_}: unknown key {key:?}"));
+                continue;
+            }
         };
         if (subcommand == "stdio" && key.starts_with("http.")) || given(long) {
             continue;
         }
-        let flags = match as_flags(long, &value) {
+        let flags = match (&endpoint, value.as_str()) {
+            (Some(target), Some(url)) => Ok(vec![format!("--{long}={target}={url}").into()]),
+            (Some(_), None) => Err("expected a URL string".to_string()),
+            (None, _) => as_flags(long, &value),
+        };
+        let flags = match flags {
             Ok(flags) => flags,
             Err(problem) => {
                 problems.push(format!("config file {where_}: {key}: {problem}"));
@@ -435,6 +459,14 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "max_frame_bytes": config.max_frame_bytes,
         },
         "credentials": {"dir": config.credentials_dir},
+        "brokers": config
+            .broker_endpoints
+            .all()
+            .map(|broker| {
+                let urls = json!({"trading_url": broker.trading_url, "data_url": broker.data_url});
+                (broker.name.clone(), urls)
+            })
+            .collect::<serde_json::Map<String, Value>>(),
         "trading": config.trading.summary(),
         "pool": {"size": config.pool_size},
         // The wrapped command is shown, but never the values of the variables passed to it.
@@ -462,6 +494,7 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             "admin_token": http.admin_token.map(|_| "[redacted]"),
             "metrics_token": http.metrics_token.map(|_| "[redacted]"),
             "sse_keepalive_secs": http.sse_keepalive.as_secs_f64(),
+            "drain_deadline_secs": http.drain_deadline.as_secs_f64(),
             "oauth": http.oauth.as_ref().map(crate::http::oauth::OAuthConfig::summary),
         },
     })

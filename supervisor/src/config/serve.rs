@@ -121,6 +121,10 @@ pub struct ServeOptions {
     /// Seconds between SSE keep-alive comments.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SSE_KEEPALIVE_SECS)]
     pub sse_keepalive: f64,
+    /// Seconds a draining node (SIGUSR1 or POST /admin/drain) waits for its last session to
+    /// end before it exits anyway.
+    #[arg(long, value_name = "SECS", default_value_t = crate::drain::DEFAULT_DRAIN_DEADLINE_SECS)]
+    pub drain_deadline: f64,
     /// OAuth 2.1 access tokens: `--oauth-issuer`, `--public-url` and their `--oauth-*` flags.
     #[command(flatten)]
     pub oauth: oauth::OAuthOptions,
@@ -275,6 +279,7 @@ impl ServeOptions {
         let header_timeout = seconds("--header-timeout", self.header_timeout);
         let body_timeout = seconds("--body-timeout", self.body_timeout);
         let sse_keepalive = seconds("--sse-keepalive", self.sse_keepalive);
+        let drain_deadline = seconds("--drain-deadline", self.drain_deadline);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -297,6 +302,7 @@ impl ServeOptions {
             admin_token,
             metrics_token,
             sse_keepalive,
+            drain_deadline,
             oauth,
         })
     }

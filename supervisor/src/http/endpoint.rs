@@ -16,7 +16,7 @@ use std::time::Duration;
 use bulkhead_protocol::jsonrpc;
 use bulkhead_protocol::{Era, codes};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,9 +25,7 @@ use tokio::sync::mpsc;
 
 use super::headers::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, check_modern_headers, header};
 use super::oauth::Scopes;
-use super::response::{
-    SESSION_LIMIT_RETRY_AFTER, accepted, event_stream, is_final, json_final, json_reply,
-};
+use super::response::{accepted, event_stream, is_final, json_final, json_reply, retry_after};
 use super::{
     Body, HttpState, LegacySession, discard_sink, json_response, json_text_response,
     rpc_error_response,
@@ -36,6 +34,7 @@ use crate::mcp::era;
 use crate::mcp::request::{Incoming as Message, Method as RpcMethod, Request as RpcRequest};
 use crate::mcp::{Connection, Sink};
 use crate::metrics::{METRICS, Rejection};
+use crate::node::OtherNode;
 use crate::principal::Principal;
 use crate::session::SessionError;
 
@@ -52,35 +51,44 @@ pub async fn handle(
     scopes: Option<Scopes>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let unread_body = super::has_body(&request);
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        let mut response = rpc_error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::SHUTTING_DOWN,
-            "the server is shutting down",
-        );
-        response
-            .headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(1u32));
-        return response;
+        return super::before_body(unread_body, shutting_down());
     }
     match *request.method() {
         Method::POST => post(state, principal, scopes, request).await,
-        Method::DELETE if request.headers().contains_key(HEADER_SESSION_ID) => {
-            delete(&state, &principal, request.headers()).await
-        }
-        _ => {
-            let mut response = rpc_error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                codes::INVALID_REQUEST,
-                "method not allowed: send each JSON-RPC message as its own POST (DELETE ends a legacy session)",
-            );
-            response.headers_mut().insert(
-                hyper::header::ALLOW,
-                HeaderValue::from_static("POST, DELETE"),
-            );
-            response
-        }
+        Method::DELETE if request.headers().contains_key(HEADER_SESSION_ID) => super::before_body(
+            unread_body,
+            delete(&state, &principal, request.headers()).await,
+        ),
+        _ => super::before_body(unread_body, method_not_allowed()),
     }
+}
+
+/// `503` while the server shuts down: nothing ran, so the client may retry elsewhere.
+fn shutting_down() -> Response<Body> {
+    let mut response = rpc_error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        codes::SHUTTING_DOWN,
+        "the server is shutting down",
+    );
+    response
+        .headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from(1u32));
+    response
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut response = rpc_error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::INVALID_REQUEST,
+        "method not allowed: send each JSON-RPC message as its own POST (DELETE ends a legacy session)",
+    );
+    response.headers_mut().insert(
+        hyper::header::ALLOW,
+        HeaderValue::from_static("POST, DELETE"),
+    );
+    response
 }
 
 async fn post(
@@ -139,18 +147,30 @@ fn check_tool_scope(
     oauth.check_tool(scopes, request.tool_name()?)
 }
 
+/// How much of an oversized body is read and thrown away before the `413` goes out: a client
+/// that writes its whole request before it reads (most do) then sees the answer instead of a
+/// connection reset. A body declared larger than the limit plus this is refused at once.
+const OVERSIZED_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a body was not read whole.
+enum BodyRefusal {
+    TooLarge,
+    Unreadable,
+}
+
 /// The whole body, up to `limit` bytes, within `timeout`: a body that trickles in holds a
-/// connection and a principal's share, so it gets `408` and the connection is closed.
+/// connection and a principal's share, so it gets `408` and the connection is closed. A body
+/// over the limit gets `413` once the rest of it (up to [`OVERSIZED_DRAIN_BYTES`]) has been
+/// read and discarded, and the connection is closed too.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
 async fn read_body(
     body: Incoming,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, Response<Body>> {
-    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await
-    else {
+    let Ok(collected) = tokio::time::timeout(timeout, collect_within(body, limit)).await else {
         METRICS.reject(Rejection::BodyTimeout);
-        let mut response = rpc_error_response(
+        let response = rpc_error_response(
             StatusCode::REQUEST_TIMEOUT,
             codes::INVALID_REQUEST,
             &format!(
@@ -158,31 +178,57 @@ async fn read_body(
                 timeout.as_secs_f64()
             ),
         );
-        response
-            .headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-        return Err(response);
+        return Err(super::before_body(true, response));
     };
     match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+        Ok(collected) => Ok(collected),
+        Err(BodyRefusal::TooLarge) => {
             METRICS.reject(Rejection::BodyTooLarge);
-            Err(rpc_error_response(
+            let response = rpc_error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 codes::INVALID_REQUEST,
                 &format!("request body exceeds the limit of {limit} bytes"),
-            ))
+            );
+            Err(super::before_body(true, response))
         }
-        Err(_) => Err(rpc_error_response(
-            StatusCode::BAD_REQUEST,
-            codes::INVALID_REQUEST,
-            "the request body could not be read",
+        Err(BodyRefusal::Unreadable) => Err(super::before_body(
+            true,
+            rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "the request body could not be read",
+            ),
         )),
     }
+}
+
+/// Read `body` whole if it fits in `limit` bytes; past the limit, read on and discard up to
+/// [`OVERSIZED_DRAIN_BYTES`] more before refusing it.
+async fn collect_within(mut body: Incoming, limit: usize) -> Result<Bytes, BodyRefusal> {
+    let declared = hyper::body::Body::size_hint(&body).exact();
+    if declared.is_some_and(|size| size > (limit + OVERSIZED_DRAIN_BYTES) as u64) {
+        return Err(BodyRefusal::TooLarge);
+    }
+    let mut kept = bytes::BytesMut::new();
+    let mut discarded = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyRefusal::Unreadable)?.into_data() else {
+            continue; // trailers
+        };
+        if discarded == 0 && kept.len() + data.len() <= limit {
+            kept.extend_from_slice(&data);
+            continue;
+        }
+        discarded += kept.len() + data.len();
+        kept = bytes::BytesMut::new();
+        if discarded > limit + OVERSIZED_DRAIN_BYTES {
+            break;
+        }
+    }
+    if discarded > 0 {
+        return Err(BodyRefusal::TooLarge);
+    }
+    Ok(kept.freeze())
 }
 
 async fn modern(
@@ -250,7 +296,7 @@ async fn legacy(
         }
     };
     let Some(connection) = legacy_connection(state, &session_id, principal).await else {
-        return session_not_found();
+        return session_id_not_here(state, &session_id);
     };
     match message {
         Message::Request { id, request } => {
@@ -309,6 +355,10 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
             METRICS.reject(Rejection::SessionLimit);
             StatusCode::SERVICE_UNAVAILABLE
         }
+        SessionError::Draining { .. } => {
+            METRICS.reject(Rejection::Draining);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = json_response(
@@ -318,7 +368,7 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
+            HeaderValue::from(retry_after(error.code())),
         );
     }
     response
@@ -355,7 +405,7 @@ async fn delete(state: &HttpState, principal: &Principal, headers: &HeaderMap) -
         return session_not_found();
     };
     let Some(connection) = legacy_connection(state, &session_id, principal).await else {
-        return session_not_found();
+        return session_id_not_here(state, &session_id);
     };
     state
         .legacy
@@ -366,6 +416,23 @@ async fn delete(state: &HttpState, principal: &Principal, headers: &HeaderMap) -
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// A session id this node does not hold: another node's gets `404` naming that node (see
+/// [`crate::node`]); any other is simply not found.
+fn session_id_not_here(state: &HttpState, session_id: &str) -> Response<Body> {
+    match OtherNode::of(session_id, &state.node) {
+        Some(other) => json_response(
+            StatusCode::NOT_FOUND,
+            &jsonrpc::error_response(
+                &Value::Null,
+                codes::SESSION_LOST,
+                &other.message("send initialize to start a new session"),
+                Some(other.data()),
+            ),
+        ),
+        None => session_not_found(),
+    }
 }
 
 /// Unknown, ended and other principals' session ids all get exactly this.

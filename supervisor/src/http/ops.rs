@@ -1,11 +1,11 @@
 //! Operations endpoints: health, readiness, Prometheus metrics and the admin API.
 //!
 //! `/healthz` answers while the process serves at all; `/readyz` only once the listeners are
-//! bound and the tool catalog is loaded, and no longer once draining starts. `/metrics` needs
+//! bound and the tool catalog is loaded, and no longer once the node drains or stops. `/metrics` needs
 //! the metrics token when one is configured, and is otherwise served only on local listeners. The admin API
-//! (`/admin/sessions`, `/admin/sessions/<handle>`) needs the admin token and shows safe fields
-//! only — handle, principal, times, worker pid, calls in flight — never arguments or
-//! credentials.
+//! (`/admin/sessions`, `/admin/sessions/<handle>`, `/admin/node`, `POST /admin/drain`) needs
+//! the admin token and shows safe fields only — handle, principal, times, worker pid, calls in
+//! flight, the node's drain state — never arguments or credentials.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Body, HttpState, auth, json_response, plain};
+use crate::drain::{Begun, Trigger};
 use crate::metrics::METRICS;
 use crate::session::{Ended, Session};
 
@@ -24,7 +25,9 @@ pub fn healthz() -> Response<Body> {
 }
 
 pub fn readyz(state: &HttpState) -> Response<Body> {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.frontend.registry.drain().is_draining() {
+        plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if state.ready.load(Ordering::Relaxed) {
         plain(StatusCode::OK, "ready\n")
     } else {
         plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -55,7 +58,9 @@ pub fn metrics(
         }
         _ => {}
     }
-    let text = METRICS.render(state.frontend.registry.live_count());
+    let registry = &state.frontend.registry;
+    let mut text = METRICS.render(registry.live_count());
+    registry.drain().render_metrics(&state.node, &mut text);
     let mut response = Response::new(Body::full(text.into()));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -77,6 +82,36 @@ pub async fn admin(state: &Arc<HttpState>, request: Request<Incoming>) -> Respon
     }
     let registry = &state.frontend.registry;
     let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/admin/node") => {
+            let described = registry
+                .drain()
+                .describe(&state.node, registry.live_count());
+            return json_response(StatusCode::OK, &described);
+        }
+        (&Method::POST, "/admin/drain") => {
+            let begun = registry
+                .drain()
+                .begin(Trigger::AdminApi, state.config.drain_deadline);
+            let status = match begun {
+                Begun::Started => StatusCode::ACCEPTED,
+                Begun::AlreadyDraining => StatusCode::OK,
+            };
+            let described = registry
+                .drain()
+                .describe(&state.node, registry.live_count());
+            return json_response(status, &described);
+        }
+        (_, "/admin/node" | "/admin/drain") => {
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET /admin/node, POST /admin/drain\n",
+            );
+        }
+        (_, "/admin/sessions") => {}
+        (_, path) if path.starts_with("/admin/sessions/") => {}
+        _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
     let handle = path
         .strip_prefix("/admin/sessions/")
         .filter(|rest| !rest.is_empty());

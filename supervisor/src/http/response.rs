@@ -17,7 +17,16 @@ use crate::mcp::reply::{Kind, Outgoing};
 use crate::metrics::{METRICS, Rejection};
 
 /// Seconds a client at a session limit is told to wait.
-pub(super) const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
+const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
+
+/// Seconds a `503` for a refused session (`code`) tells the client to wait.
+pub(super) fn retry_after(code: i64) -> u32 {
+    if code == codes::NODE_DRAINING {
+        crate::drain::DRAINING_RETRY_AFTER
+    } else {
+        SESSION_LIMIT_RETRY_AFTER
+    }
+}
 
 /// Wait for the final response; notifications cannot travel on a JSON response and are
 /// dropped (clients that want them accept `text/event-stream`).
@@ -33,11 +42,12 @@ pub(super) async fn json_reply(mut replies: mpsc::Receiver<Outgoing>, era: Era) 
 
 pub(super) fn json_final(message: Outgoing, era: Era) -> Response<Body> {
     let status = status_for(&message, era);
+    let code = message.error_code().unwrap_or_default();
     let mut response = json_text_response(status, message.json);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            HeaderValue::from(SESSION_LIMIT_RETRY_AFTER),
+            HeaderValue::from(retry_after(code)),
         );
     }
     response
@@ -58,6 +68,11 @@ fn status_for(message: &Outgoing, era: Era) -> StatusCode {
     match code {
         codes::SESSION_LIMIT => {
             METRICS.reject(Rejection::SessionLimit);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        // Refused before anything ran: retryable, on any node.
+        codes::NODE_DRAINING => {
+            METRICS.reject(Rejection::Draining);
             StatusCode::SERVICE_UNAVAILABLE
         }
         codes::METHOD_NOT_FOUND if modern => StatusCode::NOT_FOUND,

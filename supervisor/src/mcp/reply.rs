@@ -62,7 +62,11 @@ impl RpcError {
 
 impl From<SessionError> for RpcError {
     fn from(error: SessionError) -> Self {
-        Self::new(error.code(), error.to_string())
+        Self {
+            code: error.code(),
+            message: error.to_string(),
+            data: error.data(),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ impl Tasks {
 
     /// Wait until every tracked task has finished, or `deadline` has passed; whether they
     /// all finished. Tasks spawned meanwhile are waited for too.
-    pub async fn drain(&self, deadline: Duration) -> bool {
+    pub async fn wait(&self, deadline: Duration) -> bool {
         self.tracker.close();
         let finished = tokio::time::timeout(deadline, self.tracker.wait())
             .await
@@ -49,15 +49,15 @@ mod tests {
     async fn a_drain_waits_for_the_work_in_flight_up_to_its_deadline() {
         let tasks = Tasks::default();
         assert!(
-            tasks.drain(Duration::from_secs(1)).await,
+            tasks.wait(Duration::from_secs(1)).await,
             "nothing to wait for"
         );
         tasks.spawn(tokio::time::sleep(Duration::from_secs(3)));
         let started = tokio::time::Instant::now();
-        assert!(!tasks.drain(Duration::from_secs(1)).await);
+        assert!(!tasks.wait(Duration::from_secs(1)).await);
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         assert_eq!(tasks.running(), 1);
-        assert!(tasks.drain(Duration::from_secs(5)).await);
+        assert!(tasks.wait(Duration::from_secs(5)).await);
         assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
 }

@@ -45,6 +45,13 @@ pub enum SessionError {
     #[error("the supervisor is shutting down and opens no new sessions")]
     ShuttingDown,
     #[error(
+        "node {node} is draining before a restart: it serves the sessions it has but opens no new one; retry shortly and you will reach another node"
+    )]
+    Draining { node: String },
+    /// The handle names another node, which the request could not reach (see [`crate::node`]).
+    #[error("{}", .0.message("open a new session with session_open"))]
+    OtherNode(crate::node::OtherNode),
+    #[error(
         "session {tag} already has {limit} requests in flight (the limit); wait for one to finish"
     )]
     Busy { tag: String, limit: usize },
@@ -58,13 +65,22 @@ impl SessionError {
             | SessionError::Closed { .. }
             | SessionError::Expired { .. }
             | SessionError::Evicted { .. } => codes::SESSION_NOT_FOUND,
-            SessionError::Lost { .. } => codes::SESSION_LOST,
+            SessionError::Lost { .. } | SessionError::OtherNode(_) => codes::SESSION_LOST,
             SessionError::Limit { .. } | SessionError::PrincipalLimit { .. } => {
                 codes::SESSION_LIMIT
             }
             SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
             SessionError::ShuttingDown => codes::SHUTTING_DOWN,
             SessionError::Busy { .. } => codes::TOO_MANY_IN_FLIGHT,
+            SessionError::Draining { .. } => codes::NODE_DRAINING,
+        }
+    }
+
+    /// Details for the JSON-RPC error's `data`, where the error has any.
+    pub fn data(&self) -> Option<serde_json::Value> {
+        match self {
+            SessionError::OtherNode(other) => Some(other.data()),
+            _ => None,
         }
     }
 }

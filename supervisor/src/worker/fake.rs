@@ -268,6 +268,8 @@ pub(crate) fn builtin() -> Flavor {
         test_tools: false,
         paper_seed: None,
         fixtures: false,
+        brokers: Vec::new(),
+        call_timeout: Duration::from_secs(60),
         trading: None,
     }))
 }

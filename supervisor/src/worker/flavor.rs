@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_protocol::Era;
+use bulkhead_protocol::brokers::NetworkBroker;
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::handshake::{Control, Hello, SandboxPolicy};
 use bulkhead_protocol::jsonrpc::{self, Message};
@@ -42,6 +43,11 @@ pub struct Builtin {
     pub paper_seed: Option<u64>,
     /// Serve the conformance suite's fixtures instead of the broker tools (test only).
     pub fixtures: bool,
+    /// The network brokers the worker offers besides `paper`, with their endpoints. The
+    /// worker's command carries the matching `--network` policy (see `network_brokers`).
+    pub brokers: Vec<NetworkBroker>,
+    /// The per-call deadline, told to the worker so its brokers answer within it.
+    pub call_timeout: Duration,
     /// The trading desk: the policy in each hello, and the answers to `bulkhead/` requests.
     pub trading: Option<Arc<TradingDesk>>,
 }
@@ -163,6 +169,8 @@ impl Builtin {
             paper_seed: self.paper_seed,
             sandbox,
             fixtures: self.fixtures,
+            brokers: self.brokers.clone(),
+            call_timeout_ms: u64::try_from(self.call_timeout.as_millis()).ok(),
             trading: self
                 .trading
                 .as_ref()

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alpaca;
 pub mod confirm;
 pub mod credentials;
 pub mod desk;
@@ -295,6 +296,29 @@ pub enum BrokerError {
     )]
     #[error("{broker} is unreachable ({reason}): try again later")]
     Unreachable { broker: String, reason: String },
+    #[error(
+        "{broker} refused the order for lack of buying power ({reason}): reduce qty or cancel open buy orders"
+    )]
+    InsufficientBuyingPower { broker: String, reason: String },
+    #[error(
+        "the order was not placed on {broker} ({reason}); placing it again with client_order_id \
+         {client_order_id} is safe"
+    )]
+    NotPlaced {
+        broker: String,
+        client_order_id: String,
+        reason: String,
+    },
+    #[error(
+        "nobody knows yet whether {broker} placed the order ({reason}): call order_get with \
+         client_order_id {client_order_id} before placing anything; placing it again with that \
+         same client_order_id is safe"
+    )]
+    PlacementUnknown {
+        broker: String,
+        client_order_id: String,
+        reason: String,
+    },
     #[error("{what} must be {range}, got {got}: pass a value in that range")]
     OutOfRange {
         what: &'static str,
@@ -319,7 +343,11 @@ impl BrokerError {
             | BrokerError::AmbiguousLoginCredentials
             | BrokerError::CredentialRef(_) => "invalid_login",
             BrokerError::UnknownSymbol { .. } => "unknown_symbol",
-            BrokerError::InsufficientCash { .. } => "insufficient_buying_power",
+            BrokerError::InsufficientCash { .. } | BrokerError::InsufficientBuyingPower { .. } => {
+                "insufficient_buying_power"
+            }
+            BrokerError::NotPlaced { .. } => "not_placed",
+            BrokerError::PlacementUnknown { .. } => "placement_unknown",
             BrokerError::InsufficientPosition { .. } | BrokerError::NoPosition { .. } => {
                 "insufficient_position"
             }

@@ -292,6 +292,9 @@ pub struct Placement {
     /// True when the `client_order_id` was already used: `order` is the original order and
     /// nothing new was placed.
     pub replayed: bool,
+    /// How the broker knows the order was placed, when it took more than an answer: e.g. the
+    /// answer was lost and the order was then found by its `client_order_id`.
+    pub note: Option<String>,
 }
 
 /// The width of one bar.

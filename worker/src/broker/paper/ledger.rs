@@ -112,6 +112,10 @@ impl Ledger {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The largest reservation of each group of working orders matching `keep`.
     fn reserved(&self, keep: impl Fn(&Entry) -> Option<Decimal>) -> Decimal {
         let mut groups: HashMap<&str, Decimal> = HashMap::new();

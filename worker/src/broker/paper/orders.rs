@@ -54,6 +54,7 @@ impl PaperBroker {
         Ok(Placement {
             order: self.ledger.order_with_legs(parent),
             replayed: false,
+            note: None,
         })
     }
 
@@ -457,6 +458,7 @@ fn replay(original: &Order, request: &OrderRequest) -> Result<Placement, BrokerE
         return Ok(Placement {
             order: original.clone(),
             replayed: true,
+            note: None,
         });
     }
     Err(BrokerError::ClientOrderIdReused {

@@ -179,7 +179,9 @@ fn replay(
         OrderAmount::Qty(qty) => original.qty.map(|held| held.normalize()) == Some(qty.normalize()),
         OrderAmount::Notional(notional) => original.notional == Some(notional),
     };
-    let same = original.symbol.eq_ignore_ascii_case(args.symbol.trim())
+    // A broker may spell the pair its own way (Alpaca answers `BTC/USD` for `BTC-USD`).
+    let spelling = |symbol: &str| symbol.trim().replace(['/', '-'], "").to_ascii_uppercase();
+    let same = spelling(&original.symbol) == spelling(&args.symbol)
         && original.side == args.side
         && same_amount;
     if !same {

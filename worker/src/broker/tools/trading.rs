@@ -167,22 +167,23 @@ async fn send(
     }
     let intent_id = answer.intent_id.unwrap_or_default();
     let broker = Some(plan.broker.as_str());
-    let sent: Result<(Order, bool), BrokerError> = match &plan.outgoing {
+    // (order, replayed, how the broker knows it was placed when an answer was lost)
+    let sent: Result<(Order, bool, Option<String>), BrokerError> = match &plan.outgoing {
         Outgoing::Place(request) => registry
             .place_order(broker, request.clone())
             .await
-            .map(|placement| (placement.order, placement.replayed)),
+            .map(|placement| (placement.order, placement.replayed, placement.note)),
         Outgoing::Replace { order_id, request } => registry
             .replace_order(broker, order_id, request.clone())
             .await
-            .map(|order| (order, false)),
+            .map(|order| (order, false, None)),
         Outgoing::Close(request) => registry
             .close_position(broker, request.clone())
             .await
-            .map(|order| (order, false)),
+            .map(|order| (order, false, None)),
     };
     let outcome = match &sent {
-        Ok((order, replayed)) => OrderOutcome {
+        Ok((order, replayed, _)) => OrderOutcome {
             intent_id,
             result: if *replayed {
                 OrderResult::Replayed
@@ -198,7 +199,10 @@ async fn send(
         Err(error) => OrderOutcome {
             intent_id,
             // A broker that cannot tell whether it has the order may have it: count it.
-            result: if matches!(error, BrokerError::Unreachable { .. }) {
+            result: if matches!(
+                error,
+                BrokerError::Unreachable { .. } | BrokerError::PlacementUnknown { .. }
+            ) {
                 OrderResult::Unknown
             } else {
                 OrderResult::Refused
@@ -211,8 +215,8 @@ async fn send(
         },
     };
     let recorded = desk.outcome(outcome).await;
-    let (order, replayed) = sent?;
-    let mut result = placed(plan, &order, replayed);
+    let (order, replayed, note) = sent?;
+    let mut result = placed(plan, &order, replayed, note.as_deref());
     if let Err(error) = recorded {
         tracing::warn!(%error, "the outcome of an order could not be journaled");
         result.content.push(rmcp::model::ContentBlock::text(format!(
@@ -223,7 +227,7 @@ async fn send(
 }
 
 /// The result of a sent order.
-fn placed(plan: &Plan, order: &Order, replayed: bool) -> CallToolResult {
+fn placed(plan: &Plan, order: &Order, replayed: bool, note: Option<&str>) -> CallToolResult {
     let verb = match plan.action {
         bulkhead_protocol::trading::OrderAction::Replace => "replacement order",
         bulkhead_protocol::trading::OrderAction::Close => "closing order",
@@ -244,7 +248,10 @@ fn placed(plan: &Plan, order: &Order, replayed: bool) -> CallToolResult {
             "; client_order_id already used: this is the original order, nothing new was placed",
         );
     }
-    let structured = json!({
+    if let Some(note) = note {
+        text.push_str(&format!("; {note}"));
+    }
+    let mut structured = json!({
         "broker": plan.broker,
         "environment": plan.description.environment,
         "client_order_id": order.client_order_id,
@@ -252,6 +259,9 @@ fn placed(plan: &Plan, order: &Order, replayed: bool) -> CallToolResult {
         "replayed": replayed,
         "estimated_notional": plan.estimated,
     });
+    if let Some(note) = note {
+        structured["note"] = json!(note);
+    }
     success(structured, text)
 }
 
