@@ -32,7 +32,9 @@ pub struct Closed;
 type Stream = Pin<Box<dyn AsyncWrite + Send>>;
 
 struct State {
-    stream: Stream,
+    /// `None` once closed: the stream (and its descriptor) is let go at once, whoever still
+    /// holds the writer.
+    stream: Option<Stream>,
     /// Frames (or the rest of one) waiting for the stream, oldest first.
     queue: VecDeque<Vec<u8>>,
     /// Bytes of the front frame already written.
@@ -71,7 +73,7 @@ impl FrameWriter {
     {
         let writer = Arc::new(Self {
             state: Mutex::new(State {
-                stream: Box::pin(stream),
+                stream: Some(Box::pin(stream)),
                 queue: VecDeque::new(),
                 written: 0,
                 closing: false,
@@ -107,19 +109,22 @@ impl FrameWriter {
         let mut written = 0;
         if self.direct && state.queue.is_empty() {
             let mut context = Context::from_waker(Waker::noop());
-            while written < frame.len() {
-                match state
-                    .stream
-                    .as_mut()
-                    .poll_write(&mut context, &frame[written..])
-                {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        self.fail(state);
-                        return Err(Closed);
+            let mut failed = false;
+            if let Some(stream) = state.stream.as_mut() {
+                while written < frame.len() {
+                    match stream.as_mut().poll_write(&mut context, &frame[written..]) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            failed = true;
+                            break;
+                        }
+                        Poll::Ready(Ok(n)) => written += n,
+                        Poll::Pending => break,
                     }
-                    Poll::Ready(Ok(n)) => written += n,
-                    Poll::Pending => break,
                 }
+            }
+            if failed {
+                self.fail(state);
+                return Err(Closed);
             }
             if written == frame.len() {
                 return Ok(());
@@ -190,6 +195,7 @@ impl FrameWriter {
 
     fn fail(&self, state: &mut State) {
         state.closed = true;
+        state.stream = None;
         state.queue.clear();
         self.room.notify_waiters();
         self.work.notify_one();
@@ -211,15 +217,11 @@ impl FrameWriter {
         let mut state = self.lock();
         let state = &mut *state;
         while !state.closed {
-            let Some(front) = state.queue.front() else {
+            let (Some(front), Some(stream)) = (state.queue.front(), state.stream.as_mut()) else {
                 break;
             };
             let length = front.len();
-            match state
-                .stream
-                .as_mut()
-                .poll_write(context, &front[state.written..])
-            {
+            match stream.as_mut().poll_write(context, &front[state.written..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.fail(state),
                 Poll::Ready(Ok(n)) => {
                     state.written += n;
@@ -235,8 +237,11 @@ impl FrameWriter {
         if state.closed {
             return Poll::Ready(true);
         }
+        let Some(stream) = state.stream.as_mut() else {
+            return Poll::Ready(true);
+        };
         if !self.direct {
-            match state.stream.as_mut().poll_flush(context) {
+            match stream.as_mut().poll_flush(context) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => {
                     self.fail(state);
@@ -246,10 +251,14 @@ impl FrameWriter {
             }
         }
         if state.closing {
-            let shut = state.stream.as_mut().poll_shutdown(context);
-            if shut.is_pending() {
+            let Some(stream) = state.stream.as_mut() else {
+                return Poll::Ready(true);
+            };
+            if stream.as_mut().poll_shutdown(context).is_pending() {
                 return Poll::Pending;
             }
+            // Shut down: let the stream and its descriptor go now.
+            state.stream = None;
             state.closed = true;
             self.room.notify_waiters();
             return Poll::Ready(true);

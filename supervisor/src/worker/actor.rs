@@ -42,6 +42,8 @@ pub(super) struct Actor<P, R> {
     pub(super) stalled: Option<Stall>,
     /// Reading what a dead worker left in its socket: never stall then.
     pub(super) draining: bool,
+    /// A handle asked to stop (or every handle is gone): the loop ends at its next turn.
+    pub(super) stop_requested: bool,
     /// Cancelled calls that may still run in the worker, with the instant it gets killed.
     pub(super) abandoned: Abandoned,
     pub(super) inbox: mpsc::UnboundedReceiver<Command>,
@@ -78,6 +80,9 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
 
     async fn serve(&mut self) -> LoopEnd {
         loop {
+            if self.stop_requested {
+                return LoopEnd::StopRequested;
+            }
             let kill_at = self.abandoned.next_deadline();
             let stall = self.stall_wait();
             // In this order: the handles' commands first (a call is registered before anything
@@ -86,18 +91,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
             // first).
             tokio::select! {
                 biased;
-                command = self.inbox.recv() => match command {
-                    Some(Command::Call { id, frame, progress_token, outbox }) => {
-                        self.in_flight.insert(id, InFlight::new(outbox, progress_token));
-                        self.write(frame);
-                    }
-                    Some(Command::Cancel { id }) => self.cancel(id),
-                    Some(Command::Respond { id, frame }) => {
-                        self.on_answer(&id);
-                        self.write(frame);
-                    }
-                    Some(Command::Stop) | None => return LoopEnd::StopRequested,
-                },
+                command = self.inbox.recv() => self.on_command(command),
                 () = sleep_until_opt(kill_at) => {
                     return LoopEnd::Kill("ignored a cancellation past the hard limit");
                 }
@@ -106,7 +100,13 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
                     None => std::future::pending().await,
                 } } => self.end_stall(end),
                 frame = self.reader.next_frame(), if self.reading() => match frame {
-                    Ok(Some(Frame::Line(line))) => self.on_worker_line(line),
+                    Ok(Some(Frame::Line(line))) => {
+                        // A call's request goes to the worker from its caller's task, before
+                        // the actor has seen the call: take the commands waiting, so the call
+                        // is registered before anything the worker says about it is routed.
+                        self.take_commands();
+                        self.on_worker_line(line);
+                    }
                     Ok(Some(Frame::Oversized { .. })) => return LoopEnd::Kill("sent a frame over the size limit"),
                     Ok(None) | Err(_) => return LoopEnd::SocketClosed,
                 },
@@ -121,12 +121,40 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         }
     }
 
+    /// Apply one command from a handle; `None`: every handle is gone.
+    fn on_command(&mut self, command: Option<Command>) {
+        match command {
+            Some(Command::Call {
+                id,
+                progress_token,
+                outbox,
+            }) => {
+                self.in_flight
+                    .insert(id, InFlight::new(outbox, progress_token));
+            }
+            Some(Command::Cancel { id }) => self.cancel(id),
+            Some(Command::Respond { id, frame }) => {
+                self.on_answer(&id);
+                self.write(frame);
+            }
+            Some(Command::Stop) | None => self.stop_requested = true,
+        }
+    }
+
+    /// Apply every command already waiting.
+    fn take_commands(&mut self) {
+        while let Ok(command) = self.inbox.try_recv() {
+            self.on_command(Some(command));
+        }
+    }
+
     /// The process exited; replies it wrote just before may still sit in the socket.
     async fn drain_replies(&mut self) {
         self.draining = true;
         self.stalled = None;
         let drain = async {
             while let Ok(Some(Frame::Line(line))) = self.reader.next_frame().await {
+                self.take_commands();
                 self.on_worker_line(line);
             }
         };

@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use bulkhead_protocol::Era;
 use bulkhead_protocol::jsonrpc;
+use bulkhead_protocol::writer::FrameWriter;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -111,6 +112,8 @@ pub(super) struct Shared {
     pub(super) tag: String,
     pub(super) next_id: AtomicU64,
     pub(super) commands: mpsc::UnboundedSender<Command>,
+    /// The worker's socket, which a call writes its request to.
+    pub(super) writer: Arc<FrameWriter>,
     /// The actor's final word.
     pub(super) exit: watch::Receiver<Option<WorkerExit>>,
     /// The process's exit status the moment the reaper collects it, before the actor has
@@ -273,13 +276,17 @@ impl WorkerHandle {
         let (outbox, events) = outbox::outbox();
         let command = Command::Call {
             id,
-            frame,
             progress_token,
             outbox,
         };
         if self.shared.commands.send(command).is_err() {
             return Err(self.exit().unwrap_or_else(WorkerExit::actor_gone));
         }
+        // Written from here, not by the actor: no hand-off on the request's path. The command
+        // above is in the actor's inbox before the worker can answer, and the actor takes its
+        // commands before it routes anything the worker says. A socket already closed means
+        // the worker is being stopped: the call hears of its end from the actor.
+        let _ = self.shared.writer.push(frame);
         Ok(Call {
             id,
             events,

@@ -8,10 +8,10 @@ use super::outbox;
 /// of these by construction: a call needs an in-flight permit, it yields at most one
 /// cancellation, and a relayed request at most one answer.
 pub(super) enum Command {
-    /// Send request `frame` (id `id`) and deliver what comes back for it to `outbox`.
+    /// Deliver what comes back for call `id` to `outbox`. Its request is already on its way:
+    /// the caller writes it to the socket itself (see `WorkerHandle::call`).
     Call {
         id: u64,
-        frame: Vec<u8>,
         /// The caller's progress token, restored on the notifications routed to this call.
         progress_token: Option<Value>,
         outbox: outbox::Sender,
