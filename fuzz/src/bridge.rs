@@ -12,8 +12,9 @@
 //! - the reply keeps its id and every key the server wrote; a legacy client never gets a
 //!   result asking for more input, and a 2026-07-28 client always gets `resultType`.
 
+use bulkhead_protocol::Era;
 use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_supervisor::fuzzing::{self, ServerEra};
+use bulkhead_supervisor::fuzzing;
 use serde_json::{Map, Value, json};
 
 use crate::input::Cursor;
@@ -33,9 +34,9 @@ pub fn check(data: &[u8]) {
     let mut input = Cursor::new(data);
     let choice = input.byte();
     let era = if choice & 1 == 0 {
-        ServerEra::Initialize
+        Era::Initialize
     } else {
-        ServerEra::Inline
+        Era::Inline
     };
     let method = METHODS[usize::from(choice >> 1) % METHODS.len()];
     let params = serde_json::from_slice::<Value>(input.until(b'\n'))
@@ -56,13 +57,13 @@ pub fn check(data: &[u8]) {
     keeps_the_reply(&original, &fixed);
     if let Some(result) = fixed.get("result").and_then(Value::as_object) {
         let result_type = result.get("resultType").and_then(Value::as_str);
-        if !modern_request && era == ServerEra::Inline {
+        if !modern_request && era == Era::Inline {
             assert!(
                 result_type.is_none_or(|kind| kind == "complete"),
                 "a legacy client got {fixed}"
             );
         }
-        if modern_request && era == ServerEra::Initialize {
+        if modern_request && era == Era::Initialize {
             assert!(
                 result.contains_key("resultType"),
                 "a 2026-07-28 client got {fixed}"
@@ -76,7 +77,7 @@ fn is_modern(params: Option<&Value>) -> bool {
         .and_then(|params| params.get("_meta"))
         .and_then(|meta| meta.get(META_VERSION))
         .and_then(Value::as_str)
-        .is_some_and(bulkhead_protocol::is_inline_protocol_version)
+        .is_some_and(|version| Era::of_version(version).is_inline())
 }
 
 /// Framed as the worker frames it, the request is still this request.
@@ -97,13 +98,13 @@ fn keeps_the_request(method: &str, params: Option<&Value>) {
     }
 }
 
-fn follows_the_era(era: ServerEra, before: Option<&Value>, after: Option<&Value>) {
+fn follows_the_era(era: Era, before: Option<&Value>, after: Option<&Value>) {
     let Some(Value::Object(before_object)) = before else {
         if let Some(array) = before {
             assert_eq!(after, Some(array), "array params are passed as they are");
             return;
         }
-        if era == ServerEra::Inline {
+        if era == Era::Inline {
             assert!(
                 is_modern(after),
                 "an inline server got no envelope: {after:?}"
@@ -121,7 +122,7 @@ fn follows_the_era(era: ServerEra, before: Option<&Value>, after: Option<&Value>
     let meta_before = before_object.get("_meta");
     let meta_after = after_object.get("_meta").and_then(Value::as_object);
     match era {
-        ServerEra::Initialize => {
+        Era::Initialize => {
             if let Some(meta) = meta_after {
                 assert!(
                     meta.keys().all(|key| !key.starts_with(ENVELOPE_PREFIX)),
@@ -137,7 +138,7 @@ fn follows_the_era(era: ServerEra, before: Option<&Value>, after: Option<&Value>
                 }
             }
         }
-        ServerEra::Inline => {
+        Era::Inline => {
             assert!(
                 is_modern(after),
                 "an inline server got no envelope: {after:?}"

@@ -14,8 +14,12 @@
 //! field and message, and quotes any field value that holds a space, `=` or quote, so a value
 //! cannot pose as further fields either. Fixing it here, not where a field is logged, covers
 //! every field of every process.
+//!
+//! A process whose logging must never hold up its work (the supervisor) installs the
+//! [`buffered`] writer instead of writing stderr directly ([`init_buffered`]).
 #![forbid(unsafe_code)]
 
+pub mod buffered;
 mod escape;
 
 use std::fmt;
@@ -58,9 +62,26 @@ impl Format {
 
 /// Install the global subscriber: `filter` is an `EnvFilter` directive string.
 pub fn init(filter: tracing_subscriber::EnvFilter, format: Format) {
+    install(filter, format, std::io::stderr);
+}
+
+/// [`init`], with every line written by the [`buffered`] writer's thread instead of by the
+/// code that logs; call [`buffered::flush`] before the process exits. Falls back to writing
+/// stderr directly if the thread cannot be started.
+pub fn init_buffered(filter: tracing_subscriber::EnvFilter, format: Format) {
+    match buffered::Buffered::start(format) {
+        Ok(writer) => install(filter, format, writer),
+        Err(_) => init(filter, format),
+    }
+}
+
+fn install<W>(filter: tracing_subscriber::EnvFilter, format: Format, writer: W)
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false);
     let _ = match format {
         Format::Text => builder.fmt_fields(EscapedFields).try_init(),

@@ -5,20 +5,27 @@
 //! ([`frame::LineReader`], generic over any `AsyncRead`), frames into JSON-RPC envelopes
 //! ([`jsonrpc`]), and defines the versioned handshake that runs on a worker's private socket
 //! before any MCP traffic ([`handshake`]), the exec shim's contract for wrapped stdio servers
-//! ([`exec`]), the network brokers' endpoints and the network a worker may reach ([`brokers`]), the session handle format ([`handle`]) and the error codes clients see
-//! ([`codes`]), and the timestamp format of session metadata ([`clock`]). Everything else (spawning, routing, tools) lives in the
+//! ([`exec`]), the network brokers' endpoints and the network a worker may reach ([`brokers`]),
+//! the session handle format ([`handle`]) and the error codes clients see ([`codes`]), the
+//! timestamp format of session metadata ([`clock`]), the names shared on the wire ([`names`]:
+//! session tools, the `session` argument, the 2026-07-28 `_meta` keys) and the protocol eras
+//! ([`era`]), and a writer that writes each frame whole from wherever it is produced
+//! ([`writer`]). Everything else (spawning, routing, tools) lives in the
 //! `supervisor` and `worker` crates.
 #![forbid(unsafe_code)]
 
 pub mod brokers;
 pub mod clock;
 pub mod codes;
+pub mod era;
 pub mod exec;
 pub mod frame;
 pub mod handle;
 pub mod handshake;
 pub mod jsonrpc;
+pub mod names;
 pub mod trading;
+pub mod writer;
 
 /// Version of the supervisor⇄worker contract. Bumped on any incompatible change to the
 /// handshake or to what either side may send; both sides refuse a peer with another version.
@@ -69,13 +76,4 @@ pub const PROTOCOL_NO_INITIALIZE: &str = "2026-07-28";
 /// `initialize` naming a version Bulkhead does not know.
 pub const NEWEST_INITIALIZE_VERSION: &str = "2025-11-25";
 
-/// Whether `version` is one Bulkhead serves.
-pub fn is_supported_protocol_version(version: &str) -> bool {
-    SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
-}
-
-/// Whether `version` uses per-request metadata instead of the `initialize` handshake.
-/// Versions are ISO dates, so lexical order is chronological order.
-pub fn is_inline_protocol_version(version: &str) -> bool {
-    version >= PROTOCOL_NO_INITIALIZE
-}
+pub use era::{Era, is_supported_protocol_version};

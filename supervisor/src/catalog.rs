@@ -13,20 +13,15 @@
 
 use std::sync::Arc;
 
+use bulkhead_protocol::Era;
+use bulkhead_protocol::names::{
+    META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, SESSION_ARGUMENT,
+    SESSION_CLOSE, SESSION_HEADER, SESSION_INFO, SESSION_OPEN, SESSION_TOOLS,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
-use crate::session::Registry;
-use crate::worker::{CallEvent, WorkerHandle};
-
-/// Names of the tools the supervisor itself implements.
-pub const SESSION_OPEN: &str = "session_open";
-pub const SESSION_CLOSE: &str = "session_close";
-pub const SESSION_INFO: &str = "session_info";
-
-/// The argument that routes a call to a session, mirrored into the `Mcp-Param-Session` header
-/// by 2026-07-28 HTTP clients.
-pub const SESSION_ARGUMENT: &str = "session";
+use crate::worker::{CallEvent, Launcher, WorkerHandle};
 
 /// What every caller is told about the server, read once from a worker.
 pub struct CatalogData {
@@ -62,11 +57,10 @@ impl CatalogData {
     }
 
     /// Whether the worker serves `capability` (e.g. `prompts`) in the given era.
-    pub fn has_capability(&self, capability: &str, inline: bool) -> bool {
-        let capabilities = if inline {
-            &self.modern_capabilities
-        } else {
-            &self.legacy_capabilities
+    pub fn has_capability(&self, capability: &str, era: Era) -> bool {
+        let capabilities = match era {
+            Era::Inline => &self.modern_capabilities,
+            Era::Initialize => &self.legacy_capabilities,
         };
         capabilities
             .get(capability)
@@ -86,16 +80,24 @@ pub enum CatalogError {
 }
 
 /// The lazily-read catalog.
-#[derive(Default)]
 pub struct Catalog {
+    /// Starts the worker the catalog is read from.
+    launcher: Launcher,
     data: OnceCell<Arc<CatalogData>>,
 }
 
 impl Catalog {
+    pub fn new(launcher: Launcher) -> Self {
+        Self {
+            launcher,
+            data: OnceCell::new(),
+        }
+    }
+
     /// The catalog, reading it from a worker on first use.
-    pub async fn data(&self, registry: &Registry) -> Result<Arc<CatalogData>, CatalogError> {
+    pub async fn data(&self) -> Result<Arc<CatalogData>, CatalogError> {
         self.data
-            .get_or_try_init(|| async { read_catalog(registry).await.map(Arc::new) })
+            .get_or_try_init(|| async { read_catalog(&self.launcher).await.map(Arc::new) })
             .await
             .cloned()
     }
@@ -106,9 +108,9 @@ impl Catalog {
     }
 }
 
-async fn read_catalog(registry: &Registry) -> Result<CatalogData, CatalogError> {
-    let worker = registry
-        .start_unbound_worker("catalog")
+async fn read_catalog(launcher: &Launcher) -> Result<CatalogData, CatalogError> {
+    let worker = launcher
+        .start_for_catalog()
         .await
         .map_err(|error| CatalogError::Unavailable(error.to_string()))?;
     let listed = list_all_tools(&worker).await;
@@ -125,7 +127,7 @@ async fn read_catalog(registry: &Registry) -> Result<CatalogData, CatalogError> 
         .and_then(|result| result.get("capabilities").cloned())
         .unwrap_or_else(|| legacy.clone());
     let listed = listed.map_err(CatalogError::Unavailable)?;
-    let tools = match registry.wrapped() {
+    let tools = match launcher.wrapped() {
         None => compose(listed),
         Some(server) => {
             compose_wrapped(listed, server.renames()).map_err(CatalogError::Collision)?
@@ -151,9 +153,9 @@ fn with_our_tools(capabilities: Value) -> Value {
 /// Metadata the catalog's own 2026-07-28 requests carry.
 static MODERN_META: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
     json!({
-        "io.modelcontextprotocol/protocolVersion": bulkhead_protocol::PROTOCOL_NO_INITIALIZE,
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "bulkhead-catalog", "version": env!("CARGO_PKG_VERSION")},
+        META_PROTOCOL_VERSION: bulkhead_protocol::PROTOCOL_NO_INITIALIZE,
+        META_CLIENT_CAPABILITIES: {},
+        META_CLIENT_INFO: {"name": "bulkhead-catalog", "version": env!("CARGO_PKG_VERSION")},
     })
 });
 
@@ -168,7 +170,7 @@ async fn request(
         .map_err(|exit| format!("catalog worker {exit}"))?;
     let reply = loop {
         match call.next_event().await {
-            CallEvent::Reply(reply) => break reply,
+            CallEvent::Reply(reply) => break reply.into_value(),
             CallEvent::Died(exit) => return Err(format!("catalog worker {exit}")),
             CallEvent::Notification(_) | CallEvent::Request(_) => {}
         }
@@ -199,13 +201,12 @@ async fn list_all_tools(worker: &WorkerHandle) -> Result<Vec<Value>, String> {
 /// Merge the worker's tools with the session tools, add `session` everywhere, sort by name.
 /// A worker tool with a session tool's name is replaced by the supervisor's definition.
 pub fn compose(worker_tools: Vec<Value>) -> Vec<Value> {
-    let session_names = [SESSION_OPEN, SESSION_CLOSE, SESSION_INFO];
     let mut tools: Vec<Value> = worker_tools
         .into_iter()
         .filter(|tool| {
             tool.get("name")
                 .and_then(Value::as_str)
-                .is_some_and(|name| !session_names.contains(&name))
+                .is_some_and(|name| !SESSION_TOOLS.contains(&name))
         })
         .map(add_session_argument)
         .collect();
@@ -234,7 +235,7 @@ fn session_property(description: &str) -> Value {
     json!({
         "type": "string",
         "description": description,
-        "x-mcp-header": "Session",
+        "x-mcp-header": SESSION_HEADER,
     })
 }
 

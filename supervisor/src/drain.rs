@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::session::Registry;
-
 /// How long a draining node waits for its sessions to end before it exits anyway: long enough
 /// for an agent's multi-step task in an explicit session to finish, short enough that a rolling
 /// upgrade of a handful of nodes ends within the hour. Sessionless (default) sessions get no
@@ -184,12 +182,13 @@ impl Drain {
     }
 }
 
-/// Once the node drains, wait until it has no session left or its deadline passes, then cancel
-/// `shutdown`, which runs the ordinary graceful shutdown (the sessions still open at the
-/// deadline end there). Returns at once if `shutdown` fires first.
+/// Once the node drains, wait until it has no session left (`sessions` counts them: the drain
+/// knows no registry) or its deadline passes, then cancel `shutdown`, which runs the ordinary
+/// graceful shutdown (the sessions still open at the deadline end there). Returns at once if
+/// `shutdown` fires first.
 pub async fn exit_when_drained(
     drain: Arc<Drain>,
-    registry: Arc<Registry>,
+    sessions: impl Fn() -> usize,
     shutdown: CancellationToken,
 ) {
     tokio::select! {
@@ -200,7 +199,7 @@ pub async fn exit_when_drained(
         return;
     };
     loop {
-        let sessions = registry.live_count();
+        let sessions = sessions();
         if sessions == 0 {
             tracing::info!("drained: the last session has ended; shutting down");
             break;

@@ -8,45 +8,52 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use bulkhead_protocol::jsonrpc::Message;
+use bulkhead_protocol::Era;
 use hyper::header::HeaderMap;
 use serde_json::Value;
 
 use crate::config::{Cli, Command, Parsed};
+use crate::http::headers::{self, HEADER_PROTOCOL_VERSION};
+use crate::mcp::era;
+use crate::mcp::request::Incoming;
 
-pub use crate::wrap::bridge::{ReplyFix, ServerEra, inbound, outbound};
+pub use crate::wrap::bridge::{ReplyFix, inbound, outbound};
 
 /// A header's value as the `/mcp` endpoint reads it: trimmed, `=?base64?…?=` decoded; `Err`
 /// for a value it refuses.
 pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
-    crate::http::endpoint::header(headers, name)
+    headers::header(headers, name)
 }
 
-/// The protocol version a POST to `/mcp` speaks (its `MCP-Protocol-Version` header, or the
-/// version assumed without one).
-pub fn requested_version(headers: &HeaderMap) -> Result<String, String> {
-    crate::http::endpoint::requested_version(headers)
+/// The protocol version and era a POST to `/mcp` speaks, as the endpoint decides them: its
+/// `MCP-Protocol-Version` header (or the version assumed without one), refused when it is
+/// malformed, repeated or not a version we serve.
+pub fn requested_version(headers: &HeaderMap) -> Result<(String, Era), String> {
+    let header = headers::header(headers, HEADER_PROTOCOL_VERSION)?;
+    era::of_header(header).map_err(|error| error.message)
 }
 
-/// The 2026-07-28 rule that every header mirroring the body agrees with it; `header_params`
-/// are the called tool's `(argument, x-mcp-header)` pairs.
+/// The 2026-07-28 rule that every header mirroring the body agrees with it, for a body as the
+/// endpoint parses it (`Err` if it does not parse); `header_params` are the called tool's
+/// `(argument, x-mcp-header)` pairs.
 pub fn check_modern_headers(
     headers: &HeaderMap,
-    message: &Message,
+    body: &[u8],
     version: &str,
     header_params: &[(String, String)],
 ) -> Result<(), String> {
-    crate::http::endpoint::check_modern_headers(headers, message, version, header_params)
+    let message = Incoming::parse(body).map_err(|error| format!("{error:?}"))?;
+    headers::check_modern_headers(headers, &message, version, header_params)
 }
 
 /// The 2026-07-28 rule that a request's `_meta` carries its version and capabilities.
 pub fn check_request_meta(params: Option<&Value>) -> Result<(), String> {
-    crate::http::endpoint::check_request_meta(params)
+    era::check_inline_meta(params).map_err(|error| error.message)
 }
 
 /// The endpoint's base64 decoder (the inside of `=?base64?…?=`).
 pub fn base64_decode(encoded: &str) -> Option<Vec<u8>> {
-    crate::http::endpoint::base64_decode(encoded)
+    headers::base64_decode(encoded)
 }
 
 /// What `bulkhead check-config` does with a configuration file and extra flags (as `serve`
@@ -70,7 +77,7 @@ pub fn check_serve_config(file: &Path, flags: &[&str]) -> Result<Value, Vec<Stri
     }
 }
 
-/// The same for `bulkhead stdio`: `Ok` if it would start.
+/// The same for `bulkhead stdio` (as `main` resolves it): `Ok` if it would start.
 pub fn check_stdio_config(file: &Path, flags: &[&str]) -> Result<(), Vec<String>> {
     let (options, file_problems) = match layers("stdio", file, flags)? {
         (
@@ -81,7 +88,7 @@ pub fn check_stdio_config(file: &Path, flags: &[&str]) -> Result<(), Vec<String>
         ) => (options, problems),
         _ => return Err(vec!["not a stdio command".into()]),
     };
-    match (options.resolve(), file_problems.is_empty()) {
+    match (options.resolve_stdio(), file_problems.is_empty()) {
         (Ok(_), true) => Ok(()),
         (Ok(_), false) => Err(file_problems),
         (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),

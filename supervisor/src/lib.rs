@@ -20,6 +20,7 @@ mod mcp;
 mod metrics;
 mod node;
 mod pool;
+mod principal;
 mod session;
 mod signals;
 mod spawn;

@@ -1,12 +1,26 @@
 //! `bulkhead`: the supervisor. Accepts MCP clients, gives every session its own worker process,
 //! and routes each call to its session's worker.
 //!
-//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown. Module
-//! map: [`config`] (options and validation), [`spawn`] (the only code that starts processes),
-//! [`worker`] (one actor per worker process), [`session`] (handles, limits, lifetimes),
-//! [`pool`] (pre-spawned workers), [`capacity`] (system limits: raised at start, named when hit), [`drain`] (the node's drain state),
-//! [`catalog`] (the tool list), [`node`] (handles of other nodes), [`credentials`] (credential references), [`mcp`] (the transport-independent MCP front door),
-//! [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations endpoints), [`signals`], [`systemd`] (notify, watchdog, socket activation).
+//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown, and owns
+//! the start-up checks and exit codes. The modules, layer by layer, each using only the layers
+//! before it (ARCHITECTURE.md, *Layers*; `tests/tests/conventions.rs` enforces it):
+//!
+//! - [`capacity`] (system limits: raised at start, named when hit), [`credentials`]
+//!   (credential references), [`drain`] (the node's drain state), [`metrics`] (Prometheus
+//!   counters and histograms), [`principal`] (who a session belongs to), [`signals`] (what each
+//!   signal does);
+//! - [`node`] (handles of other nodes), [`spawn`] (the only code that starts processes),
+//!   [`trading`] (rails, the desk, the ledger, the order journal);
+//! - [`wrap`] (external worker mode: a wrapped server's command, environment, bridge, names,
+//!   stderr);
+//! - [`worker`] (one actor per worker process; the `Launcher` that starts them);
+//! - [`pool`] (pre-spawned workers); [`session`] (handles, limits, lifetimes); [`catalog`] (the
+//!   tool list);
+//! - [`mcp`] (the transport-independent MCP front door);
+//! - [`stdio`] (the stdio transport), [`http`] (the Streamable HTTP transport and operations
+//!   endpoints);
+//! - [`config`] (options and validation; the only module that knows clap), [`systemd`]
+//!   (notify, watchdog, socket activation).
 
 mod capacity;
 mod catalog;
@@ -18,6 +32,7 @@ mod mcp;
 mod metrics;
 mod node;
 mod pool;
+mod principal;
 mod session;
 mod signals;
 mod spawn;
@@ -35,13 +50,16 @@ use bulkhead_protocol::brokers::{ALPACA_LIVE, ALPACA_PAPER, NetworkBroker, Worke
 use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Cli, Command, Config, EXIT_CONFIG, Parsed};
 use crate::credentials::CredentialStore;
 use crate::mcp::Frontend;
-use crate::session::{Principal, Registry, WorkerTemplate};
+use crate::mcp::tasks::Tasks;
+use crate::principal::Principal;
+use crate::session::Registry;
 use crate::spawn::{Spawner, WorkerCommand};
 use crate::trading::desk::TradingDesk;
-use crate::worker::WorkerSpec;
+use crate::worker::{Builtin, Flavor, Launcher, WorkerSpec};
 
 /// Log filter when `RUST_LOG` is unset.
 const DEFAULT_LOG_FILTER: &str = "info";
@@ -50,6 +68,13 @@ const DEFAULT_LOG_FILTER: &str = "info";
 const FLUSH_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
+    let code = run();
+    // Log lines are written by a thread of their own: let it write the last ones.
+    bulkhead_logging::buffered::flush();
+    code
+}
+
+fn run() -> ExitCode {
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     let (parsed, file_problems) = match config::parse_layers(std::env::args_os().collect()) {
         Ok((parsed, problems)) => (Some(parsed), problems),
@@ -68,7 +93,7 @@ fn main() -> ExitCode {
     let resolved = match parsed {
         Some(Parsed::Run(Cli {
             command: Command::Stdio(options),
-        })) => options.resolve().map(|config| (config, None)),
+        })) => options.resolve_stdio().map(|config| (config, None)),
         Some(Parsed::Run(Cli {
             command: Command::Serve(options),
         })) => options.resolve().map(|(config, http)| (config, Some(http))),
@@ -100,11 +125,7 @@ fn main() -> ExitCode {
         connections: http.as_ref().map_or(0, |http| http.max_connections),
         wrapped: config.wrap.is_some(),
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(http.is_none()) {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot start the async runtime: {error}");
@@ -115,7 +136,7 @@ fn main() -> ExitCode {
         let Some((frontend, registry)) = start(&config, log_filter, log_format) else {
             return 1;
         };
-        if let Err(code) = wrap::check_at_start(&frontend).await {
+        if let Err(code) = check_wrapped_at_start(&frontend).await {
             return code;
         }
         match http {
@@ -125,8 +146,32 @@ fn main() -> ExitCode {
     });
     // Do not wait for tokio's blocking stdin reader: a host may keep stdin open after a
     // signal. Every worker is already reaped.
+    bulkhead_logging::buffered::flush();
     std::process::exit(code);
 }
+
+/// The async runtime. A stdio supervisor serves one client: a single thread does all its work,
+/// so a call never waits for another thread to wake (on two shared vCPUs, the cross-thread
+/// wake-ups were most of the stdio hop's latency). `serve` has many clients and the OAuth
+/// signature checks: two threads. Nothing on either blocks for long: spawns run on the spawner
+/// thread, exits are collected by the reaper thread, journal writes on the blocking pool, and
+/// log lines are written by a thread of their own.
+fn runtime(stdio: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if stdio {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SERVE_RUNTIME_THREADS)
+            .enable_all()
+            .build()
+    }
+}
+
+/// Runtime threads of `bulkhead serve`: one per vCPU of the small machines it is sized for;
+/// workers and the spawner run on threads and processes of their own.
+const SERVE_RUNTIME_THREADS: usize = 2;
 
 /// `bulkhead check-config`: print the resolved configuration (secrets redacted) and exit 0, or
 /// list every problem and exit 64.
@@ -211,14 +256,19 @@ fn start(
     warn_about_trading(config);
     let brokers = network_brokers(config);
     let network = WorkerNetwork::for_brokers(&brokers);
-    let template = WorkerTemplate {
-        spec: WorkerSpec {
+    let wrapped = wrap::WrappedServer::new(
+        config.wrap.as_ref(),
+        config.worker.clone(),
+        config.credentials_dir.clone(),
+    );
+    let flavor = match wrapped {
+        Some(server) => Flavor::Wrapped(server),
+        None => Flavor::Builtin(Arc::new(Builtin {
             command: WorkerCommand {
                 program: config.worker.clone(),
                 args: vec![network.to_arg().into()],
                 wrapped: None,
             },
-            session_tag: String::new(),
             log_filter,
             log_format,
             test_tools: config.test_tools,
@@ -226,31 +276,54 @@ fn start(
             fixtures: config.test_fixtures,
             brokers,
             call_timeout: config.call_timeout,
-            max_frame_bytes: config.max_frame_bytes,
-            wrapped: wrap::WrappedServer::new(
-                config.wrap.as_ref(),
-                config.worker.clone(),
-                config.credentials_dir.clone(),
-            ),
             trading: Some(desk),
-        },
-        timeouts: config.timeouts,
+        })),
     };
-    let registry = Registry::new(
-        config.limits.clone(),
-        config.node.clone(),
-        spawner,
-        template,
-    );
+    let template = WorkerSpec {
+        flavor,
+        session_tag: String::new(),
+        max_frame_bytes: config.max_frame_bytes,
+    };
+    let launcher = Launcher::new(spawner, template, config.timeouts);
+    let registry = Registry::new(config.limits.clone(), config.node.clone(), launcher.clone());
     registry.spawn_reaper();
     registry.start_pool(config.pool_size);
     let frontend = Arc::new(Frontend {
         registry: registry.clone(),
-        catalog: Default::default(),
+        catalog: Catalog::new(launcher),
         call_timeout: config.call_timeout,
         credentials: CredentialStore::new(config.credentials_dir.clone()),
+        tasks: Tasks::default(),
     });
     Some((frontend, registry))
+}
+
+/// In external worker mode, read the catalog before serving: the wrapped server must start,
+/// and its tools must not collide with Bulkhead's (exit 64 naming the rename that fixes it).
+/// Returns the exit code to stop with.
+async fn check_wrapped_at_start(frontend: &Frontend) -> Result<(), i32> {
+    if frontend.registry.wrapped().is_none() {
+        return Ok(());
+    }
+    match frontend.catalog.data().await {
+        Ok(catalog) => {
+            tracing::info!(
+                tools = catalog.tools.len(),
+                "wrapped server ready; each session runs its own process of it"
+            );
+            Ok(())
+        }
+        Err(CatalogError::Collision(problems)) => {
+            for problem in &problems {
+                tracing::error!("configuration: {problem}");
+            }
+            Err(i32::from(EXIT_CONFIG))
+        }
+        Err(CatalogError::Unavailable(reason)) => {
+            tracing::error!("cannot start the wrapped server: {reason}");
+            Err(1)
+        }
+    }
 }
 
 /// Says what in the trading configuration will not do what an operator may expect.
@@ -290,15 +363,28 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
         return 1;
     }
     tracing::info!(node = %config.node, worker = %config.worker.display(), "serving MCP on stdio");
-    let principal: Principal = Arc::from("local");
-    let (end, writer) = stdio::serve(frontend, principal, config.max_frame_bytes, shutdown).await;
+    let principal: Principal = Arc::from(principal::LOCAL);
+    let (end, output) = stdio::serve(
+        frontend.clone(),
+        principal,
+        config.max_frame_bytes,
+        shutdown,
+    )
+    .await;
     tracing::info!(
         ?end,
         sessions = registry.live_count(),
         "stopping every session"
     );
     registry.shutdown().await;
-    let _ = tokio::time::timeout(FLUSH_GRACE, writer).await;
+    // The requests still running answer now (their workers are gone); then stdout is closed
+    // once what is queued for it is written.
+    let flushing = async {
+        frontend.tasks.wait(FLUSH_GRACE).await;
+        output.writer.close();
+        let _ = output.drained.await;
+    };
+    let _ = tokio::time::timeout(FLUSH_GRACE, flushing).await;
     tracing::info!("stopped");
     0
 }
@@ -362,9 +448,13 @@ async fn run_http(
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
     }
+    let sessions = {
+        let registry = registry.clone();
+        move || registry.live_count()
+    };
     tokio::spawn(drain::exit_when_drained(
         drain.clone(),
-        registry.clone(),
+        sessions,
         shutdown.clone(),
     ));
     {
@@ -388,7 +478,12 @@ async fn run_http(
     shutdown.cancelled().await;
     notifier.notify("STOPPING=1\nSTATUS=draining");
     state.start_draining();
-    drain_calls(DRAIN_DEADLINE).await;
+    if !frontend.tasks.wait(DRAIN_DEADLINE).await {
+        tracing::warn!(
+            requests = frontend.tasks.running(),
+            "requests still in flight at the drain deadline; stopping their workers"
+        );
+    }
     let _ = server.await;
     tracing::info!(sessions = registry.live_count(), "stopping every session");
     registry.shutdown().await;
@@ -402,25 +497,12 @@ async fn run_http(
 /// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Wait until no call is in flight, or the deadline passes.
-async fn drain_calls(deadline: Duration) {
-    let started = tokio::time::Instant::now();
-    while metrics::METRICS
-        .calls_in_flight
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-        && started.elapsed() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Read the tool catalog in the background so the first `tools/list` is instant; an HTTP
 /// service becomes ready once it has it.
 fn prefetch_catalog(frontend: &Arc<Frontend>, http: Option<Arc<http::HttpState>>) {
     let frontend = frontend.clone();
     tokio::spawn(async move {
-        match frontend.catalog.data(&frontend.registry).await {
+        match frontend.catalog.data().await {
             Ok(_) => {
                 if let Some(http) = http {
                     http.set_ready(true);
@@ -434,7 +516,7 @@ fn prefetch_catalog(frontend: &Arc<Frontend>, http: Option<Arc<http::HttpState>>
 fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    bulkhead_logging::init(
+    bulkhead_logging::init_buffered(
         filter,
         bulkhead_logging::Format::parse(format).unwrap_or_default(),
     );

@@ -10,8 +10,8 @@
 //!
 //! **Tags.** A worker's hello carries the tag it puts on its own log lines, and a pool
 //! worker's session is unknown when it starts, so it is tagged `pool-<n>`. The binding is
-//! logged once by the supervisor (`bound pre-spawned worker pool-7 (pid …) to session 3f9a…`),
-//! which is how a `pool-<n>` line in the worker's log is traced to its session. Supervisor-side
+//! logged once by the supervisor (`bound pre-spawned worker pool-7 to the session`, with the
+//! session's tag and the worker's pid as fields), which is how a `pool-<n>` line in the worker's log is traced to its session. Supervisor-side
 //! log lines about the session use the session's tag as usual.
 //!
 //! **Refill and death.** One task refills the pool after every take, one worker at a time
@@ -33,9 +33,7 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::session::WorkerTemplate;
-use crate::spawn::Spawner;
-use crate::worker::{CallEvent, WorkerHandle};
+use crate::worker::{CallEvent, Launcher, WorkerHandle};
 
 /// How long the refill waits after a take before spawning: a spawn forks the supervisor
 /// (stalling its other threads while the page tables are copied) and costs the new process a
@@ -58,8 +56,7 @@ struct Idle {
 /// The pool of one supervisor.
 pub struct Pool {
     size: usize,
-    spawner: Spawner,
-    template: WorkerTemplate,
+    launcher: Launcher,
     idle: Mutex<VecDeque<Idle>>,
     /// Wakes the refill task: a worker was taken or died.
     wake: Notify,
@@ -70,11 +67,10 @@ pub struct Pool {
 
 impl Pool {
     /// Start a pool of `size` workers; it fills in the background.
-    pub fn start(size: usize, spawner: Spawner, template: WorkerTemplate) -> Arc<Self> {
+    pub fn start(size: usize, launcher: Launcher) -> Arc<Self> {
         let pool = Arc::new(Self {
             size,
-            spawner,
-            template,
+            launcher,
             idle: Mutex::new(VecDeque::with_capacity(size)),
             wake: Notify::new(),
             closed: CancellationToken::new(),
@@ -171,11 +167,9 @@ impl Pool {
             }
             let number = self.next_number.fetch_add(1, Ordering::Relaxed);
             let name = format!("pool-{number}");
-            let mut spec = self.template.spec.clone();
-            spec.session_tag = name.clone();
             // Dropping a half-started worker (at shutdown) kills it: its child is kill-on-drop.
             let started = tokio::select! {
-                started = WorkerHandle::start(&self.spawner, spec, self.template.timeouts) => started,
+                started = self.launcher.start_for_pool(&name) => started,
                 () = self.closed.cancelled() => return,
             };
             let started = match started {
@@ -215,13 +209,15 @@ impl Pool {
                 let reply = async {
                     loop {
                         match call.next_event().await {
-                            CallEvent::Reply(reply) => return reply.get("result").is_some(),
+                            CallEvent::Reply(reply) => {
+                                return reply.into_value().get("result").is_some();
+                            }
                             CallEvent::Died(_) => return false,
                             CallEvent::Notification(_) | CallEvent::Request(_) => {}
                         }
                     }
                 };
-                tokio::time::timeout(self.template.timeouts.handshake, reply)
+                tokio::time::timeout(self.launcher.timeouts().handshake, reply)
                     .await
                     .unwrap_or(false)
             }
@@ -267,5 +263,77 @@ impl Pool {
             name,
             watcher,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool with a fake launcher, under paused time: refill after a take, a worker that
+    //! dies while idle, back-off while spawning fails.
+
+    use nix::sys::signal::Signal;
+
+    use super::*;
+    use crate::worker::fake::{FakeSpawner, eventually, killed};
+
+    const SOON: Duration = Duration::from_secs(5);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_taken_worker_is_replaced_after_the_refill_delay_and_never_returned() {
+        let spawner = FakeSpawner::default();
+        let pool = Pool::start(2, spawner.launcher());
+        eventually(SOON, || pool.idle_count() == 2).await;
+        let taken = pool.take("session-a").expect("an idle worker");
+        assert_eq!(pool.idle_count(), 1);
+        let taken_at = tokio::time::Instant::now();
+        eventually(SOON, || pool.idle_count() == 2).await;
+        assert!(
+            taken_at.elapsed() >= REFILL_DELAY,
+            "the refill waits for the new session"
+        );
+        let next = pool.take("session-b").unwrap();
+        assert_ne!(next.pid(), taken.pid(), "a worker serves one session");
+        assert_eq!(spawner.kernels().len(), 3);
+        pool.shutdown().await;
+        assert_eq!(
+            spawner.alive(),
+            [taken.pid(), next.pid()].into(),
+            "idle ones stopped"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_dies_while_idle_is_replaced_and_never_handed_out() {
+        let spawner = FakeSpawner::default();
+        let pool = Pool::start(1, spawner.launcher());
+        eventually(SOON, || pool.idle_count() == 1).await;
+        let dead = spawner.kernels()[0].clone();
+        dead.exit(killed(Signal::SIGKILL));
+        // At once, before its watcher has run: a dead worker is never handed out.
+        assert!(
+            pool.take("session-a")
+                .is_none_or(|worker| worker.pid() != dead.pid())
+        );
+        eventually(SOON, || {
+            spawner.alive().len() == 1 && pool.idle_count() == 1
+        })
+        .await;
+        let worker = pool.take("session-b").expect("the replacement");
+        assert_ne!(worker.pid(), dead.pid());
+        assert!(worker.exit().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_spawns_are_retried_with_a_growing_back_off() {
+        let spawner = FakeSpawner::default();
+        spawner.fail_next(3);
+        let started = tokio::time::Instant::now();
+        let pool = Pool::start(1, spawner.launcher());
+        eventually(SOON, || pool.idle_count() == 1).await;
+        // 100 + 200 + 400 ms of back-off before the fourth attempt.
+        let backoff = REFILL_BACKOFF_MIN * 7;
+        assert!(started.elapsed() >= backoff, "{:?}", started.elapsed());
+        assert!(started.elapsed() < backoff + REFILL_BACKOFF_MIN);
+        assert_eq!(spawner.kernels().len(), 1);
     }
 }

@@ -12,32 +12,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bulkhead_protocol::codes;
 use bulkhead_protocol::handle::{HANDLE_RANDOM_BYTES, format_handle, tag_of};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::METRICS;
 use crate::pool::Pool;
-use crate::spawn::Spawner;
-use crate::worker::{StartError, WorkerExit, WorkerHandle, WorkerSpec, WorkerTimeouts};
+use crate::principal::Principal;
+use crate::worker::{Launcher, WorkerExit, WorkerHandle};
 
+mod error;
+mod lifetime;
 mod slots;
+#[cfg(test)]
+mod tests;
 use bulkhead_protocol::clock::rfc3339;
 use slots::{PendingOpen, Reservation};
+
+pub use error::{Ended, SessionError};
+use lifetime::{MAX_CONCURRENT_STOPS, watch_worker};
 
 /// How many ended handles are remembered for precise errors; older ones read as unknown.
 const ENDED_MEMORY: usize = 10_000;
 
-/// Most workers stopped at once in the background (expiry). Each stop is a few
-/// timers and, for a wrapped server, scans of `/proc`; a mass expiry of thousands of sessions
-/// should not run thousands of scans at once. Sessions waiting their turn still count against
-/// the limits, and every stop ends within the stop sequence's graces (SIGKILL reaches the
-/// worker's pid whatever it did to its process group), so the queue always drains.
-const MAX_CONCURRENT_STOPS: usize = 64;
-
-/// Who a session belongs to. Over stdio this is the local user who launched the supervisor.
-pub type Principal = Arc<str>;
+/// The right to have one request in flight in a session's worker (`--max-in-flight`).
+pub type InFlightPermit = tokio::sync::OwnedSemaphorePermit;
 
 /// Limits and lifetimes of sessions.
 #[derive(Debug, Clone)]
@@ -107,6 +106,18 @@ impl Session {
         fields
     }
 
+    /// One of the permits to have a request in flight in this session's worker, of `limit`
+    /// (`--max-in-flight`), or the error that says there is none left.
+    pub fn in_flight_permit(&self, limit: usize) -> Result<InFlightPermit, SessionError> {
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SessionError::Busy {
+                tag: self.tag.clone(),
+                limit,
+            })
+    }
+
     /// Requests in flight now.
     pub fn in_flight_count(&self, limits: &SessionLimits) -> usize {
         limits
@@ -123,81 +134,6 @@ impl Session {
             Some(Ended::Expired("was idle past its time-to-live"))
         } else {
             None
-        }
-    }
-}
-
-/// How a session ended.
-#[derive(Debug, Clone)]
-pub enum Ended {
-    Closed,
-    Expired(&'static str),
-    Evicted,
-    Lost(WorkerExit),
-    Shutdown,
-}
-
-/// Why a session operation failed; each maps to one JSON-RPC error.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("unknown session: no open session has this handle; open one with session_open")]
-    NotFound,
-    #[error("session {tag} was closed; open a new one with session_open")]
-    Closed { tag: String },
-    #[error("session {tag} expired ({why}); open a new one with session_open")]
-    Expired { tag: String, why: &'static str },
-    #[error(
-        "session {tag} was evicted to make room for a new session; open a new one with session_open"
-    )]
-    Evicted { tag: String },
-    #[error(
-        "session {tag} is lost: its worker {exit}; its state is gone and the handle will not be reused; open a new session with session_open"
-    )]
-    Lost { tag: String, exit: WorkerExit },
-    #[error(
-        "session limit reached: {open} sessions are open (limit {limit}); close a session or retry later"
-    )]
-    Limit { open: usize, limit: usize },
-    #[error(
-        "session limit for this principal reached: {open} sessions open (limit {limit}); close one of yours or retry later"
-    )]
-    PrincipalLimit { open: usize, limit: usize },
-    #[error("cannot start a worker for the session: {0}")]
-    Unavailable(#[from] StartError),
-    #[error("the supervisor is shutting down and opens no new sessions")]
-    ShuttingDown,
-    #[error(
-        "node {node} is draining before a restart: it serves the sessions it has but opens no new one; retry shortly and you will reach another node"
-    )]
-    Draining { node: String },
-    /// The handle names another node, which the request could not reach (see [`crate::node`]).
-    #[error("{}", .0.message("open a new session with session_open"))]
-    OtherNode(crate::node::OtherNode),
-}
-
-impl SessionError {
-    /// The JSON-RPC error code clients see.
-    pub fn code(&self) -> i64 {
-        match self {
-            SessionError::NotFound
-            | SessionError::Closed { .. }
-            | SessionError::Expired { .. }
-            | SessionError::Evicted { .. } => codes::SESSION_NOT_FOUND,
-            SessionError::Lost { .. } | SessionError::OtherNode(_) => codes::SESSION_LOST,
-            SessionError::Limit { .. } | SessionError::PrincipalLimit { .. } => {
-                codes::SESSION_LIMIT
-            }
-            SessionError::Unavailable(_) => codes::WORKER_UNAVAILABLE,
-            SessionError::ShuttingDown => codes::SHUTTING_DOWN,
-            SessionError::Draining { .. } => codes::NODE_DRAINING,
-        }
-    }
-
-    /// Details for the JSON-RPC error's `data`, where the error has any.
-    pub fn data(&self) -> Option<serde_json::Value> {
-        match self {
-            SessionError::OtherNode(other) => Some(other.data()),
-            _ => None,
         }
     }
 }
@@ -252,19 +188,12 @@ impl State {
     }
 }
 
-/// Everything needed to start a session's worker.
-#[derive(Clone)]
-pub struct WorkerTemplate {
-    pub spec: WorkerSpec,
-    pub timeouts: WorkerTimeouts,
-}
-
 /// All sessions of one supervisor.
 pub struct Registry {
     pub limits: SessionLimits,
     node: String,
-    spawner: Spawner,
-    template: WorkerTemplate,
+    /// Starts every session's worker.
+    launcher: Launcher,
     state: Mutex<State>,
     /// Pre-spawned workers, when `--pool-size` is above zero.
     pool: std::sync::OnceLock<Arc<Pool>>,
@@ -275,17 +204,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(
-        limits: SessionLimits,
-        node: String,
-        spawner: Spawner,
-        template: WorkerTemplate,
-    ) -> Arc<Self> {
+    pub fn new(limits: SessionLimits, node: String, launcher: Launcher) -> Arc<Self> {
         Arc::new(Self {
             limits,
             node,
-            spawner,
-            template,
+            launcher,
             state: Mutex::new(State::default()),
             pool: std::sync::OnceLock::new(),
             drain: Arc::default(),
@@ -300,30 +223,20 @@ impl Registry {
 
     /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
     pub fn start_pool(&self, size: usize) {
-        if size > 0 && self.wrapped().is_some() {
-            // A wrapped server's process gets its principal's environment at start, so it
-            // cannot be started before its session has a principal.
+        if size > 0 && !self.launcher.pools() {
             tracing::info!("the worker pool is not used in external worker mode");
             return;
         }
         if size > 0 {
             self.pool
-                .get_or_init(|| Pool::start(size, self.spawner.clone(), self.template.clone()));
+                .get_or_init(|| Pool::start(size, self.launcher.clone()));
         }
     }
 
-    /// A pre-spawned worker for a new session of `principal`, if the pool has one.
-    fn pooled_worker(&self, _principal: &Principal, tag: &str) -> Option<WorkerHandle> {
-        // Pool workers start with the shared template only. A principal whose worker must be
-        // started with something of its own (the external worker mode's per-principal
-        // environment) must never get one: return None for such a principal here.
-        if self.wrapped().is_some() {
-            return None;
-        }
-        // A principal with rails of its own needs them in its worker's hello.
-        if let Some(desk) = &self.template.spec.trading
-            && !desk.config().is_default_for(_principal)
-        {
+    /// A pre-spawned worker for a new session of `principal`, if the pool has one and the
+    /// launcher says a pool worker may serve this principal.
+    fn pooled_worker(&self, principal: &Principal, tag: &str) -> Option<WorkerHandle> {
+        if !self.launcher.may_pool_for(principal) {
             return None;
         }
         self.pool.get()?.take(tag)
@@ -337,13 +250,31 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Open a session for `principal`: reserve a slot, start its worker, register it.
+    /// Open a session for `principal` (`session_open`): reserve a slot, start its worker,
+    /// register it.
+    pub async fn open(
+        self: &Arc<Self>,
+        principal: &Principal,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.open_session(principal, false).await
+    }
+
+    /// Open the default session of one of `principal`'s connections (created by a call without
+    /// `session`), as [`Registry::open`] does.
+    pub async fn open_default(
+        self: &Arc<Self>,
+        principal: &Principal,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.open_session(principal, true).await
+    }
+
+    /// Reserve a slot, start the worker, register the session.
     ///
     /// The start runs as a task of its own that owns the reservation, so a caller that goes
     /// away mid-start (a cancelled `session_open`, a disconnected HTTP client) never tears a
     /// start in half nor leaks its slot: the task finishes the start, and a session nobody
     /// received is ended at once (see [`PendingOpen`]).
-    pub async fn open(
+    async fn open_session(
         self: &Arc<Self>,
         principal: &Principal,
         is_default: bool,
@@ -428,26 +359,15 @@ impl Registry {
         tag: &str,
         principal: &Principal,
     ) -> Result<WorkerHandle, SessionError> {
-        let mut spec = self.template.spec.clone();
-        spec.session_tag = tag.to_string();
         let started = Instant::now();
-        let worker =
-            WorkerHandle::start_for(&self.spawner, spec, self.template.timeouts, Some(principal))
-                .await?;
+        let worker = self.launcher.start_for_session(tag, principal).await?;
         METRICS.spawn_latency.observe(started.elapsed());
         Ok(worker)
     }
 
     /// The wrapped stdio server, in external worker mode.
     pub fn wrapped(&self) -> Option<&Arc<crate::wrap::WrappedServer>> {
-        self.template.spec.wrapped.as_ref()
-    }
-
-    /// Start a worker that belongs to no session (used to read the tool catalog).
-    pub async fn start_unbound_worker(&self, purpose: &str) -> Result<WorkerHandle, StartError> {
-        let mut spec = self.template.spec.clone();
-        spec.session_tag = purpose.to_string();
-        WorkerHandle::start(&self.spawner, spec, self.template.timeouts).await
+        self.launcher.wrapped()
     }
 
     /// Reserve a slot for a new session of `principal`. At a limit, with `--evict-idle`, room
@@ -556,20 +476,6 @@ impl Registry {
         }
     }
 
-    /// End a live session for `reason` and stop its worker in the background, at most
-    /// [`MAX_CONCURRENT_STOPS`] at a time; the caller never waits for a stop.
-    fn end_in_background(self: &Arc<Self>, session: Arc<Session>, reason: Ended) {
-        let Some(reservation) = self.retire(&session, reason) else {
-            return;
-        };
-        let stops = self.stops.clone();
-        tokio::spawn(async move {
-            let _permit = stops.acquire_owned().await;
-            session.worker.stop().await;
-            drop(reservation);
-        });
-    }
-
     /// Take a live session out of the registry for `reason`. Returns the reservation that keeps
     /// counting it against its principal and the total until its worker is reaped, or `None`
     /// when it was not live (already ending, or lost).
@@ -606,38 +512,6 @@ impl Registry {
     /// A live session by handle, whoever owns it (for the admin API).
     pub fn find(&self, handle: &str) -> Option<Arc<Session>> {
         self.state().live.get(handle).cloned()
-    }
-
-    /// End every session past its idle TTL or maximum age. Their workers stop in the
-    /// background: one that is slow to stop never holds back the expiry of the others.
-    pub fn expire(self: &Arc<Self>) {
-        let now = Instant::now();
-        let expired: Vec<(Arc<Session>, Ended)> = self
-            .state()
-            .live
-            .values()
-            .filter_map(|session| Some((session.clone(), session.expiry(&self.limits, now)?)))
-            .collect();
-        for (session, reason) in expired {
-            self.end_in_background(session, reason);
-        }
-    }
-
-    /// Periodically expire sessions until the registry is dropped.
-    pub fn spawn_reaper(self: &Arc<Self>) {
-        let interval = reap_interval(&self.limits);
-        let registry = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(registry) = registry.upgrade() else {
-                    return;
-                };
-                registry.expire();
-            }
-        });
     }
 
     /// Refuse new sessions and stop every worker, in parallel.
@@ -685,34 +559,6 @@ fn least_recently_used_idle(
         .filter(|session| session.in_flight_count(limits) == 0)
         .min_by_key(|session| session.last_activity_instant())
         .cloned()
-}
-
-/// Check often enough that a session outlives its TTL by at most a quarter of it, but never
-/// busy-loop (at least 50 ms) nor sleep past a minute.
-fn reap_interval(limits: &SessionLimits) -> Duration {
-    (limits.idle_ttl.min(limits.max_age) / 4)
-        .clamp(Duration::from_millis(50), Duration::from_secs(60))
-}
-
-/// When a session's worker dies on its own, move the handle to the ended list as lost.
-async fn watch_worker(registry: std::sync::Weak<Registry>, session: Arc<Session>) {
-    let exit = session.worker.exited().await;
-    if !exit.is_crash() {
-        return;
-    }
-    let Some(registry) = registry.upgrade() else {
-        return;
-    };
-    let mut state = registry.state();
-    if state.live.remove(&session.handle).is_some() {
-        METRICS.sessions_crashed.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(session = %session.tag, "session lost: worker {exit}");
-        state.remember_ended(
-            session.handle.clone(),
-            session.principal.clone(),
-            Ended::Lost(exit),
-        );
-    }
 }
 
 /// A fresh handle for this node: 128 bits from the OS random source.

@@ -1,9 +1,10 @@
 //! `bulkhead stdio`: MCP over the supervisor's own stdin and stdout, newline-delimited.
 //!
 //! stdin is read with the size-limited [`LineReader`]; every frame goes to one
-//! [`Connection`]. Everything written to stdout passes through one writer task, so messages
-//! never interleave, and nothing else in the process writes to stdout. The conversation ends
-//! when stdin closes or the shutdown token fires.
+//! [`Connection`]. Everything written to stdout passes through one [`FrameWriter`], which each
+//! reply's task writes to directly (no hand-off to a writer task when the pipe takes the frame
+//! at once), so messages never interleave, and nothing else in the process writes to stdout.
+//! The conversation ends when stdin closes or the shutdown token fires.
 //!
 //! When stdin and stdout are pipes or sockets — as hosts launch servers — they are driven
 //! non-blocking by the runtime's event loop, like the workers' sockets. tokio's own
@@ -19,21 +20,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bulkhead_protocol::frame::LineReader;
-use bulkhead_protocol::jsonrpc;
-use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
+use bulkhead_protocol::writer::FrameWriter;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::mcp::{Connection, Frontend};
-use crate::session::Principal;
+use crate::mcp::{Connection, Frontend, Sink};
+use crate::principal::Principal;
 
 /// How long requests that arrived before stdin closed may still run: short, because closing
 /// stdin must end every process within two seconds and the stop sequence needs the rest.
 const STDIN_CLOSED_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Messages waiting for stdout. A host that stops reading fills it; then the requests' tasks
-/// wait (and behind them the workers' bounded queues), and stdin is not read either.
+/// Messages waiting for stdout beyond what its pipe holds. A host that stops reading fills it;
+/// then the requests' tasks wait (and behind them the workers' bounded queues), and stdin is
+/// not read either.
 const STDOUT_QUEUE: usize = 256;
 
 /// Why the stdio conversation ended.
@@ -43,20 +43,28 @@ pub enum End {
     Shutdown,
 }
 
-/// Serve one client on stdin/stdout until stdin closes or `shutdown` fires. Returns a task
-/// that finishes once everything queued for stdout is written.
+/// Stdout, as a connection writes it: close it once the last replies are written; the task
+/// finishes when everything queued is out.
+pub struct Output {
+    pub writer: Arc<FrameWriter>,
+    pub drained: tokio::task::JoinHandle<()>,
+}
+
+/// Serve one client on stdin/stdout until stdin closes or `shutdown` fires.
 pub async fn serve(
     frontend: Arc<Frontend>,
     principal: Principal,
     max_frame_bytes: usize,
     shutdown: CancellationToken,
-) -> (End, tokio::task::JoinHandle<()>) {
-    let (out, outbox) = mpsc::channel(STDOUT_QUEUE);
-    let writer = tokio::spawn(write_stdout(outbox));
-    let connection = Connection::new(frontend, principal, out);
+) -> (End, Output) {
+    let (stream, direct) = stdout();
+    let (writer, drain) = FrameWriter::new(stream, STDOUT_QUEUE, direct);
+    let drained = tokio::spawn(drain);
+    let out = Sink::Stream(writer.clone());
+    let connection = Connection::new(frontend.clone(), principal, out);
     let mut reader = LineReader::new(stdin(), max_frame_bytes);
-    // The reading loop runs as a task of the runtime, not on the thread that awaits `serve`
-    // (the `block_on` thread), which would otherwise be woken for every frame.
+    // The reading loop runs as a task of its own, like the requests it starts; all of them
+    // share the runtime's one thread (see `main::runtime`).
     let reading = tokio::spawn(async move {
         let end = loop {
             tokio::select! {
@@ -77,19 +85,16 @@ pub async fn serve(
         if end == End::StdinClosed {
             // A host may write its last requests and close stdin at once: answer what already
             // arrived, briefly, before every session is stopped.
-            let started = tokio::time::Instant::now();
-            while connection.requests_in_flight() > 0 && started.elapsed() < STDIN_CLOSED_DRAIN {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            frontend.tasks.wait(STDIN_CLOSED_DRAIN).await;
         }
         end
     });
     let end = reading.await.unwrap_or(End::StdinClosed);
-    (end, writer)
+    (end, Output { writer, drained })
 }
 
 type Input = Pin<Box<dyn AsyncRead + Send>>;
-type Output = Pin<Box<dyn AsyncWrite + Send>>;
+type Stream = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// stdin, non-blocking when it is a pipe or a socket.
 fn stdin() -> Input {
@@ -114,8 +119,10 @@ fn stdin() -> Input {
     Box::pin(tokio::io::stdin())
 }
 
-/// stdout, non-blocking when it is a pipe or a socket.
-fn stdout() -> Output {
+/// stdout, non-blocking when it is a pipe or a socket — then a reply's task may write to it
+/// directly (`true`); tokio's own stdout writes on the blocking pool and must be flushed by
+/// the writer's drain.
+fn stdout() -> (Stream, bool) {
     if !std::io::stdout().is_terminal()
         && let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned()
     {
@@ -123,18 +130,18 @@ fn stdout() -> Output {
         match file.metadata().map(|metadata| metadata.file_type()) {
             Ok(kind) if kind.is_fifo() => {
                 if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(file) {
-                    return Box::pin(pipe);
+                    return (Box::pin(pipe), true);
                 }
             }
             Ok(kind) if kind.is_socket() => {
                 if let Some(socket) = async_socket(file) {
-                    return Box::pin(socket);
+                    return (Box::pin(socket), true);
                 }
             }
             _ => {}
         }
     }
-    Box::pin(tokio::io::stdout())
+    (Box::pin(tokio::io::stdout()), false)
 }
 
 /// A socket on stdin or stdout (Node-based hosts pass socketpairs) as a non-blocking stream;
@@ -143,22 +150,4 @@ fn async_socket(file: std::fs::File) -> Option<tokio::net::UnixStream> {
     let socket = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
     socket.set_nonblocking(true).ok()?;
     tokio::net::UnixStream::from_std(socket).ok()
-}
-
-async fn write_stdout(mut outbox: mpsc::Receiver<Value>) {
-    let mut stdout = BufWriter::new(stdout());
-    while let Some(message) = outbox.recv().await {
-        if stdout
-            .write_all(&jsonrpc::to_frame(&message))
-            .await
-            .is_err()
-        {
-            break;
-        }
-        // Batch what is already queued, then flush once.
-        if outbox.is_empty() && stdout.flush().await.is_err() {
-            break;
-        }
-    }
-    let _ = stdout.flush().await;
 }

@@ -86,3 +86,133 @@ fn the_fuzzing_library_declares_the_binarys_modules() {
     assert!(binary.len() > 10, "found only {binary:?}");
     assert_eq!(library, binary);
 }
+
+/// The supervisor's layers, lowest first. A module may use (`crate::…`) only modules of the
+/// layers below its own — never one of its own layer, never one above — so nothing low can
+/// come to depend on routing, sessions or the transports. ARCHITECTURE.md, *Layers*, says what
+/// each layer does not know.
+const SUPERVISOR_LAYERS: &[&[&str]] = &[
+    &[
+        "capacity",
+        "credentials",
+        "drain",
+        "metrics",
+        "principal",
+        "signals",
+    ],
+    &["node", "spawn", "trading"],
+    &["wrap"],
+    &["worker"],
+    &["pool"],
+    &["session"],
+    &["catalog"],
+    &["mcp"],
+    &["stdio", "http"],
+    &["config", "systemd"],
+    // Entry points: the binary's root, and the library root and the fuzz targets' entry
+    // points, built only with the `fuzzing` feature.
+    &["main", "lib", "fuzzing"],
+];
+
+/// The top-level modules a Rust file names through `crate::` (in code, not in comments),
+/// including those of a `crate::{a::…, b}` group.
+fn crate_imports(source: &str) -> Vec<String> {
+    let code: String = source
+        .lines()
+        .map(|line| match line.find("//") {
+            Some(comment) => &line[..comment],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |text: &str| -> String {
+        text.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut names = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // Top-level names of the group: after `{` and after each `,` at depth 0.
+            let mut depth = 0;
+            let mut expect_name = true;
+            for (index, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => expect_name = true,
+                    c if expect_name && (c.is_alphanumeric() || c == '_') => {
+                        names.push(ident(&group[index..]));
+                        expect_name = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            names.push(ident(rest));
+        }
+    }
+    names
+}
+
+/// The top-level module a supervisor source file belongs to (`src/x.rs`, `src/x/…` → `x`).
+fn top_module(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    first.to_string_lossy().trim_end_matches(".rs").to_string()
+}
+
+#[test]
+fn supervisor_layers_import_only_downwards() {
+    let src = workspace().join("supervisor/src");
+    let layer_of = |module: &str| {
+        SUPERVISOR_LAYERS
+            .iter()
+            .position(|layer| layer.contains(&module))
+    };
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let module = top_module(&src, file);
+        let Some(own) = layer_of(&module) else {
+            problems.push(format!(
+                "{}: module {module} is in no layer of SUPERVISOR_LAYERS",
+                file.display()
+            ));
+            continue;
+        };
+        for imported in crate_imports(&std::fs::read_to_string(file).unwrap()) {
+            if imported == module {
+                continue;
+            }
+            match layer_of(&imported) {
+                Some(layer) if layer < own => {}
+                Some(layer) => problems.push(format!(
+                    "{}: {module} (layer {own}) uses crate::{imported} (layer {layer})",
+                    file.display()
+                )),
+                None => problems.push(format!(
+                    "{}: crate::{imported} is in no layer of SUPERVISOR_LAYERS",
+                    file.display()
+                )),
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "imports against the direction of the layers:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_scanner_reads_paths_groups_and_skips_comments() {
+    let source = "use crate::spawn::{Child, Spawner};\nuse crate::{metrics::METRICS, session};\n// crate::mcp is only named here\nlet x = crate::wrap::stderr::collect(); /* */\n";
+    assert_eq!(
+        crate_imports(source),
+        ["spawn", "metrics", "session", "wrap"]
+    );
+}

@@ -567,13 +567,15 @@ fn health_metrics_and_the_admin_api_show_safe_fields_only() {
     assert_eq!(ended.status, 200);
     assert!(eventually(Duration::from_secs(3), || process_state(pid).is_none()));
     assert!(!server.stderr().contains("SENTINEL"));
-    // The harness reads the server's stderr on a thread of its own: wait for the line to arrive.
+    // The harness reads the server's stderr on a thread of its own, and the supervisor writes
+    // its log lines from a thread of its own: wait for the line to arrive.
     assert!(
         eventually(Duration::from_secs(5), || server
             .stderr()
             .contains("tool call")),
         "an audit line per tool call"
     );
+    assert!(!server.stderr().contains("SENTINEL"));
     let log = server.stderr();
     let audit: Vec<&str> = log
         .lines()

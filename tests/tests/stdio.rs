@@ -639,6 +639,27 @@ fn the_session_limit_gives_a_clear_error_and_idle_sessions_expire() {
 }
 
 #[test]
+fn over_stdio_the_one_principal_may_open_up_to_max_sessions() {
+    // Every caller of a stdio connection is its one local user: serve's per-principal cap (100
+    // by default, there to keep many principals apart) must not cap it below --max-sessions.
+    let mut bulkhead = TestSupervisor::new()
+        .args(["--max-sessions", "102"])
+        .start_legacy();
+    for _ in 0..102 {
+        bulkhead.open_session();
+    }
+    let refused = bulkhead.call("session_open", json!({}));
+    assert_eq!(error_code(&refused), Some(SESSION_LIMIT), "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit 102"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn at_the_limit_the_least_recently_used_idle_session_can_be_evicted() {
     let mut bulkhead = TestSupervisor::new()
         .args(["--max-sessions", "2", "--evict-idle"])

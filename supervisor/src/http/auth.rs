@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// Longest principal name: it appears in logs, metrics and credential file names.
 const MAX_PRINCIPAL_LEN: usize = 64;

@@ -13,32 +13,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::{codes, is_inline_protocol_version, is_supported_protocol_version};
+use bulkhead_protocol::jsonrpc;
+use bulkhead_protocol::{Era, codes};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::headers::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID, check_modern_headers, header};
 use super::oauth::Scopes;
-use super::{Body, HttpState, LegacySession, discard_sink, json_response, rpc_error_response};
-use crate::catalog::{SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
-use crate::mcp::Connection;
+use super::response::{accepted, event_stream, is_final, json_final, json_reply, retry_after};
+use super::{
+    Body, HttpState, LegacySession, discard_sink, json_response, json_text_response,
+    rpc_error_response,
+};
+use crate::mcp::era;
+use crate::mcp::request::{Incoming as Message, Method as RpcMethod, Request as RpcRequest};
+use crate::mcp::{Connection, Sink};
 use crate::metrics::{METRICS, Rejection};
 use crate::node::OtherNode;
-use crate::session::{Principal, SessionError};
+use crate::principal::Principal;
+use crate::session::SessionError;
 
-/// The version a request without `MCP-Protocol-Version` is taken to speak.
-const VERSION_WITHOUT_HEADER: &str = "2025-03-26";
-const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
-const HEADER_METHOD: &str = "mcp-method";
-const HEADER_NAME: &str = "mcp-name";
-const HEADER_SESSION_ID: &str = "mcp-session-id";
-/// Seconds a client at a session limit is told to wait.
-const SESSION_LIMIT_RETRY_AFTER: u32 = 5;
 /// Messages of one request (notifications, the final response) waiting for its response
 /// stream, which holds 16 encoded chunks of its own: a few per stream keep it flowing, and a
 /// client that does not read holds back its request's task, not the supervisor's memory.
@@ -104,7 +103,7 @@ async fn post(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let message = match jsonrpc::parse_message(&bytes) {
+    let message = match Message::parse(&bytes) {
         Ok(message) => message,
         Err(error) => {
             METRICS.reject(Rejection::BadRequest);
@@ -116,27 +115,20 @@ async fn post(
     }
     let headers = &parts.headers;
     let id = request_id(&message);
-    let version = match requested_version(headers) {
+    let header_version = match header(headers, HEADER_PROTOCOL_VERSION) {
         Ok(version) => version,
         Err(problem) => return header_mismatch(&id, &problem),
     };
-    if !is_supported_protocol_version(&version) {
-        METRICS.reject(Rejection::BadRequest);
-        let data = json!({"supported": bulkhead_protocol::SUPPORTED_PROTOCOL_VERSIONS, "requested": version});
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &jsonrpc::error_response(
-                &id,
-                codes::UNSUPPORTED_PROTOCOL_VERSION,
-                &format!("unsupported protocol version {version}"),
-                Some(data),
-            ),
-        );
-    }
-    if is_inline_protocol_version(&version) {
-        modern(&state, &principal, headers, message, &version).await
-    } else {
-        legacy(&state, &principal, headers, message).await
+    match era::of_header(header_version) {
+        Ok((version, Era::Inline)) => modern(&state, &principal, headers, message, &version).await,
+        Ok((_, Era::Initialize)) => legacy(&state, &principal, headers, message).await,
+        Err(error) => {
+            METRICS.reject(Rejection::BadRequest);
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &jsonrpc::error_response(&id, error.code, &error.message, error.data),
+            )
+        }
     }
 }
 
@@ -149,13 +141,10 @@ fn check_tool_scope(
     let (Some(oauth), Some(scopes)) = (&state.oauth, scopes) else {
         return None;
     };
-    let Message::Request { method, params, .. } = message else {
+    let Message::Request { request, .. } = message else {
         return None;
     };
-    let tool = params.as_ref()?.get("name")?.as_str()?;
-    (method == "tools/call")
-        .then(|| oauth.check_tool(scopes, tool))
-        .flatten()
+    oauth.check_tool(scopes, request.tool_name()?)
 }
 
 /// How much of an oversized body is read and thrown away before the `413` goes out: a client
@@ -250,22 +239,19 @@ async fn modern(
     version: &str,
 ) -> Response<Body> {
     let id = request_id(&message);
-    if let Message::Request { params, .. } = &message
-        && let Err(problem) = check_request_meta(params.as_ref())
+    if let Message::Request { request, .. } = &message
+        && let Err(error) = era::check_inline_meta(request.params.as_ref())
     {
         METRICS.reject(Rejection::BadRequest);
         return json_response(
             StatusCode::BAD_REQUEST,
-            &jsonrpc::error_response(&id, codes::INVALID_PARAMS, &problem, None),
+            &jsonrpc::error_response(&id, error.code, &error.message, None),
         );
     }
     let header_params = match &message {
-        Message::Request { method, params, .. } if method == "tools/call" => {
-            let tool = params
-                .as_ref()
-                .and_then(|params| params["name"].as_str())
-                .unwrap_or("");
-            match state.frontend.catalog.data(&state.frontend.registry).await {
+        Message::Request { request, .. } if request.method == RpcMethod::ToolsCall => {
+            let tool = request.tool_name().unwrap_or("");
+            match state.frontend.catalog.data().await {
                 Ok(catalog) => catalog.header_params(tool),
                 Err(_) => Vec::new(),
             }
@@ -277,11 +263,11 @@ async fn modern(
     }
     let connection = state.modern_connection(principal);
     match message {
-        Message::Request { id, method, params } => {
-            dispatch(state, &connection, headers, id, method, params, true).await
+        Message::Request { id, request } => {
+            dispatch(state, &connection, headers, id, request, Era::Inline).await
         }
         other => {
-            connection.on_message(other, &discard_sink()).await;
+            connection.on_incoming(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -293,10 +279,10 @@ async fn legacy(
     headers: &HeaderMap,
     message: Message,
 ) -> Response<Body> {
-    if let Message::Request { id, method, params } = &message
-        && method == "initialize"
+    if let Message::Request { id, request } = &message
+        && request.method == RpcMethod::Initialize
     {
-        return initialize(state, principal, id, params.clone()).await;
+        return initialize(state, principal, id, request.clone()).await;
     }
     let session_id = match header(headers, HEADER_SESSION_ID) {
         Ok(Some(session_id)) => session_id,
@@ -313,11 +299,11 @@ async fn legacy(
         return session_id_not_here(state, &session_id);
     };
     match message {
-        Message::Request { id, method, params } => {
-            dispatch(state, &connection, headers, id, method, params, false).await
+        Message::Request { id, request } => {
+            dispatch(state, &connection, headers, id, request, Era::Initialize).await
         }
         other => {
-            connection.on_message(other, &discard_sink()).await;
+            connection.on_incoming(other, &discard_sink()).await;
             accepted()
         }
     }
@@ -328,17 +314,15 @@ async fn initialize(
     state: &Arc<HttpState>,
     principal: &Principal,
     id: &Value,
-    params: Option<Value>,
+    request: RpcRequest,
 ) -> Response<Body> {
     let connection = Connection::new(state.frontend.clone(), principal.clone(), discard_sink());
     let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     let request = Message::Request {
         id: id.clone(),
-        method: "initialize".into(),
-        params,
+        request,
     };
-    connection.on_message(request, &sink).await;
-    drop(sink);
+    connection.on_incoming(request, &Sink::Request(sink)).await;
     let Some(reply) = replies.recv().await else {
         return rpc_error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -346,8 +330,8 @@ async fn initialize(
             "initialize produced no reply",
         );
     };
-    if reply.get("error").is_some() {
-        return json_response(StatusCode::BAD_REQUEST, &reply);
+    if reply.error_code().is_some() {
+        return json_text_response(StatusCode::BAD_REQUEST, reply.json);
     }
     if let Err(error) = connection.open_default_session().await {
         return session_error_response(id, &error);
@@ -358,7 +342,7 @@ async fn initialize(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .insert(session_id.clone(), LegacySession { connection });
-    let mut response = json_response(StatusCode::OK, &reply);
+    let mut response = json_text_response(StatusCode::OK, reply.json);
     if let Ok(value) = HeaderValue::from_str(&session_id) {
         response.headers_mut().insert(HEADER_SESSION_ID, value);
     }
@@ -388,15 +372,6 @@ fn session_error_response(id: &Value, error: &SessionError) -> Response<Body> {
         );
     }
     response
-}
-
-/// Seconds a `503` for a refused session (`code`) tells the client to wait.
-fn retry_after(code: i64) -> u32 {
-    if code == codes::NODE_DRAINING {
-        crate::drain::DRAINING_RETRY_AFTER
-    } else {
-        SESSION_LIMIT_RETRY_AFTER
-    }
 }
 
 /// The legacy session `session_id` if `principal` owns it and it has not ended.
@@ -476,12 +451,12 @@ async fn dispatch(
     connection: &Arc<Connection>,
     headers: &HeaderMap,
     id: Value,
-    method: String,
-    params: Option<Value>,
-    modern: bool,
+    request: RpcRequest,
+    era: Era,
 ) -> Response<Body> {
+    let listens = request.method == RpcMethod::Listen;
     // A listen stream holds its connection for as long as the client likes: a share of its own.
-    let listen_share = if method == "subscriptions/listen" {
+    let listen_share = if listens {
         match state.slots.admit_listen(connection.principal()) {
             Some(share) => Some(share),
             None => {
@@ -497,46 +472,34 @@ async fn dispatch(
     } else {
         None
     };
-    let streaming = method == "subscriptions/listen"
-        || (method == "tools/call"
-            && accepts_event_stream(headers)
-            && goes_to_a_worker(params.as_ref()));
+    let streaming = listens || (request.goes_to_a_worker() && accepts_event_stream(headers));
     let (sink, mut replies) = mpsc::channel(REQUEST_QUEUE);
     connection
-        .on_message(
+        .on_incoming(
             Message::Request {
                 id: id.clone(),
-                method,
-                params,
+                request,
             },
-            &sink,
+            &Sink::Request(sink),
         )
         .await;
-    drop(sink);
     if !streaming {
-        return json_reply(replies, &id, modern).await;
+        return json_reply(replies, era).await;
     }
     // Answer as JSON (with the status the reply deserves) when the reply comes quickly and
     // alone; commit to SSE once anything else arrives or the keep-alive interval passes, so
     // progress reaches the client and a vanished client is noticed.
     let keepalive = state.config.sse_keepalive;
     let response = match tokio::time::timeout(keepalive, replies.recv()).await {
-        Ok(Some(message)) if is_final(&message, &id) => json_final(&message, modern),
-        Ok(Some(message)) => event_stream(replies, id, keepalive, Some(message)),
+        Ok(Some(message)) if is_final(&message) => json_final(message, era),
+        Ok(Some(message)) => event_stream(replies, keepalive, Some(message)),
         Ok(None) => accepted(),
-        Err(_) => event_stream(replies, id, keepalive, None),
+        Err(_) => event_stream(replies, keepalive, None),
     };
     match listen_share {
         Some(share) => response.map(|body| body.hold(share)),
         None => response,
     }
-}
-
-fn goes_to_a_worker(params: Option<&Value>) -> bool {
-    let name = params
-        .and_then(|params| params.get("name"))
-        .and_then(Value::as_str);
-    !matches!(name, Some(SESSION_OPEN | SESSION_CLOSE | SESSION_INFO))
 }
 
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
@@ -547,138 +510,6 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .any(|value| value.contains("text/event-stream"))
 }
 
-/// Wait for the final response; notifications cannot travel on a JSON response and are
-/// dropped (clients that want them accept `text/event-stream`).
-async fn json_reply(
-    mut replies: mpsc::Receiver<Value>,
-    id: &Value,
-    modern: bool,
-) -> Response<Body> {
-    while let Some(message) = replies.recv().await {
-        if is_final(&message, id) {
-            return json_final(&message, modern);
-        }
-    }
-    // The request was cancelled (legacy `notifications/cancelled`): nothing to answer.
-    accepted()
-}
-
-fn json_final(message: &Value, modern: bool) -> Response<Body> {
-    let status = status_for(message, modern);
-    let mut response = json_response(status, message);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        let code = message["error"]["code"].as_i64().unwrap_or_default();
-        response.headers_mut().insert(
-            hyper::header::RETRY_AFTER,
-            HeaderValue::from(retry_after(code)),
-        );
-    }
-    response
-}
-
-fn is_final(message: &Value, id: &Value) -> bool {
-    message.get("method").is_none() && message.get("id") == Some(id)
-}
-
-/// The HTTP status of a JSON-RPC reply. On 2026-07-28 protocol-level errors carry their own
-/// status (the specification's table); tool-level errors stay `200`.
-fn status_for(message: &Value, modern: bool) -> StatusCode {
-    let Some(code) = message
-        .get("error")
-        .and_then(|error| error["code"].as_i64())
-    else {
-        return StatusCode::OK;
-    };
-    match code {
-        codes::SESSION_LIMIT => {
-            METRICS.reject(Rejection::SessionLimit);
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        // Refused before anything ran: retryable, on any node.
-        codes::NODE_DRAINING => {
-            METRICS.reject(Rejection::Draining);
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        codes::METHOD_NOT_FOUND if modern => StatusCode::NOT_FOUND,
-        // `-32602` for missing metadata is answered before dispatch; any other `-32602` is
-        // about the call itself and stays 200.
-        codes::HEADER_MISMATCH
-        | codes::UNSUPPORTED_PROTOCOL_VERSION
-        | codes::MISSING_REQUIRED_CLIENT_CAPABILITY
-        | codes::INVALID_REQUEST
-        | codes::PARSE_ERROR
-            if modern =>
-        {
-            StatusCode::BAD_REQUEST
-        }
-        _ => StatusCode::OK,
-    }
-}
-
-/// A request-scoped SSE response: every message for the request as an event, keep-alive
-/// comments in between, closed after the final response. When the client goes away the
-/// forwarding task stops and drops the reply channel, which cancels the request.
-fn event_stream(
-    mut replies: mpsc::Receiver<Value>,
-    id: Value,
-    keepalive: Duration,
-    first: Option<Value>,
-) -> Response<Body> {
-    let (chunks, body) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        if let Some(first) = first {
-            let last = is_final(&first, &id);
-            if chunks.send(sse_event(&first)).await.is_err() || last {
-                return;
-            }
-        }
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        loop {
-            tokio::select! {
-                message = replies.recv() => {
-                    let Some(message) = message else { break };
-                    let last = is_final(&message, &id);
-                    if chunks.send(sse_event(&message)).await.is_err() || last {
-                        break;
-                    }
-                }
-                _ = ticker.tick() => {
-                    if chunks.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
-                        break;
-                    }
-                }
-                () = chunks.closed() => break,
-            }
-        }
-    });
-    let mut response = Response::new(Body::stream(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        hyper::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-fn sse_event(message: &Value) -> Bytes {
-    let mut event = b"event: message\ndata: ".to_vec();
-    event.extend(serde_json::to_vec(message).unwrap_or_default());
-    event.extend_from_slice(b"\n\n");
-    Bytes::from(event)
-}
-
-fn accepted() -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::ACCEPTED;
-    response
-}
-
 fn header_mismatch(id: &Value, problem: &str) -> Response<Body> {
     METRICS.reject(Rejection::BadRequest);
     json_response(
@@ -687,310 +518,9 @@ fn header_mismatch(id: &Value, problem: &str) -> Response<Body> {
     )
 }
 
-/// A 2026-07-28 request must carry its protocol version and client capabilities in `_meta`.
-pub(crate) fn check_request_meta(params: Option<&Value>) -> Result<(), String> {
-    let meta = params.and_then(|params| params.get("_meta"));
-    for key in [
-        "io.modelcontextprotocol/protocolVersion",
-        "io.modelcontextprotocol/clientCapabilities",
-    ] {
-        if meta.and_then(|meta| meta.get(key)).is_none() {
-            return Err(format!(
-                "request _meta is missing {key}, which protocol 2026-07-28 requires"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn request_id(message: &Message) -> Value {
     match message {
         Message::Request { id, .. } => id.clone(),
         _ => Value::Null,
-    }
-}
-
-/// The protocol version a POST speaks: its `MCP-Protocol-Version` header, or
-/// [`VERSION_WITHOUT_HEADER`] without one.
-pub(crate) fn requested_version(headers: &HeaderMap) -> Result<String, String> {
-    Ok(header(headers, HEADER_PROTOCOL_VERSION)?
-        .unwrap_or_else(|| VERSION_WITHOUT_HEADER.to_string()))
-}
-
-/// A header's value, decoding the `=?base64?…?=` form used for non-ASCII values. A header
-/// sent more than once is refused: a proxy may route on any one of the values, so the one
-/// checked against the body must be the only one.
-pub(crate) fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(format!("the {name} header is sent more than once"));
-    }
-    let text = value
-        .to_str()
-        .map_err(|_| format!("the {name} header has invalid characters"))?
-        .trim_matches([' ', '\t']);
-    match text
-        .strip_prefix("=?base64?")
-        .and_then(|rest| rest.strip_suffix("?="))
-    {
-        Some(encoded) => base64_decode(encoded)
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .map(Some)
-            .ok_or_else(|| format!("the {name} header has a malformed base64 value")),
-        None => Ok(Some(text.to_string())),
-    }
-}
-
-/// The 2026-07-28 header rules: each header that mirrors the body must agree with it.
-/// `header_params` are the called tool's `x-mcp-header` arguments.
-pub(crate) fn check_modern_headers(
-    headers: &HeaderMap,
-    message: &Message,
-    version: &str,
-    header_params: &[(String, String)],
-) -> Result<(), String> {
-    let (method, params, is_request) = match message {
-        Message::Request { method, params, .. } => (method, params, true),
-        Message::Notification { method, params } => (method, params, false),
-        _ => return Ok(()),
-    };
-    match header(headers, HEADER_METHOD)? {
-        None if is_request => return Err("missing Mcp-Method header".into()),
-        Some(value) if value != *method => {
-            return Err(format!(
-                "Mcp-Method header {value:?} does not match the body's method {method:?}"
-            ));
-        }
-        _ => {}
-    }
-    let meta_version = params
-        .as_ref()
-        .and_then(|params| params.get("_meta"))
-        .and_then(|meta| meta.get("io.modelcontextprotocol/protocolVersion"))
-        .and_then(Value::as_str);
-    if let Some(meta_version) = meta_version
-        && meta_version != version
-    {
-        return Err(format!(
-            "MCP-Protocol-Version header {version:?} does not match the request's _meta version {meta_version:?}"
-        ));
-    }
-    if !is_request {
-        return Ok(());
-    }
-    let named = match method.as_str() {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    if let Some(field) = named {
-        let body_name = params
-            .as_ref()
-            .and_then(|params| params.get(field))
-            .and_then(Value::as_str);
-        match (header(headers, HEADER_NAME)?, body_name) {
-            (None, _) => return Err("missing Mcp-Name header".into()),
-            (Some(value), Some(body)) if value == body => {}
-            (Some(value), _) => {
-                return Err(format!(
-                    "Mcp-Name header {value:?} does not match the body's {field}"
-                ));
-            }
-        }
-    }
-    let arguments = params.as_ref().and_then(|params| params.get("arguments"));
-    for (argument, header_name) in header_params {
-        let name = format!("mcp-param-{}", header_name.to_ascii_lowercase());
-        let body = arguments.and_then(|arguments| arguments.get(argument));
-        let body_text = match body {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(value @ (Value::Number(_) | Value::Bool(_))) => Some(value.to_string()),
-            // A structured value cannot be mirrored; the argument's own validation reports it.
-            Some(_) => continue,
-        };
-        match (header(headers, &name)?, body_text) {
-            (None, None) => {}
-            (Some(value), Some(body)) if value == body => {}
-            (None, Some(_)) => {
-                return Err(format!(
-                    "the {argument} argument needs the Mcp-Param-{header_name} header"
-                ));
-            }
-            (Some(_), _) => {
-                return Err(format!(
-                    "Mcp-Param-{header_name} header does not match the {argument} argument"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Standard base64 with its padding to bytes; anything malformed is `None`.
-pub(crate) fn base64_decode(encoded: &str) -> Option<Vec<u8>> {
-    if !encoded.len().is_multiple_of(4) {
-        return None;
-    }
-    let data = encoded.trim_end_matches('=');
-    if encoded.len() - data.len() > 2 {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(encoded.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for character in data.bytes() {
-        let value = match character {
-            b'A'..=b'Z' => character - b'A',
-            b'a'..=b'z' => character - b'a' + 26,
-            b'0'..=b'9' => character - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Some(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_header_values_decode() {
-        assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
-        assert_eq!(base64_decode("w6k=").as_deref(), Some("é".as_bytes()));
-        assert_eq!(base64_decode("SGVsbG8"), None, "missing padding");
-        assert_eq!(base64_decode("SGVs!!!bG8="), None);
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    /// Found by the `http_headers` fuzz target: only the first of a repeated mirrored header
-    /// was checked, so a proxy routing on the second routed on a value the server never saw.
-    #[test]
-    fn a_repeated_mirrored_header_is_refused() {
-        let params = [("session".to_string(), "Session".to_string())];
-        let repeated = headers(&[
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-            ("mcp-param-session", "n.1"),
-            ("mcp-param-session", "n.2"),
-        ]);
-        let verdict = check_modern_headers(
-            &repeated,
-            &call(json!({"session": "n.1"})),
-            "2026-07-28",
-            &params,
-        );
-        assert!(verdict.is_err_and(|problem| problem.contains("more than once")));
-        let versions = headers(&[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-protocol-version", "2025-03-26"),
-        ]);
-        assert!(requested_version(&versions).is_err());
-        let methods = headers(&[("mcp-method", "tools/call"), ("mcp-method", "tools/list")]);
-        assert!(check_modern_headers(&methods, &call(json!({})), "2026-07-28", &[]).is_err());
-    }
-
-    fn call(arguments: Value) -> Message {
-        Message::Request {
-            id: json!(1),
-            method: "tools/call".into(),
-            params: Some(
-                json!({"name": "echo", "arguments": arguments, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
-            ),
-        }
-    }
-
-    #[test]
-    fn modern_headers_must_mirror_the_body() {
-        let params = [("session".to_string(), "Session".to_string())];
-        let good = headers(&[
-            ("mcp-method", "tools/call"),
-            ("mcp-name", " echo "),
-            ("mcp-param-session", "n.1"),
-        ]);
-        assert!(
-            check_modern_headers(
-                &good,
-                &call(json!({"session": "n.1"})),
-                "2026-07-28",
-                &params
-            )
-            .is_ok()
-        );
-        let encoded = headers(&[
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "=?base64?ZWNobw==?="),
-            ("mcp-param-session", "n.1"),
-        ]);
-        assert!(
-            check_modern_headers(
-                &encoded,
-                &call(json!({"session": "n.1"})),
-                "2026-07-28",
-                &params
-            )
-            .is_ok()
-        );
-        for (bad, arguments) in [
-            (headers(&[("mcp-name", "echo")]), json!({})),
-            (
-                headers(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]),
-                json!({}),
-            ),
-            (headers(&[("mcp-method", "tools/call")]), json!({})),
-            (
-                headers(&[("mcp-method", "tools/call"), ("mcp-name", "other")]),
-                json!({}),
-            ),
-            (
-                headers(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]),
-                json!({"session": "n.1"}),
-            ),
-            (
-                headers(&[
-                    ("mcp-method", "tools/call"),
-                    ("mcp-name", "echo"),
-                    ("mcp-param-session", "n.2"),
-                ]),
-                json!({"session": "n.1"}),
-            ),
-            (
-                headers(&[
-                    ("mcp-method", "tools/call"),
-                    ("mcp-name", "echo"),
-                    ("mcp-param-session", "n.2"),
-                ]),
-                json!({}),
-            ),
-        ] {
-            assert!(
-                check_modern_headers(&bad, &call(arguments.clone()), "2026-07-28", &params)
-                    .is_err(),
-                "{bad:?} {arguments}"
-            );
-        }
-        let wrong_version = headers(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]);
-        assert!(
-            check_modern_headers(&wrong_version, &call(json!({})), "2025-11-25", &params).is_err()
-        );
     }
 }

@@ -8,7 +8,8 @@
 //! ([`ResourceServer::unauthorized`]), and may this caller call this tool
 //! ([`ResourceServer::check_tool`]). How a token is checked is in `validate`, where keys
 //! come from in `jwks`, the metadata and challenges in `metadata`, the principal's name in
-//! `principal`, the flags in `options`.
+//! `principal`, the validated configuration in `config` (its flags are the configuration
+//! layer's).
 //!
 //! Tokens are JWTs only. Opaque tokens would need token introspection (RFC 7662): a client
 //! secret for Bulkhead at every issuer and a round trip per request (or a cache that delays
@@ -17,11 +18,11 @@
 //! here and dropped, only the principal reaches sessions, workers and logs.
 
 mod cache;
+mod config;
 mod fetch;
 mod jwks;
 mod metadata;
-mod options;
-mod principal;
+pub mod principal;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -29,10 +30,10 @@ use std::sync::Arc;
 
 use hyper::{Response, StatusCode};
 
-pub use options::{OAuthConfig, OAuthOptions};
+pub use config::{DEFAULT_ALGORITHMS, Issuer, OAuthConfig, RequiredClaim, is_secure_or_loopback};
 
 use crate::http::Body;
-use crate::session::Principal;
+use crate::principal::Principal;
 use metadata::{ChallengeError, Metadata, challenge_response};
 use validate::{Invalid, Refusal};
 

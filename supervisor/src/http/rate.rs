@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// How many buckets may exist before full (idle) ones are swept.
 const SWEEP_AT: usize = 10_000;

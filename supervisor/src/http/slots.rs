@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// The slots and shares of one HTTP front door.
 pub struct Slots {

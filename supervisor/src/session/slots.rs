@@ -6,7 +6,8 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
-use super::{Principal, Registry, Session, SessionError, State};
+use super::{Registry, Session, SessionError, State};
+use crate::principal::Principal;
 
 /// One slot of a session that is not live but still counts against the limits: its worker is
 /// starting, or it has ended and its worker is not reaped yet (a worker that leaves its process

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use super::TradingConfig;
 use super::journal::{Journal, today_totals};
 use super::ledger::DailyLedger;
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// Longest reason kept in a journal line: a broker's error body can be long.
 const MAX_REASON_CHARS: usize = 1_000;
@@ -295,7 +295,7 @@ pub fn serve_control(
     id: Value,
     method: String,
     params: Option<Value>,
-    reply: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    reply: std::sync::Arc<bulkhead_protocol::writer::FrameWriter>,
 ) {
     use bulkhead_protocol::{codes, jsonrpc};
     tokio::spawn(async move {
@@ -308,6 +308,6 @@ pub fn serve_control(
             Ok(result) => jsonrpc::response(&id, result),
             Err(message) => jsonrpc::error_response(&id, codes::INVALID_REQUEST, &message, None),
         };
-        let _ = reply.send(jsonrpc::to_frame(&frame));
+        let _ = reply.push(jsonrpc::to_frame(&frame));
     });
 }

@@ -20,11 +20,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bulkhead_protocol::Era;
 use bulkhead_protocol::jsonrpc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::wrap::bridge::{self, ServerEra};
+use crate::wrap::bridge;
 
 /// Prefix of the ids of the liveness pings sent to a wrapped server after a cancellation; the
 /// rest of the id is the cancelled call's id. Call ids are numbers, so these never collide.
@@ -36,11 +37,11 @@ pub(super) struct Abandoned {
     hard_cancel: Duration,
     /// A wrapped server's era, for its liveness pings; `None` for the built-in worker, which
     /// acknowledges instead.
-    liveness: Option<ServerEra>,
+    liveness: Option<Era>,
 }
 
 impl Abandoned {
-    pub(super) fn new(hard_cancel: Duration, liveness: Option<ServerEra>) -> Self {
+    pub(super) fn new(hard_cancel: Duration, liveness: Option<Era>) -> Self {
         Self {
             deadlines: HashMap::new(),
             hard_cancel,
@@ -137,7 +138,7 @@ mod tests {
     #[test]
     fn a_wrapped_server_is_cleared_by_an_answer_to_the_ping_after_the_cancellation() {
         let now = Instant::now();
-        let mut abandoned = Abandoned::new(HARD, Some(ServerEra::Initialize));
+        let mut abandoned = Abandoned::new(HARD, Some(Era::Initialize));
         let frames = frames_text(&abandoned.cancel(3, now));
         assert_eq!(frames.len(), 2, "{frames:?}");
         assert!(frames[1].contains("\"ping\"") && frames[1].contains("bulkhead-liveness-3"));

@@ -25,10 +25,14 @@ use bulkhead_protocol::jsonrpc::{self, Message};
 use bulkhead_protocol::trading::CONTROL_METHOD_PREFIX;
 use bulkhead_protocol::{NOTIFICATION_CANCEL_ACKNOWLEDGED, codes};
 use serde_json::{Value, json};
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
+use super::actor::Actor;
+use super::handle::CallEvent;
 use super::outbox::{MAX_PENDING_SERVER_REQUESTS, Offer, RoomWaiter, Sender};
-use super::{Actor, CallEvent};
+use super::process::Process;
+use super::reply::{Reply, result_span};
 use crate::trading::desk::serve_control;
 
 /// How long, in all, one call's client may hold its worker back by reading slowly: enough to
@@ -96,7 +100,7 @@ impl StallWait {
     }
 }
 
-impl Actor {
+impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
     /// Whether the worker's socket may be read now (no notification is waiting for room).
     pub(super) fn reading(&self) -> bool {
         self.stalled.is_none()
@@ -146,9 +150,13 @@ impl Actor {
         }
     }
 
-    pub(super) fn on_worker_line(&mut self, line: &[u8]) {
-        // Parse once: a reply travels on as this very value.
-        let value: Value = match serde_json::from_slice(line) {
+    pub(super) fn on_worker_line(&mut self, line: Vec<u8>) {
+        // A result is routed by its envelope alone and travels on as the bytes the worker sent.
+        if let Some((id, result)) = result_span(&line) {
+            self.on_response(&id, Reply::Result { line, result });
+            return;
+        }
+        let value: Value = match serde_json::from_slice(&line) {
             Ok(value) => value,
             Err(error) => {
                 tracing::warn!(session = %self.tag, "worker sent an unparsable frame: {error}");
@@ -156,7 +164,9 @@ impl Actor {
             }
         };
         if value.get("method").is_none() {
-            self.on_response(value);
+            if let Some(id) = value.get("id").cloned() {
+                self.on_response(&id, Reply::Value(value));
+            }
             return;
         }
         match jsonrpc::classify(value) {
@@ -169,7 +179,7 @@ impl Actor {
                 // Addressed to the supervisor itself, never to a client.
                 if let Some(writer) = self.writer.clone() {
                     let binding = self.binding.get().cloned();
-                    serve_control(self.desk.clone(), binding, id, method, params, writer);
+                    serve_control(self.flavor.desk(), binding, id, method, params, writer);
                 }
             }
             Ok(Message::Request { id, method, params }) => self.on_request(id, method, params),
@@ -180,10 +190,7 @@ impl Actor {
         }
     }
 
-    fn on_response(&mut self, value: Value) {
-        let Some(id) = value.get("id") else {
-            return;
-        };
+    fn on_response(&mut self, id: &Value, reply: Reply) {
         if self.abandoned.on_response(id) {
             return;
         }
@@ -191,7 +198,7 @@ impl Actor {
             return;
         };
         if let Some(call) = self.remove_call(id) {
-            call.outbox.push(CallEvent::Reply(value));
+            call.outbox.push(CallEvent::Reply(reply));
         }
     }
 
@@ -274,9 +281,7 @@ impl Actor {
             );
             return;
         }
-        // The catalog is fixed for the supervisor's lifetime; a wrapped server's own list
-        // changes would only confuse clients.
-        if self.wrapped && method.ends_with("/list_changed") {
+        if !self.flavor.relays(&method) {
             return;
         }
         match self.in_flight.keys().max().copied() {

@@ -21,7 +21,7 @@ use bulkhead_protocol::jsonrpc;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::CallEvent;
+use super::handle::CallEvent;
 
 /// Notifications (besides one progress) that may wait for one call's reader.
 pub(super) const MAX_QUEUED_NOTIFICATIONS: usize = 64;
@@ -249,6 +249,7 @@ fn dropped_notice(dropped: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::reply::Reply;
 
     fn log(number: usize) -> Value {
         jsonrpc::notification("notifications/message", Some(json!({"data": number})))
@@ -281,7 +282,9 @@ mod tests {
                 Offer::Queued
             ));
         }
-        assert!(sender.push(CallEvent::Reply(json!({"id": 1, "result": {}}))));
+        assert!(sender.push(CallEvent::Reply(Reply::Value(
+            json!({"id": 1, "result": {}})
+        ))));
         let mut seen = Vec::new();
         while let Some(event) = next_now(&receiver) {
             seen.push(event);
@@ -337,10 +340,10 @@ mod tests {
         let (sender, receiver) = outbox();
         drop(receiver);
         assert!(matches!(sender.offer(log(0), 1, false), Offer::Gone));
-        assert!(!sender.push(CallEvent::Reply(json!({}))));
+        assert!(!sender.push(CallEvent::Reply(Reply::Value(json!({})))));
 
         let (sender, receiver) = outbox();
-        assert!(sender.push(CallEvent::Reply(json!({"id": 1}))));
+        assert!(sender.push(CallEvent::Reply(Reply::Value(json!({"id": 1})))));
         drop(sender);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()

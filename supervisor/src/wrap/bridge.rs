@@ -8,9 +8,9 @@
 //!
 //! - **Detection.** The supervisor sends `initialize` (every server of the older lifecycle
 //!   answers it, and a 2026-07-28-only server must answer an unknown or removed method with an
-//!   error, never silence). Success: the [`ServerEra::Initialize`] era, and
+//!   error, never silence). Success: the [`Era::Initialize`] era, and
 //!   `notifications/initialized` follows. An error: the supervisor sends `server/discover`
-//!   with the 2026-07-28 envelope; a result listing 2026-07-28 gives the [`ServerEra::Inline`]
+//!   with the 2026-07-28 envelope; a result listing 2026-07-28 gives the [`Era::Inline`]
 //!   era. The first detection is remembered for every later process of the same server.
 //! - **Initialize era.** Outgoing requests lose the `io.modelcontextprotocol/*` envelope keys
 //!   (such servers may refuse them). Replies to requests that came in the 2026-07-28 era gain
@@ -23,17 +23,13 @@
 
 use bulkhead_protocol::frame::{Frame, LineReader};
 use bulkhead_protocol::jsonrpc::{self, Message};
-use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, PROTOCOL_NO_INITIALIZE, codes};
+use bulkhead_protocol::names::{
+    ENVELOPE_PREFIX, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
+};
+use bulkhead_protocol::{Era, NEWEST_INITIALIZE_VERSION, PROTOCOL_NO_INITIALIZE, codes};
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-
-/// `_meta` namespace of the 2026-07-28 envelope.
-const ENVELOPE_PREFIX: &str = "io.modelcontextprotocol/";
-const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
-const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Results that list things, which carry cache hints in 2026-07-28.
 const LIST_METHODS: [&str; 4] = [
@@ -43,19 +39,11 @@ const LIST_METHODS: [&str; 4] = [
     "resources/templates/list",
 ];
 
-/// The era one wrapped connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerEra {
-    /// The `initialize` lifecycle (protocol 2025-11-25 and older).
-    Initialize,
-    /// Per-request `_meta` envelopes (2026-07-28).
-    Inline,
-}
-
 /// What start-up learned about a server.
 #[derive(Debug, Clone)]
 pub struct Detected {
-    pub era: ServerEra,
+    /// The era the server's connections speak.
+    pub era: Era,
     /// The `initialize` result (for an inline server, made from its `server/discover`): the
     /// catalog reads the server's capabilities from it.
     pub initialize_result: Value,
@@ -73,13 +61,17 @@ pub struct ReplyFix {
 }
 
 /// Put a freshly started server in its era. `known` is what an earlier start detected.
-pub async fn connect(
-    reader: &mut LineReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
+pub async fn connect<R, W>(
+    reader: &mut LineReader<R>,
+    writer: &mut W,
     known: Option<&Detected>,
-) -> Result<Detected, String> {
+) -> Result<Detected, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     match known {
-        Some(detected) if detected.era == ServerEra::Inline => return Ok(detected.clone()),
+        Some(detected) if detected.era == Era::Inline => return Ok(detected.clone()),
         Some(_) => {
             let result = initialize(reader, writer).await?;
             return result.map_err(|error| format!("initialize failed: {error}"));
@@ -116,7 +108,7 @@ pub async fn connect(
         ));
     }
     Ok(Detected {
-        era: ServerEra::Inline,
+        era: Era::Inline,
         initialize_result: json!({
             "protocolVersion": NEWEST_INITIALIZE_VERSION,
             "capabilities": discovered.get("capabilities").cloned().unwrap_or_else(|| json!({})),
@@ -128,10 +120,14 @@ pub async fn connect(
 
 /// `initialize` then `notifications/initialized`. The outer error is a broken connection; the
 /// inner one the server's refusal.
-async fn initialize(
-    reader: &mut LineReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
-) -> Result<Result<Detected, String>, String> {
+async fn initialize<R, W>(
+    reader: &mut LineReader<R>,
+    writer: &mut W,
+) -> Result<Result<Detected, String>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let params = json!({
         "protocolVersion": NEWEST_INITIALIZE_VERSION,
         "capabilities": {},
@@ -152,7 +148,7 @@ async fn initialize(
     let initialized = jsonrpc::notification("notifications/initialized", None);
     send(writer, &initialized).await?;
     Ok(Ok(Detected {
-        era: ServerEra::Initialize,
+        era: Era::Initialize,
         initialize_result: result,
     }))
 }
@@ -160,13 +156,17 @@ async fn initialize(
 /// Send one request and wait for its answer: `Ok(result)` or `Err(error text)`. Server
 /// requests meanwhile are refused, notifications and lines that are not JSON-RPC are skipped
 /// (some servers print a banner).
-async fn exchange(
-    reader: &mut LineReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
+async fn exchange<R, W>(
+    reader: &mut LineReader<R>,
+    writer: &mut W,
     id: &str,
     method: &str,
     params: Option<Value>,
-) -> Result<Result<Value, String>, String> {
+) -> Result<Result<Value, String>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let id = json!(id);
     send(writer, &jsonrpc::request(&id, method, params)).await?;
     loop {
@@ -210,7 +210,7 @@ async fn exchange(
     }
 }
 
-async fn send(writer: &mut OwnedWriteHalf, message: &Value) -> Result<(), String> {
+async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: &Value) -> Result<(), String> {
     writer
         .write_all(&jsonrpc::to_frame(message))
         .await
@@ -231,7 +231,7 @@ fn envelope() -> Map<String, Value> {
 }
 
 /// Translate a request's params for a server in `era`; returns them and how to fix the reply.
-pub fn outbound(era: ServerEra, method: &str, params: Option<Value>) -> (Option<Value>, ReplyFix) {
+pub fn outbound(era: Era, method: &str, params: Option<Value>) -> (Option<Value>, ReplyFix) {
     let mut params = match params {
         Some(Value::Object(params)) => params,
         None => Map::new(),
@@ -241,10 +241,10 @@ pub fn outbound(era: ServerEra, method: &str, params: Option<Value>) -> (Option<
         .get("_meta")
         .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str)
-        .is_some_and(bulkhead_protocol::is_inline_protocol_version);
+        .is_some_and(|version| Era::of_version(version).is_inline());
     let mut fix = ReplyFix::default();
     match era {
-        ServerEra::Initialize => {
+        Era::Initialize => {
             if let Some(Value::Object(meta)) = params.get_mut("_meta") {
                 meta.retain(|key, _| !key.starts_with(ENVELOPE_PREFIX));
                 if meta.is_empty() {
@@ -254,7 +254,7 @@ pub fn outbound(era: ServerEra, method: &str, params: Option<Value>) -> (Option<
             fix.add_complete = inline_request;
             fix.add_cache_hints = inline_request && LIST_METHODS.contains(&method);
         }
-        ServerEra::Inline if !inline_request => {
+        Era::Inline if !inline_request => {
             let meta = params.entry("_meta").or_insert_with(|| json!({}));
             if !meta.is_object() {
                 *meta = json!({});
@@ -266,7 +266,7 @@ pub fn outbound(era: ServerEra, method: &str, params: Option<Value>) -> (Option<
             }
             fix.refuse_incomplete = true;
         }
-        ServerEra::Inline => {}
+        Era::Inline => {}
     }
     let params = (!params.is_empty()).then_some(Value::Object(params));
     (params, fix)
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn an_initialize_era_server_gets_no_envelope_and_modern_replies_are_completed() {
-        let (params, fix) = outbound(ServerEra::Initialize, "tools/list", Some(modern(json!({}))));
+        let (params, fix) = outbound(Era::Initialize, "tools/list", Some(modern(json!({}))));
         assert_eq!(params, Some(json!({"_meta": {"progressToken": 7}})));
         let mut reply = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
         inbound(fix, &mut reply);
@@ -324,11 +324,7 @@ mod tests {
         assert_eq!(reply["result"]["ttlMs"], 0);
         assert_eq!(reply["result"]["cacheScope"], "private");
 
-        let (params, fix) = outbound(
-            ServerEra::Initialize,
-            "tools/call",
-            Some(json!({"name": "x"})),
-        );
+        let (params, fix) = outbound(Era::Initialize, "tools/call", Some(json!({"name": "x"})));
         assert_eq!(params, Some(json!({"name": "x"})));
         let mut reply = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
         inbound(fix, &mut reply);
@@ -340,12 +336,12 @@ mod tests {
 
     #[test]
     fn an_inline_server_gets_an_envelope_on_legacy_requests_only() {
-        let (params, fix) = outbound(ServerEra::Inline, "tools/call", Some(json!({"name": "x"})));
+        let (params, fix) = outbound(Era::Inline, "tools/call", Some(json!({"name": "x"})));
         let params = params.unwrap();
         assert_eq!(params["_meta"][META_PROTOCOL_VERSION], "2026-07-28");
         assert!(params["_meta"][META_CLIENT_CAPABILITIES].is_object());
         assert_eq!(params["_meta"][META_CLIENT_INFO]["name"], "bulkhead");
-        let (params, _) = outbound(ServerEra::Inline, "tools/list", None);
+        let (params, _) = outbound(Era::Inline, "tools/list", None);
         assert_eq!(
             params.unwrap()["_meta"][META_PROTOCOL_VERSION],
             "2026-07-28"
@@ -358,7 +354,7 @@ mod tests {
         assert_eq!(reply["id"], 3);
 
         let original = modern(json!({"name": "x"}));
-        let (params, fix) = outbound(ServerEra::Inline, "tools/call", Some(original.clone()));
+        let (params, fix) = outbound(Era::Inline, "tools/call", Some(original.clone()));
         assert_eq!(params, Some(original), "a modern request passes unchanged");
         let mut reply =
             json!({"jsonrpc": "2.0", "id": 3, "result": {"resultType": "input_required"}});
@@ -379,7 +375,7 @@ mod tests {
             let (read, mut write) = ours.into_split();
             let mut reader = LineReader::new(read, 1 << 20);
             let detected = connect(&mut reader, &mut write, None).await.unwrap();
-            assert_eq!(detected.era, ServerEra::Inline);
+            assert_eq!(detected.era, Era::Inline);
             assert_eq!(detected.initialize_result["serverInfo"]["name"], "fake");
             assert_eq!(
                 detected.initialize_result["capabilities"]["tools"],
@@ -394,7 +390,7 @@ mod tests {
             let (read, mut write) = ours.into_split();
             let mut reader = LineReader::new(read, 1 << 20);
             let detected = connect(&mut reader, &mut write, None).await.unwrap();
-            assert_eq!(detected.era, ServerEra::Initialize);
+            assert_eq!(detected.era, Era::Initialize);
             drop(write);
             server.await.unwrap();
         });

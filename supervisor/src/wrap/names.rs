@@ -13,10 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{SESSION_ARGUMENT, SESSION_CLOSE, SESSION_INFO, SESSION_OPEN};
-
-/// Tool names the supervisor implements itself.
-const RESERVED_TOOLS: [&str; 3] = [SESSION_OPEN, SESSION_CLOSE, SESSION_INFO];
+use bulkhead_protocol::names::{SESSION_ARGUMENT, SESSION_HEADER, SESSION_TOOLS};
 
 /// Configured renames, in the server's names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,7 +85,7 @@ impl Renames {
                 .get(&server_name)
                 .cloned()
                 .unwrap_or_else(|| server_name.clone());
-            if RESERVED_TOOLS.contains(&name.as_str()) {
+            if SESSION_TOOLS.contains(&name.as_str()) {
                 problems.push(format!(
                     "the wrapped server's tool {server_name:?} collides with Bulkhead's session tool {name:?}; rename it, e.g. --wrap-rename {server_name}=server_{server_name}"
                 ));
@@ -146,7 +143,7 @@ impl Renames {
             }
             for (argument, property) in properties.iter() {
                 let header = property.get("x-mcp-header").and_then(Value::as_str);
-                if header.is_some_and(|header| header.eq_ignore_ascii_case("Session")) {
+                if header.is_some_and(|header| header.eq_ignore_ascii_case(SESSION_HEADER)) {
                     problems.push(format!(
                         "the wrapped server's tool {server_name:?} maps its argument {argument:?} to the Mcp-Param-Session header, which Bulkhead uses for session handles"
                     ));

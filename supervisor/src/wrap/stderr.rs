@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use zeroize::Zeroizing;
@@ -189,14 +190,42 @@ impl Tail {
 /// A server's stderr tail, shared between its reader task and its actor.
 pub type SharedTail = Arc<Mutex<Tail>>;
 
+/// How long, after a wrapped server ended, its stderr reader gets to collect the last lines.
+const STDERR_SETTLE: Duration = Duration::from_millis(200);
+
+/// One server's stderr being read: its tail and the task that reads it.
+pub struct Collected {
+    tail: SharedTail,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Collected {
+    /// Log that the server `what` (crashed, failed to start) with the redacted tail of its
+    /// stderr, once its reader has had a moment to collect the last lines (it ends when every
+    /// process holding the pipe is gone).
+    pub async fn log(self, tag: &str, pid: u32, what: &str) {
+        let _ = tokio::time::timeout(STDERR_SETTLE, self.reader).await;
+        let text = self.tail.lock().map(|tail| tail.text()).unwrap_or_default();
+        if text.is_empty() {
+            tracing::warn!(session = %tag, pid, "wrapped server {what}; it wrote nothing to stderr");
+        } else {
+            tracing::warn!(
+                session = %tag,
+                pid,
+                "wrapped server {what}; the last lines of its stderr (redacted):\n{text}"
+            );
+        }
+    }
+}
+
 /// Read `stderr` until it closes (every process of the tree has exited), logging each line at
-/// `debug` under the session's tag and keeping the tail. Returns the tail and the reader task.
+/// `debug` under the session's tag and keeping the tail.
 pub fn collect(
     mut stderr: tokio::net::unix::pipe::Receiver,
     tag: String,
     pid: u32,
     redactor: Redactor,
-) -> (SharedTail, tokio::task::JoinHandle<()>) {
+) -> Collected {
     let tail = SharedTail::default();
     let writer = tail.clone();
     let task = tokio::spawn(async move {
@@ -224,7 +253,7 @@ pub fn collect(
             emit(&writer, &redactor, &tag, pid, &line, overlong);
         }
     });
-    (tail, task)
+    Collected { tail, reader: task }
 }
 
 fn emit(tail: &SharedTail, redactor: &Redactor, tag: &str, pid: u32, line: &[u8], overlong: bool) {

@@ -92,7 +92,7 @@ fn is_current(grant: &Grant, now: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Principal;
+    use crate::principal::Principal;
 
     fn grant(expires_at: u64, not_before: Option<u64>) -> Grant {
         Grant {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use url::Url;
 
-use super::options::is_secure_or_loopback;
+use super::config::is_secure_or_loopback;
 
 /// Time one fetch may take, connection included: an issuer slower than this is treated as
 /// down, and the callers waiting on it get a 401 rather than a hung request.

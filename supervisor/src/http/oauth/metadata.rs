@@ -14,7 +14,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 use url::Url;
 
-use super::options::OAuthConfig;
+use super::config::OAuthConfig;
 use crate::http::Body;
 
 /// RFC 9728's well-known path for protected-resource metadata.
@@ -150,21 +150,19 @@ pub fn challenge_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::oauth::options::OAuthOptions;
 
     fn metadata(public_url: &str) -> Metadata {
-        let mut problems = Vec::new();
-        let config = OAuthOptions {
-            oauth_issuers: vec!["https://login.example".into()],
-            public_url: Some(public_url.into()),
-            oauth_principal_claim: "sub".into(),
-            oauth_scopes: vec!["mcp".into()],
-            oauth_tool_scopes: vec!["order_place=trade".into()],
-            oauth_jwks_refresh_interval: 60.0,
-            ..Default::default()
-        }
-        .resolve(&mut problems)
-        .unwrap();
+        let mut config = OAuthConfig::example(
+            &super::super::principal::default_label("https://login.example"),
+            "https://login.example",
+            public_url,
+        );
+        config.scopes.insert("mcp".into());
+        config
+            .tool_scopes
+            .entry("order_place".into())
+            .or_default()
+            .insert("trade".into());
         Metadata::new(&config)
     }
 

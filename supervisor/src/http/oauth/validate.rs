@@ -19,9 +19,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde_json::Value;
 
-use super::options::{Issuer, OAuthConfig};
+use super::config::{Issuer, OAuthConfig};
 use super::principal::principal_name;
-use crate::session::Principal;
+use crate::principal::Principal;
 
 /// Longest token considered: real access tokens are 1-4 KiB; larger ones are refused before
 /// any parsing.
@@ -207,21 +207,13 @@ fn scopes(claims: &Value) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::oauth::options::{OAuthOptions, RequiredClaim};
+    use crate::http::oauth::RequiredClaim;
     use serde_json::json;
 
     fn config() -> OAuthConfig {
-        let mut problems = Vec::new();
-        let mut config = OAuthOptions {
-            oauth_issuers: vec!["corp=https://login.example".into()],
-            public_url: Some("https://mcp.example/mcp".into()),
-            oauth_principal_claim: "sub".into(),
-            oauth_scopes: vec!["mcp".into()],
-            oauth_jwks_refresh_interval: 60.0,
-            ..Default::default()
-        }
-        .resolve(&mut problems)
-        .unwrap();
+        let mut config =
+            OAuthConfig::example("corp", "https://login.example", "https://mcp.example/mcp");
+        config.scopes.insert("mcp".into());
         config.required_claims = vec![RequiredClaim {
             name: "tid".into(),
             value: Some("t1".into()),

@@ -1,4 +1,4 @@
-//! The OAuth flags of `bulkhead serve` and the validated configuration they resolve to.
+//! The OAuth flags of `bulkhead serve` and their resolution into an [`OAuthConfig`].
 //!
 //! OAuth is on when at least one `--oauth-issuer` is given; every other OAuth flag then
 //! refines it, and is refused without one. `--public-url` is required with it: it is the
@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use clap::Args;
 use jsonwebtoken::Algorithm;
-use serde_json::{Value, json};
 use url::Url;
 
-use super::principal;
+use crate::http::oauth::{
+    DEFAULT_ALGORITHMS, Issuer, OAuthConfig, RequiredClaim, is_secure_or_loopback, principal,
+};
 
 /// The claim that names a caller when none is configured: the subject, which RFC 9068 makes
 /// the resource owner (or the client, for client credentials).
@@ -23,20 +24,6 @@ pub const DEFAULT_PRINCIPAL_CLAIM: &str = "sub";
 /// noticed within a minute of its first token, and a flood of made-up key ids costs the issuer
 /// one request a minute.
 pub const DEFAULT_JWKS_REFRESH_INTERVAL_SECS: f64 = 60.0;
-/// Algorithms accepted when none are configured: every asymmetric JWS algorithm the crypto
-/// backend verifies. HMAC (`HS*`) is never accepted — its key would be the issuer's public
-/// key or a secret shared with every other resource — and `none` is not an algorithm here.
-pub const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// The scope that asks an authorization server for refresh tokens: not a resource's
 /// requirement, so the MCP specification says a resource should not name it.
@@ -77,38 +64,6 @@ pub struct OAuthOptions {
     /// Least seconds between two JWKS fetches triggered by a token with an unknown key id.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_JWKS_REFRESH_INTERVAL_SECS)]
     pub oauth_jwks_refresh_interval: f64,
-}
-
-/// A trusted issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issuer {
-    /// The issuer identifier, exactly as tokens and metadata must carry it.
-    pub url: String,
-    /// The first part of its callers' principal names.
-    pub label: String,
-}
-
-/// A claim every token must carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequiredClaim {
-    pub name: String,
-    pub value: Option<String>,
-}
-
-/// The validated OAuth configuration.
-#[derive(Debug, Clone)]
-pub struct OAuthConfig {
-    pub issuers: Vec<Issuer>,
-    pub public_url: String,
-    /// Every accepted `aud` value: the public URL and each `--oauth-audience`.
-    pub audiences: BTreeSet<String>,
-    pub principal_claim: String,
-    pub scopes: BTreeSet<String>,
-    /// Tool name → the scopes needed to call it (besides `scopes`).
-    pub tool_scopes: BTreeMap<String, BTreeSet<String>>,
-    pub required_claims: Vec<RequiredClaim>,
-    pub algorithms: Vec<Algorithm>,
-    pub jwks_refresh_interval: Duration,
 }
 
 impl OAuthOptions {
@@ -295,20 +250,6 @@ fn check_url(flag: &str, url: &str, problems: &mut Vec<String>) -> String {
     url.to_string()
 }
 
-/// https, or http to this machine only (loopback addresses and `localhost`).
-pub fn is_secure_or_loopback(url: &Url) -> bool {
-    match url.scheme() {
-        "https" => url.host().is_some(),
-        "http" => match url.host() {
-            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(address)) => address.is_loopback(),
-            Some(url::Host::Ipv6(address)) => address.is_loopback(),
-            None => false,
-        },
-        _ => false,
-    }
-}
-
 /// An RFC 6749 scope token (printable ASCII but space, `"` and `\`), and not `offline_access`.
 fn check_scope(flag: &str, scope: &str, problems: &mut Vec<String>) -> bool {
     let valid = !scope.is_empty()
@@ -326,50 +267,6 @@ fn check_scope(flag: &str, scope: &str, problems: &mut Vec<String>) -> bool {
         return false;
     }
     valid
-}
-
-impl OAuthConfig {
-    /// The host of the public URL, which the `Host` allow-list must admit.
-    pub fn public_host(&self) -> Option<String> {
-        Url::parse(&self.public_url)
-            .ok()?
-            .host_str()
-            .map(str::to_ascii_lowercase)
-    }
-
-    /// Problems with static-token principals that could be taken for OAuth principals.
-    pub fn check_static_principals(&self, principals: &[String], problems: &mut Vec<String>) {
-        for name in principals {
-            if let Some(issuer) = self
-                .issuers
-                .iter()
-                .find(|issuer| principal::collides_with_label(name, &issuer.label))
-            {
-                problems.push(format!(
-                    "tokens file principal {name:?} begins with \"{}_\", the form of issuer {}'s principals; rename it",
-                    issuer.label, issuer.url
-                ));
-            }
-        }
-    }
-
-    /// What `check-config` shows (nothing here is secret).
-    pub fn summary(&self) -> Value {
-        json!({
-            "issuers": self.issuers.iter().map(|issuer| json!({"url": issuer.url, "label": issuer.label})).collect::<Vec<_>>(),
-            "public_url": self.public_url,
-            "audiences": self.audiences,
-            "principal_claim": self.principal_claim,
-            "scopes": self.scopes,
-            "tool_scopes": self.tool_scopes,
-            "required_claims": self.required_claims.iter().map(|claim| match &claim.value {
-                Some(value) => format!("{}={value}", claim.name),
-                None => claim.name.clone(),
-            }).collect::<Vec<_>>(),
-            "algorithms": self.algorithms.iter().map(|algorithm| format!("{algorithm:?}")).collect::<Vec<_>>(),
-            "jwks_refresh_interval_secs": self.jwks_refresh_interval.as_secs_f64(),
-        })
-    }
 }
 
 #[cfg(test)]

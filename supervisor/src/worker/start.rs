@@ -1,0 +1,139 @@
+//! Bringing a spawned worker up: the connection's first exchange within its start timeout,
+//! then the actor and the handle; or, on failure, the process killed and reaped and the reason
+//! (with a wrapped server's stderr tail in the log).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use bulkhead_protocol::frame::LineReader;
+use bulkhead_protocol::handshake::SandboxPolicy;
+use bulkhead_protocol::writer::FrameWriter;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+
+use crate::wrap::stderr::Collected;
+
+use super::actor::Actor;
+use super::cancellation::Abandoned;
+use super::handle::{Shared, WorkerHandle};
+use super::process::Process;
+use super::{StartError, WorkerSpec, WorkerTimeouts};
+
+/// A process just spawned for a worker, and its end of the connection.
+pub(super) struct Spawned<P, R, W> {
+    pub(super) process: P,
+    pub(super) reader: R,
+    pub(super) writer: W,
+    /// A wrapped server's stderr, being read into its tail.
+    pub(super) stderr: Option<Collected>,
+    /// The limits it runs under, which its hello repeats.
+    pub(super) sandbox: SandboxPolicy,
+}
+
+/// Bring the connection up and start the actor, or kill the process and say why not.
+pub(super) async fn start<P, R, W>(
+    spawned: Spawned<P, R, W>,
+    spec: WorkerSpec,
+    timeouts: WorkerTimeouts,
+    principal: Option<&str>,
+) -> Result<WorkerHandle, StartError>
+where
+    P: Process,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Spawned {
+        mut process,
+        reader,
+        mut writer,
+        stderr,
+        sandbox,
+    } = spawned;
+    let pid = process.pid();
+    let mut reader = LineReader::new(reader, spec.max_frame_bytes);
+    let limit = spec.flavor.start_timeout(&timeouts);
+    let connecting = spec.flavor.connect(
+        &mut reader,
+        &mut writer,
+        &spec.session_tag,
+        sandbox,
+        pid,
+        principal,
+    );
+    let connected = tokio::time::timeout(limit, connecting)
+        .await
+        .unwrap_or_else(|_| Err(format!("not ready within {} ms", limit.as_millis())));
+    let connected = match connected {
+        Ok(connected) => connected,
+        Err(reason) => {
+            let reason = abandon(&mut process, reason).await;
+            if let Some(stderr) = stderr {
+                stderr.log(&spec.session_tag, pid, "failed to start").await;
+            }
+            return Err(StartError::Handshake { pid, reason });
+        }
+    };
+
+    let (commands, inbox) = mpsc::unbounded_channel();
+    let (exit_tx, exit) = watch::channel(None);
+    let reaped = process.status();
+    let planned = Arc::new(OnceLock::new());
+    let binding = Arc::new(OnceLock::new());
+    // What goes to a worker is bounded by construction (see ARCHITECTURE.md, *Invariants*),
+    // so frames for it never wait for room: the bound is never reached.
+    let (writer, drain) = FrameWriter::new(writer, usize::MAX, true);
+    tokio::spawn(drain);
+    let actor = Actor {
+        tag: spec.session_tag.clone(),
+        pid,
+        process,
+        reader,
+        writer: Some(writer.clone()),
+        in_flight: HashMap::new(),
+        relayed: HashMap::new(),
+        stalled: None,
+        draining: false,
+        stop_requested: false,
+        abandoned: Abandoned::new(timeouts.hard_cancel, connected.bridge),
+        inbox,
+        exit_tx,
+        planned: planned.clone(),
+        timeouts,
+        flavor: spec.flavor,
+        stderr,
+        binding: binding.clone(),
+    };
+    tokio::spawn(actor.run());
+    Ok(WorkerHandle {
+        shared: Arc::new(Shared {
+            pid,
+            bridge: connected.bridge,
+            initialize_result: connected.initialize_result,
+            tag: spec.session_tag,
+            next_id: AtomicU64::new(1),
+            commands,
+            writer,
+            exit,
+            reaped,
+            planned,
+            binding,
+        }),
+    })
+}
+
+/// Kill a worker whose start failed (a wrapped server's whole tree), reap it, clean up, and
+/// say how it ended.
+async fn abandon<P: Process>(process: &mut P, reason: String) -> String {
+    process.signal(Signal::SIGKILL);
+    // The reaper kills what is left in the worker's group just before the reap.
+    let status = process.wait().await;
+    process.cleanup_after_reap().await;
+    match status {
+        Ok(status) if !status.success() && status.code().is_some() => {
+            format!("{reason}; worker exited with {status}")
+        }
+        _ => reason,
+    }
+}
