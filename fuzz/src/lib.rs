@@ -13,5 +13,6 @@ pub mod frame;
 pub mod handshake;
 pub mod http_headers;
 pub mod jsonrpc;
+pub mod request;
 
 mod input;

@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::config::{Cli, Command, Parsed};
 use crate::http::headers::{self, HEADER_PROTOCOL_VERSION};
 use crate::mcp::era;
-use crate::mcp::request::Incoming;
 
+pub use crate::mcp::request::{Forwarded, Incoming, Method, Notification, Request, ToolCall};
 pub use crate::wrap::bridge::{ReplyFix, inbound, outbound};
 
 /// A header's value as the `/mcp` endpoint reads it: trimmed, `=?base64?…?=` decoded; `Err`
