@@ -7,6 +7,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -22,6 +23,8 @@ pub struct HttpClient {
     host: String,
     next_id: u64,
     request: Vec<u8>,
+    /// `Authorization: Bearer …` on every request, when the server wants tokens.
+    bearer: Option<String>,
 }
 
 impl HttpClient {
@@ -34,7 +37,20 @@ impl HttpClient {
             host: addr.to_string(),
             next_id: 1,
             request: Vec::with_capacity(4096),
+            bearer: None,
         })
+    }
+
+    /// Send `token` as a bearer token with every request.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_string());
+        self
+    }
+
+    /// Give up on a read or write that waits longer than `timeout`.
+    pub fn set_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.writer.set_read_timeout(Some(timeout))?;
+        self.writer.set_write_timeout(Some(timeout))
     }
 
     /// `GET path` → status.
@@ -42,9 +58,11 @@ impl HttpClient {
         self.request.clear();
         write!(
             self.request,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n",
             self.host
         )?;
+        self.write_bearer()?;
+        self.request.extend_from_slice(b"\r\n");
         self.writer.write_all(&self.request)?;
         Ok(self.read_response()?.0)
     }
@@ -52,6 +70,16 @@ impl HttpClient {
     /// Call a tool, in `session` when given (as the argument and its mirroring header), and
     /// return its `result`; any error is an `Err`.
     pub fn tool(
+        &mut self,
+        name: &str,
+        arguments: Value,
+        session: Option<&str>,
+    ) -> io::Result<Value> {
+        tool_result(self.tool_reply(name, arguments, session)?)
+    }
+
+    /// Call a tool and return the whole JSON-RPC reply, error or not.
+    pub fn tool_reply(
         &mut self,
         name: &str,
         mut arguments: Value,
@@ -87,17 +115,24 @@ impl HttpClient {
         if let Some(session) = session {
             write!(self.request, "Mcp-Param-Session: {session}\r\n")?;
         }
+        self.write_bearer()?;
         self.request.extend_from_slice(b"\r\n");
         self.request.extend_from_slice(&body);
         self.writer.write_all(&self.request)?;
         let (status, body) = self.read_response()?;
-        let reply: Value = serde_json::from_slice(&body).map_err(|error| {
+        serde_json::from_slice(&body).map_err(|error| {
             io::Error::other(format!(
                 "HTTP {status}: unparsable body ({error}): {}",
                 String::from_utf8_lossy(&body)
             ))
-        })?;
-        tool_result(reply)
+        })
+    }
+
+    fn write_bearer(&mut self) -> io::Result<()> {
+        if let Some(token) = &self.bearer {
+            write!(self.request, "Authorization: Bearer {token}\r\n")?;
+        }
+        Ok(())
     }
 
     /// Read one response: status and body (`Content-Length` or chunked).

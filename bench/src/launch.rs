@@ -101,7 +101,8 @@ impl StdioSupervisor {
 }
 
 /// A running `bulkhead serve` on a loopback port, with authentication off (the bench's
-/// callers are all the principal `anonymous`) and the rate limit out of the way.
+/// callers are all the principal `anonymous`) or bearer tokens, and the rate limit out of the
+/// way.
 pub struct HttpSupervisor {
     child: Child,
     pub addr: SocketAddr,
@@ -109,11 +110,31 @@ pub struct HttpSupervisor {
 
 impl HttpSupervisor {
     pub fn start(binaries: &Binaries, extra_args: &[String], log: &str) -> io::Result<Self> {
+        Self::start_as(binaries, &["--no-auth".to_string()], extra_args, log)
+    }
+
+    /// The same with bearer tokens (`principal:token` lines in `tokens`) instead of
+    /// `--no-auth`, for measurements with several principals.
+    pub fn start_with_tokens(
+        binaries: &Binaries,
+        tokens: &Path,
+        extra_args: &[String],
+        log: &str,
+    ) -> io::Result<Self> {
+        let auth = ["--tokens".to_string(), tokens.display().to_string()];
+        Self::start_as(binaries, &auth, extra_args, log)
+    }
+
+    fn start_as(
+        binaries: &Binaries,
+        auth: &[String],
+        extra_args: &[String],
+        log: &str,
+    ) -> io::Result<Self> {
         // A free port, chosen here so the address need not be read back from the log.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut args: Vec<String> = [
             "serve",
-            "--no-auth",
             "--http",
             &addr.to_string(),
             "--rate-limit",
@@ -123,6 +144,7 @@ impl HttpSupervisor {
         ]
         .map(String::from)
         .to_vec();
+        args.extend_from_slice(auth);
         args.extend_from_slice(extra_args);
         let child = binaries
             .supervisor(&args, log)?

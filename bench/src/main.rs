@@ -8,6 +8,7 @@
 //! measurement still works, not a measurement). Progress goes to stderr; the report to files.
 
 mod balancer;
+mod chaos;
 mod chart;
 mod http;
 mod latency;
@@ -73,6 +74,10 @@ struct Cli {
     /// Echo calls at each scale checkpoint [default: 3000; smoke 50].
     #[arg(long)]
     probe_calls: Option<usize>,
+    /// Sessions opened and closed one after another in the chaos soak over stdio (a quarter as
+    /// many over HTTP) [default: 20000; smoke 20].
+    #[arg(long)]
+    soak_cycles: Option<usize>,
     /// Connections opening sessions at once in the scale run [default: 4].
     #[arg(long)]
     openers: Option<usize>,
@@ -97,6 +102,8 @@ enum Part {
     Scale,
     /// Three nodes behind real nginx and HAProxy: latency added, throughput with 1 and 3 nodes.
     Balancer,
+    /// Session soak, workers killed under load, slowloris by one principal (issue 10).
+    Chaos,
 }
 
 impl Cli {
@@ -290,6 +297,13 @@ fn run(cli: &Cli, plan: &Plan, binaries: &Binaries) -> Results {
             Ok(scale) => results.scale = Some(scale),
             Err(error) => results.failures.push(note("scale", error.to_string())),
         }
+    }
+    if cli.runs(Part::Chaos) {
+        eprintln!("bulkhead-bench: chaos: soak, crash under load, slowloris");
+        let (figures, failures) =
+            chaos::measure(binaries, &chaos::ChaosPlan::new(cli.smoke, cli.soak_cycles));
+        results.chaos = Some(figures);
+        results.failures.extend(failures);
     }
     results
 }

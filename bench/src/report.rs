@@ -23,6 +23,8 @@ pub struct Results {
     pub scale: Option<Scale>,
     /// Behind real load balancers.
     pub balancer: Option<crate::balancer::BalancerFigures>,
+    /// Soak, crash under load, slowloris.
+    pub chaos: Option<crate::chaos::ChaosFigures>,
     pub failures: Vec<String>,
     /// The pause before each measured session start.
     pub session_gap_ms: u128,
@@ -323,6 +325,9 @@ fn details(out: &mut String, results: &Results) {
     }
     if let Some(scale) = &results.scale {
         scale_table(out, scale);
+    }
+    if let Some(chaos) = &results.chaos {
+        crate::chaos::render(out, chaos);
     }
 }
 
