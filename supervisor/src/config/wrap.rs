@@ -4,8 +4,10 @@
 //! Resolution happens once, at start, so a typo fails the start with exit 64 rather than every
 //! session: the program is resolved as `execvp` would with the server's `PATH`, the variables
 //! passed through are captured, and the Landlock paths are computed — the system's directories,
-//! the program's install prefix and its script interpreter's, the directories of arguments
-//! that name files, and each `--wrap-allow-path`.
+//! what `wrap::paths` derives from where the program is installed, and each
+//! `--wrap-allow-path`. `npx -y PKG` and `uvx PKG` are recognised here (their runner found on
+//! the supervisor's `PATH`, their cache directory chosen) and installed by `wrap::install`
+//! before the first session.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
