@@ -7,7 +7,7 @@
 //! `MemoryError`) → `--wrap-max-address-space`; a TCP `connect`, `bind` or `listen` refused
 //! (`EACCES` from Landlock) → `--wrap-network`; a module or file not found or not permitted
 //! under a path outside the read set (Node's `ERR_MODULE_NOT_FOUND`, `Cannot find module`,
-//! `ENOENT`, `EACCES`; Python's `ModuleNotFoundError`, `FileNotFoundError`, `PermissionError`)
+//! `ENOENT`, `EACCES`, the exec shim's `cannot execute`; Python's `ModuleNotFoundError`, `FileNotFoundError`, `PermissionError`)
 //! → `--wrap-allow-path`, or, for a write refused inside it, `--wrap-allow-write`.
 
 use std::os::unix::process::ExitStatusExt;
@@ -145,6 +145,12 @@ fn mentioned_paths(tail: &str) -> Vec<PathBuf> {
             }
             continue;
         }
+        // The exec shim's own error when `execve` is refused.
+        if let Some(rest) = after(line, "cannot execute /") {
+            let program = rest.split(": ").next().unwrap_or_default();
+            paths.push(PathBuf::from(format!("/{program}")));
+            continue;
+        }
         let quoted = ["ENOENT", "EACCES", "EPERM", "[Errno 2]", "[Errno 13]"]
             .iter()
             .any(|code| line.contains(code));
@@ -242,6 +248,12 @@ mod tests {
                 .contains("--wrap-allow-path /srv/data")
         );
         assert!(hint("ModuleNotFoundError: No module named 'x'").contains("--wrap-allow-path DIR"));
+        assert!(
+            hint(
+                "bulkhead-worker: cannot execute /srv/tools/server: Permission denied (os error 13)"
+            )
+            .contains("--wrap-allow-path /srv/tools.")
+        );
         assert_eq!(hint("Traceback: ValueError: bad"), "");
         let sigsys = ExitStatus::from_raw(SIGSYS);
         assert!(
