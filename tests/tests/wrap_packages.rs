@@ -9,7 +9,7 @@
 //! `scripts/wrap-servers` and put on the supervisor's `PATH` as a host's would be.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bulkhead_tests::*;
@@ -154,13 +154,19 @@ fn assert_installed_once(first: &str, later: &str, package: &str, cache: &Path) 
     assert!(!later.contains("installing"), "installed again:\n{later}");
 }
 
-/// The whole scenario for one package: see the module's documentation.
+/// The whole scenario for one package: see the module's documentation. One at a time: an
+/// install (npm or uv, CPU-bound) beside the other package's sessions starving them on two
+/// shared cores made a session start outlast the harness's response timeout.
 fn installed_once_and_served(
     command: &[&str],
     package: &str,
     tool: (&str, Value),
     check: fn(&Value),
 ) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = scratch_dir("wrap-cache");
     let mut first = legacy(start(&cache, &[], command, false));
     two_sessions(&mut first, false, tool.clone(), check);

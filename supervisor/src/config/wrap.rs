@@ -255,7 +255,14 @@ impl WrapOptions {
         let own_path = std::env::var_os("PATH").unwrap_or_default();
         let runner_path = resolve_program(word, &own_path)
             .or_else(|_| resolve_program(word, search_path))
-            .map_err(|problem| problems.push(problem))
+            .map_err(|_| {
+                problems.push(format!(
+                    "{} is not an executable file on the supervisor's PATH {} nor the servers' {} (install it, or give its full path)",
+                    word.to_string_lossy(),
+                    own_path.to_string_lossy(),
+                    search_path.to_string_lossy()
+                ))
+            })
             .ok()?;
         let Some(cache) = self.cache_dir() else {
             problems.push(format!(
