@@ -181,8 +181,12 @@ impl WrapOptions {
             .find(|(name, _)| name == "PATH")
             .map(|(_, value)| value.clone())
             .unwrap_or_else(|| DEFAULT_WRAP_PATH.into());
+        let problems_before = problems.len();
         let package = self.package_run(&search_path, &mut problems);
+        // A package run that failed has said why; do not look for the runner again.
+        let failed_run = problems.len() > problems_before;
         let program = match (self.wrap_command.first(), &package) {
+            (Some(_), None) if failed_run => None,
             (None, _) => {
                 problems.push("--wrap needs the server's command after `--`, e.g. --wrap -- npx some-mcp-server".into());
                 None
@@ -395,5 +399,10 @@ mod tests {
         };
         assert_eq!(orphan.resolve().unwrap_err().len(), 2);
         assert!(WrapOptions::default().resolve().unwrap().is_none());
+
+        let runner = options(&["/no/such/dir/npx", "-y", "some-mcp-server"]);
+        let problems = runner.resolve().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("supervisor's PATH"), "{problems:?}");
     }
 }
