@@ -109,7 +109,7 @@ fn run() -> ExitCode {
         (Ok(_), false) => Err(file_problems),
         (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
     };
-    let (config, http) = match resolved {
+    let (mut config, http) = match resolved {
         Ok(resolved) => resolved,
         Err(problems) => {
             for problem in &problems {
@@ -118,6 +118,14 @@ fn run() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // `npx -y PKG` / `uvx PKG`: installed once, before any session, or the start stops.
+    if let Some(wrap) = config.wrap.as_mut()
+        && let Some(package) = wrap.package.clone()
+        && let Err(problem) = wrap::install::prepare(wrap, &package)
+    {
+        tracing::error!("{problem}");
+        return ExitCode::FAILURE;
+    }
     // Before any worker or listener exists: raise the open-file limit, warn about the rest.
     capacity::prepare(capacity::Demand {
         sessions: config.limits.max_sessions,

@@ -547,5 +547,26 @@ pub fn report_worker_sandbox(pid: u32, degraded: &[String]) {
     }
 }
 
+/// Run a one-off tool of the supervisor's own — a package installer, at start — and wait for
+/// it: the supervisor's environment plus `env`, stdin from `/dev/null`, stdout and stderr
+/// captured (never the supervisor's stdout, which is the protocol stream). Not a worker: no
+/// sandbox, since it does what the operator's own command line would have done.
+pub fn run_tool(
+    program: &std::path::Path,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+) -> io::Result<std::process::Output> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the spawn module's one-off tools (package installers)"
+    )]
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdin(std::process::Stdio::null())
+        .output()
+}
+
 #[cfg(test)]
 mod tests;

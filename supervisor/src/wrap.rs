@@ -16,14 +16,22 @@
 //!   speaks, and requests and replies are translated for clients of the other era.
 //! - **Names** ([`names`]): tools and arguments that collide with Bulkhead's session tools and
 //!   `session` argument are renamed (`--wrap-rename`) or refused at start.
-//! - **Stderr** ([`stderr`]): read by the supervisor, redacted, kept as a tail for crash logs.
+//! - **Stderr** ([`stderr`]): read by the supervisor, redacted, kept as a tail for crash logs;
+//!   a failed start's tail and exit status get a sentence naming the flag that would allow
+//!   what the sandbox refused ([`hints`]).
+//! - **Packages** ([`install`]): `npx -y PKG` and `uvx PKG` installed once, at start, into a
+//!   cache every session reads; **paths** ([`paths`]): the read set derived from where the
+//!   program is installed.
 //!
 //! Its flags and their resolution (the program on the server's `PATH`, the Landlock paths) are
 //! the configuration layer's (`config::wrap`); this module knows no clap, no catalog and no
 //! front door.
 
 pub mod bridge;
+pub mod hints;
+pub mod install;
 pub mod names;
+pub mod paths;
 pub mod stderr;
 
 use std::ffi::OsString;
@@ -53,6 +61,20 @@ pub struct WrapConfig {
     pub policy: ExecPolicy,
     pub start_timeout: Duration,
     pub max_address_space: u64,
+    /// `npx -y PKG` / `uvx PKG`: the package to install once before the first session
+    /// ([`install::prepare`] then points `program` and `argv` at the install).
+    pub package: Option<install::PackageRun>,
+}
+
+impl WrapConfig {
+    /// The server's `PATH`.
+    pub fn search_path(&self) -> OsString {
+        self.env
+            .iter()
+            .find(|(name, _)| name == "PATH")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// A wrapped server as the worker layer uses it: its configuration, where its credentials come
@@ -139,6 +161,23 @@ impl WrappedServer {
 
     pub fn start_timeout(&self) -> Duration {
         self.config.start_timeout
+    }
+
+    /// One sentence naming the flag that would let a server that failed to start, with this
+    /// stderr tail and exit status, start (see [`hints`]).
+    pub fn start_hint(
+        &self,
+        tail: &str,
+        status: Option<std::process::ExitStatus>,
+    ) -> Option<String> {
+        hints::hint(
+            tail,
+            status,
+            &hints::Allowed {
+                policy: &self.config.policy,
+                max_address_space: self.config.max_address_space,
+            },
+        )
     }
 
     /// What an earlier start learned about the server's era.

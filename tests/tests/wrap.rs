@@ -23,7 +23,6 @@ const EXIT_CONFIG: i32 = 64;
 struct Servers {
     python: PathBuf,
     mcp_server_time: PathBuf,
-    node_modules: PathBuf,
     everything: PathBuf,
     probe: PathBuf,
 }
@@ -61,7 +60,6 @@ fn servers() -> &'static Servers {
             mcp_server_time: root.join(".venv-wrap/bin/mcp-server-time"),
             everything: node_modules
                 .join("@modelcontextprotocol/server-everything/dist/index.js"),
-            node_modules,
             probe: root.join("tests/servers/probe_server.py"),
         };
         for path in [&servers.python, &servers.mcp_server_time, &servers.everything, &servers.probe] {
@@ -102,11 +100,11 @@ fn time_server() -> Vec<String> {
     ]
 }
 
+/// `node …/node_modules/@modelcontextprotocol/server-everything/dist/index.js`, with no
+/// sandbox flag: the read set derived for a script under `node_modules` holds its dependencies.
 fn everything() -> Vec<String> {
     let servers = servers();
     vec![
-        "--wrap-allow-path".into(),
-        text(&servers.node_modules),
         "--wrap".into(),
         "--".into(),
         "node".into(),

@@ -4,18 +4,20 @@
 //! Resolution happens once, at start, so a typo fails the start with exit 64 rather than every
 //! session: the program is resolved as `execvp` would with the server's `PATH`, the variables
 //! passed through are captured, and the Landlock paths are computed — the system's directories,
-//! the program's install prefix and its script interpreter's, the directories of arguments
-//! that name files, and each `--wrap-allow-path`.
+//! what `wrap::paths` derives from where the program is installed, and each
+//! `--wrap-allow-path`. `npx -y PKG` and `uvx PKG` are recognised here (their runner found on
+//! the supervisor's `PATH`, their cache directory chosen) and installed by `wrap::install`
+//! before the first session.
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bulkhead_protocol::exec::{ExecPolicy, NetworkPolicy};
 use clap::Args;
 
+use crate::wrap::install::{self, PackageRun};
+use crate::wrap::paths::{absolute, derived_read_paths, resolve_program};
 use crate::wrap::{Renames, WrapConfig};
 
 /// `PATH` of a wrapped server unless `--wrap-env PATH` passes the supervisor's: the usual
@@ -82,6 +84,10 @@ const DEFAULT_READ_PATHS: &[&str] = &[
     "/sys/devices/system/cpu",
     "/sys/fs/cgroup",
 ];
+/// systemd's `CacheDirectory=` (the unit's own cache, kept across restarts).
+const ENV_CACHE_DIRECTORY: &str = "CACHE_DIRECTORY";
+/// Bulkhead's directory under the user's cache directory.
+const CACHE_NAME: &str = "bulkhead";
 /// What a wrapped server may write besides its private home.
 const DEFAULT_WRITE_PATHS: &[&str] = &["/dev/null"];
 
@@ -123,6 +129,10 @@ pub struct WrapOptions {
     /// Address space of a wrapped server in bytes (RLIMIT_AS; Node needs more than 1 GiB).
     #[arg(long = "wrap-max-address-space", value_name = "BYTES", default_value_t = DEFAULT_WRAP_MAX_ADDRESS_SPACE)]
     pub wrap_max_address_space: u64,
+    /// Where `npx -y PKG` and `uvx PKG` packages are installed once for every session
+    /// (default: $CACHE_DIRECTORY, else $XDG_CACHE_HOME/bulkhead, else ~/.cache/bulkhead).
+    #[arg(long = "wrap-cache", value_name = "DIR")]
+    pub wrap_cache: Option<PathBuf>,
 }
 
 fn parse_network(value: &str) -> Result<NetworkPolicy, String> {
@@ -149,6 +159,7 @@ impl WrapOptions {
                 ("--wrap-env", !self.wrap_env.is_empty()),
                 ("--wrap-allow-path", !self.wrap_allow_paths.is_empty()),
                 ("--wrap-allow-write", !self.wrap_allow_write.is_empty()),
+                ("--wrap-cache", self.wrap_cache.is_some()),
             ] {
                 if used {
                     problems.push(format!("{flag} needs --wrap"));
@@ -170,12 +181,18 @@ impl WrapOptions {
             .find(|(name, _)| name == "PATH")
             .map(|(_, value)| value.clone())
             .unwrap_or_else(|| DEFAULT_WRAP_PATH.into());
-        let program = match self.wrap_command.first() {
-            None => {
+        let problems_before = problems.len();
+        let package = self.package_run(&search_path, &mut problems);
+        // A package run that failed has said why; do not look for the runner again.
+        let failed_run = problems.len() > problems_before;
+        let program = match (self.wrap_command.first(), &package) {
+            (Some(_), None) if failed_run => None,
+            (None, _) => {
                 problems.push("--wrap needs the server's command after `--`, e.g. --wrap -- npx some-mcp-server".into());
                 None
             }
-            Some(word) => resolve_program(word, &search_path)
+            (Some(_), Some(package)) => Some(package.runner_path.clone()),
+            (Some(word), None) => resolve_program(word, &search_path)
                 .map_err(|problem| problems.push(problem))
                 .ok(),
         };
@@ -200,8 +217,13 @@ impl WrapOptions {
             return Err(problems);
         };
         let mut read: Vec<PathBuf> = DEFAULT_READ_PATHS.iter().map(PathBuf::from).collect();
-        read.extend(install_prefixes(&program, &search_path));
-        read.extend(argument_directories(&self.wrap_command[1..]));
+        if package.is_none() {
+            read.extend(derived_read_paths(
+                &program,
+                &self.wrap_command[1..],
+                &search_path,
+            ));
+        }
         read.extend(allowed_read);
         let mut write: Vec<PathBuf> = DEFAULT_WRITE_PATHS.iter().map(PathBuf::from).collect();
         write.extend(allowed_write);
@@ -220,7 +242,67 @@ impl WrapOptions {
             },
             start_timeout,
             max_address_space: self.wrap_max_address_space,
+            package,
         }))
+    }
+
+    /// `npx -y PKG …` / `uvx PKG …`, to be installed once into the cache: the runner is found
+    /// on the supervisor's `PATH` (it runs as the operator's command line would have run it),
+    /// then on the server's.
+    fn package_run(
+        &self,
+        search_path: &OsString,
+        problems: &mut Vec<String>,
+    ) -> Option<PackageRun> {
+        let (runner, package, command, arguments) = install::recognise(&self.wrap_command)?;
+        let word = &self.wrap_command[0];
+        let own_path = std::env::var_os("PATH").unwrap_or_default();
+        let runner_path = resolve_program(word, &own_path)
+            .or_else(|_| resolve_program(word, search_path))
+            .map_err(|_| {
+                problems.push(format!(
+                    "{} is not an executable file on the supervisor's PATH {} nor the servers' {} (install it, or give its full path)",
+                    word.to_string_lossy(),
+                    own_path.to_string_lossy(),
+                    search_path.to_string_lossy()
+                ))
+            })
+            .ok()?;
+        let Some(cache) = self.cache_dir() else {
+            problems.push(format!(
+                "{} needs a cache directory to install {package} into: set --wrap-cache DIR (or HOME)",
+                word.to_string_lossy()
+            ));
+            return None;
+        };
+        Some(PackageRun {
+            runner,
+            runner_path,
+            package,
+            command,
+            arguments,
+            cache,
+        })
+    }
+
+    /// `--wrap-cache`, else systemd's `CacheDirectory=`, else the XDG cache directory.
+    fn cache_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.wrap_cache {
+            return Some(absolute(dir));
+        }
+        let env_dir = |name: &str| {
+            std::env::var_os(name)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+                .filter(|path| path.is_absolute())
+        };
+        // systemd's CacheDirectory= may list several, separated by colons: the first is ours.
+        let systemd = std::env::var_os(ENV_CACHE_DIRECTORY)
+            .and_then(|value| std::env::split_paths(&value).next())
+            .filter(|path| path.is_absolute());
+        systemd
+            .or_else(|| env_dir("XDG_CACHE_HOME").map(|dir| dir.join(CACHE_NAME)))
+            .or_else(|| env_dir("HOME").map(|dir| dir.join(".cache").join(CACHE_NAME)))
     }
 
     /// `PATH` (fixed unless passed through) and the `--wrap-env` variables that are set.
@@ -247,47 +329,6 @@ impl WrapOptions {
     }
 }
 
-/// Find the program as `execvp` would with the server's `PATH`.
-fn resolve_program(word: &OsStr, search_path: &OsStr) -> Result<PathBuf, String> {
-    let shown = word.to_string_lossy();
-    let candidates: Vec<PathBuf> = if word.as_bytes().contains(&b'/') {
-        vec![absolute(Path::new(word))]
-    } else {
-        std::env::split_paths(search_path)
-            .filter(|dir| dir.is_absolute())
-            .map(|dir| dir.join(word))
-            .collect()
-    };
-    candidates
-        .into_iter()
-        .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| {
-            format!(
-                "the wrapped command {shown:?} is not an executable file{} (set PATH for it with --wrap-env PATH, or give its full path)",
-                if word.as_bytes().contains(&b'/') {
-                    String::new()
-                } else {
-                    format!(" on PATH {}", search_path.to_string_lossy())
-                }
-            )
-        })
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|dir| dir.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    }
-}
-
 fn absolute_paths(flag: &str, paths: &[PathBuf], problems: &mut Vec<String>) -> Vec<PathBuf> {
     paths
         .iter()
@@ -301,74 +342,10 @@ fn absolute_paths(flag: &str, paths: &[PathBuf], problems: &mut Vec<String>) -> 
         .collect()
 }
 
-/// Where a program is installed: `<prefix>/bin/<name>` gives `<prefix>`, anything else its
-/// directory. For the program as named and as its symbolic links resolve (a virtual
-/// environment's `bin/python` points into the interpreter's own prefix), and likewise for the
-/// interpreter of a script (`#!`, including `#!/usr/bin/env NAME`).
-fn install_prefixes(program: &Path, search_path: &OsStr) -> Vec<PathBuf> {
-    let mut prefixes = Vec::new();
-    let mut add = |file: &Path| {
-        for file in [
-            file.to_path_buf(),
-            std::fs::canonicalize(file).unwrap_or_default(),
-        ] {
-            if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                let in_bin = dir
-                    .file_name()
-                    .is_some_and(|name| name == "bin" || name == "sbin");
-                let prefix = if in_bin {
-                    dir.parent().unwrap_or(dir)
-                } else {
-                    dir
-                };
-                if prefix != Path::new("/") {
-                    prefixes.push(prefix.to_path_buf());
-                }
-            }
-        }
-    };
-    add(program);
-    if let Some(interpreter) = script_interpreter(program, search_path) {
-        add(&interpreter);
-    }
-    prefixes
-}
-
-/// The interpreter a script's `#!` line names, resolved through `env` when it is used.
-fn script_interpreter(program: &Path, search_path: &OsStr) -> Option<PathBuf> {
-    use std::io::Read;
-    let mut head = [0u8; 256];
-    let read = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
-    let line = head[..read].strip_prefix(b"#!")?;
-    let line = line.split(|&b| b == b'\n').next()?;
-    let line = String::from_utf8_lossy(line);
-    let mut words = line.split_whitespace();
-    let interpreter = PathBuf::from(words.next()?);
-    if interpreter.file_name().is_some_and(|name| name == "env") {
-        let name = words.find(|word| !word.starts_with('-'))?;
-        return resolve_program(OsStr::new(name), search_path).ok();
-    }
-    Some(interpreter)
-}
-
-/// The directories of arguments that name existing files (`python server.py`).
-fn argument_directories(arguments: &[OsString]) -> Vec<PathBuf> {
-    arguments
-        .iter()
-        .map(|argument| absolute(Path::new(argument)))
-        .filter(|path| path.is_file())
-        .filter_map(|path| {
-            std::fs::canonicalize(path)
-                .ok()?
-                .parent()
-                .map(Path::to_path_buf)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn options(command: &[&str]) -> WrapOptions {
         WrapOptions {
@@ -422,5 +399,10 @@ mod tests {
         };
         assert_eq!(orphan.resolve().unwrap_err().len(), 2);
         assert!(WrapOptions::default().resolve().unwrap().is_none());
+
+        let runner = options(&["/no/such/dir/npx", "-y", "some-mcp-server"]);
+        let problems = runner.resolve().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("supervisor's PATH"), "{problems:?}");
     }
 }

@@ -19,7 +19,7 @@ use super::actor::Actor;
 use super::cancellation::Abandoned;
 use super::handle::{Shared, WorkerHandle};
 use super::process::Process;
-use super::{StartError, WorkerSpec, WorkerTimeouts};
+use super::{Flavor, StartError, WorkerSpec, WorkerTimeouts};
 
 /// A process just spawned for a worker, and its end of the connection.
 pub(super) struct Spawned<P, R, W> {
@@ -68,9 +68,15 @@ where
     let connected = match connected {
         Ok(connected) => connected,
         Err(reason) => {
-            let reason = abandon(&mut process, reason).await;
+            let (reason, status) = abandon(&mut process, reason).await;
             if let Some(stderr) = stderr {
-                stderr.log(&spec.session_tag, pid, "failed to start").await;
+                let hint = |tail: &str| match &spec.flavor {
+                    Flavor::Wrapped(server) => server.start_hint(tail, status),
+                    Flavor::Builtin(_) => None,
+                };
+                stderr
+                    .log_with_hint(&spec.session_tag, pid, "failed to start", hint)
+                    .await;
             }
             return Err(StartError::Handshake { pid, reason });
         }
@@ -124,16 +130,20 @@ where
 }
 
 /// Kill a worker whose start failed (a wrapped server's whole tree), reap it, clean up, and
-/// say how it ended.
-async fn abandon<P: Process>(process: &mut P, reason: String) -> String {
+/// say how it ended, with its exit status (a server that already died keeps its own).
+async fn abandon<P: Process>(
+    process: &mut P,
+    reason: String,
+) -> (String, Option<std::process::ExitStatus>) {
     process.signal(Signal::SIGKILL);
     // The reaper kills what is left in the worker's group just before the reap.
-    let status = process.wait().await;
+    let status = process.wait().await.ok();
     process.cleanup_after_reap().await;
     match status {
-        Ok(status) if !status.success() && status.code().is_some() => {
-            format!("{reason}; worker exited with {status}")
-        }
-        _ => reason,
+        Some(status) if !status.success() && status.code().is_some() => (
+            format!("{reason}; worker exited with {status}"),
+            Some(status),
+        ),
+        _ => (reason, status),
     }
 }

@@ -204,15 +204,30 @@ impl Collected {
     /// stderr, once its reader has had a moment to collect the last lines (it ends when every
     /// process holding the pipe is gone).
     pub async fn log(self, tag: &str, pid: u32, what: &str) {
+        self.log_with_hint(tag, pid, what, |_| None).await;
+    }
+
+    /// As [`Collected::log`], followed by the sentence `hint` makes of the tail, if any (see
+    /// [`super::hints`]).
+    pub async fn log_with_hint(
+        self,
+        tag: &str,
+        pid: u32,
+        what: &str,
+        hint: impl FnOnce(&str) -> Option<String>,
+    ) {
         let _ = tokio::time::timeout(STDERR_SETTLE, self.reader).await;
         let text = self.tail.lock().map(|tail| tail.text()).unwrap_or_default();
+        let hint = hint(&text)
+            .map(|hint| format!("\n{hint}"))
+            .unwrap_or_default();
         if text.is_empty() {
-            tracing::warn!(session = %tag, pid, "wrapped server {what}; it wrote nothing to stderr");
+            tracing::warn!(session = %tag, pid, "wrapped server {what}; it wrote nothing to stderr{hint}");
         } else {
             tracing::warn!(
                 session = %tag,
                 pid,
-                "wrapped server {what}; the last lines of its stderr (redacted):\n{text}"
+                "wrapped server {what}; the last lines of its stderr (redacted):\n{text}{hint}"
             );
         }
     }
