@@ -214,9 +214,15 @@ fn each_principals_spare_carries_its_own_environment_and_is_never_handed_to_anot
     let alice_first = server.open_session(Some(ALICE));
     let bob_first = server.open_session(Some(BOB));
     assert_eq!(env_in(&server, ALICE, &alice_first)["WHO"], "alice");
-    assert_eq!(metric(&server, "bulkhead_pool_misses_total{class=\"principal\"}"), 2);
+    assert_eq!(
+        metric(&server, "bulkhead_pool_misses_total{class=\"principal\"}"),
+        2
+    );
     assert!(
-        eventually(FILL, || metric(&server, "bulkhead_pool_idle{class=\"principal\"}") == 2),
+        eventually(FILL, || metric(
+            &server,
+            "bulkhead_pool_idle{class=\"principal\"}"
+        ) == 2),
         "each principal gets a spare; stderr:\n{}",
         server.stderr()
     );
@@ -244,7 +250,10 @@ fn each_principals_spare_carries_its_own_environment_and_is_never_handed_to_anot
     let alice_second = server.open_session(Some(ALICE));
     assert_eq!(pid_of(&server, ALICE, &alice_second), alice_spare);
     assert_eq!(env_in(&server, ALICE, &alice_second)["WHO"], "alice");
-    assert_eq!(metric(&server, "bulkhead_pool_takes_total{class=\"principal\"}"), 2);
+    assert_eq!(
+        metric(&server, "bulkhead_pool_takes_total{class=\"principal\"}"),
+        2
+    );
     // Both refill, each for its own principal.
     assert!(eventually(FILL, || metric(
         &server,
@@ -265,7 +274,10 @@ fn a_spare_whose_environment_file_changed_is_discarded_and_the_session_sees_the_
     let server = scratch.serve(&[]);
     let first = server.open_session(Some(ALICE));
     assert!(
-        eventually(FILL, || metric(&server, "bulkhead_pool_idle{class=\"principal\"}") == 1),
+        eventually(FILL, || metric(
+            &server,
+            "bulkhead_pool_idle{class=\"principal\"}"
+        ) == 1),
         "alice's spare; stderr:\n{}",
         server.stderr()
     );
@@ -274,11 +286,18 @@ fn a_spare_whose_environment_file_changed_is_discarded_and_the_session_sees_the_
         .iter()
         .find(|&&pid| pid != busy)
         .expect("the spare");
-    assert_eq!(environ_var(spare, "WHO").as_deref(), Some("before-rotation"));
+    assert_eq!(
+        environ_var(spare, "WHO").as_deref(),
+        Some("before-rotation")
+    );
 
     scratch.provision("alice", "WHO=after-rotation\n");
     let second = server.open_session(Some(ALICE));
-    assert_ne!(pid_of(&server, ALICE, &second), spare, "a stale spare was handed out");
+    assert_ne!(
+        pid_of(&server, ALICE, &second),
+        spare,
+        "a stale spare was handed out"
+    );
     assert_eq!(env_in(&server, ALICE, &second)["WHO"], "after-rotation");
     assert_eq!(
         metric(
@@ -310,7 +329,10 @@ fn a_shared_spare_that_dies_while_idle_is_replaced_and_never_handed_out() {
     let scratch = Scratch::new("death");
     let server = scratch.serve(&["--pool-size", "1"]);
     assert!(
-        eventually(FILL, || metric(&server, "bulkhead_pool_idle{class=\"shared\"}") == 1),
+        eventually(FILL, || metric(
+            &server,
+            "bulkhead_pool_idle{class=\"shared\"}"
+        ) == 1),
         "the shared spare; stderr:\n{}",
         server.stderr()
     );
@@ -331,12 +353,18 @@ fn a_shared_spare_that_dies_while_idle_is_replaced_and_never_handed_out() {
         "the death is counted"
     );
     assert!(
-        eventually(FILL, || metric(&server, "bulkhead_pool_idle{class=\"shared\"}") == 1),
+        eventually(FILL, || metric(
+            &server,
+            "bulkhead_pool_idle{class=\"shared\"}"
+        ) == 1),
         "and the spare replaced"
     );
     let handle = server.open_session(Some(BOB));
     let pid = pid_of(&server, BOB, &handle);
     assert_ne!(pid, dead);
-    assert_eq!(metric(&server, "bulkhead_pool_takes_total{class=\"shared\"}"), 1);
+    assert_eq!(
+        metric(&server, "bulkhead_pool_takes_total{class=\"shared\"}"),
+        1
+    );
     assert!(env_in(&server, BOB, &handle).get("WHO").is_none());
 }
