@@ -368,3 +368,50 @@ fn a_shared_spare_that_dies_while_idle_is_replaced_and_never_handed_out() {
     );
     assert!(env_in(&server, BOB, &handle).get("WHO").is_none());
 }
+
+fn check_config(file: &Path) -> std::process::Output {
+    #[allow(clippy::disallowed_methods, reason = "running the binary under test")]
+    let output = std::process::Command::new(binary("bulkhead"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .unwrap();
+    output
+}
+
+#[test]
+fn pool_settings_come_from_the_file_and_check_config_refuses_bad_ones() {
+    let scratch = Scratch::new("config");
+    let good = scratch.root.join("good.toml");
+    std::fs::write(
+        &good,
+        "[http]\nno_auth = true\n[pool]\nsize = 2\nper_principal = 3\nmemory_budget_mib = 256\n",
+    )
+    .unwrap();
+    let output = check_config(&good);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let resolved: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        resolved["pool"],
+        json!({"size": 2, "per_principal": 3, "memory_budget_mib": 256})
+    );
+
+    let bad = scratch.root.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[http]\nno_auth = true\n[pool]\nper_principal = 1000\nmemory_budget_mib = -1\n",
+    )
+    .unwrap();
+    let output = check_config(&bad);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--pool-per-principal must be at most 16"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pool-memory-budget"), "{stderr}");
+}
