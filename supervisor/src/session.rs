@@ -225,7 +225,9 @@ impl Registry {
     /// `shared_principal` is the one principal (`local`) the shared pool's processes are
     /// started for.
     pub fn start_pools(&self, settings: PoolSettings, shared_principal: Option<Principal>) {
-        if settings.shared == 0 && settings.per_principal == 0 {
+        // Per-principal pools exist only where processes carry an environment from their start.
+        let own = settings.per_principal > 0 && self.launcher.carries_environment();
+        if settings.shared == 0 && !own {
             return;
         }
         self.pools
