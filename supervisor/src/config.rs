@@ -63,9 +63,9 @@ pub const DEFAULT_TERM_GRACE: Duration = Duration::from_millis(1000);
 
 /// Pre-spawned workers kept ready for new sessions: none by default, because each is an idle
 /// process (about 0.7 MB PSS; a wrapped Node server's ~30 MB) whether or not a session ever
-/// comes; set `--pool-size`
-/// (`[pool] size`) when session starts matter — a cold start takes about 4 ms on a 2-core VM,
-/// `session_open` from the pool about 0.3 ms (`scripts/bench`).
+/// comes; set `--pool-size` (`[pool] size`) when session starts matter — a cold start takes
+/// about 4 ms on a 2-core VM (a wrapped Node server's several hundred), `session_open` from the
+/// pool about 0.3 ms (`scripts/bench`).
 pub const DEFAULT_POOL_SIZE: usize = 0;
 
 /// Spares kept for each principal with provisioned environment (external worker mode), started
