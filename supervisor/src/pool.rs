@@ -463,4 +463,27 @@ mod tests {
         assert!(started.elapsed() < backoff + REFILL_BACKOFF_MIN);
         assert_eq!(spawner.kernels().len(), 1);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_over_the_memory_budget_starts_nothing_until_there_is_room() {
+        let spawner = FakeSpawner::default();
+        // Room for no process at the first estimate.
+        let budget = Arc::new(Budget::new(Some(1), 2));
+        let pool = Pool::start(
+            PoolSpec {
+                size: 2,
+                class: PoolClass::Shared,
+                principal: None,
+                budget: budget.clone(),
+            },
+            spawner.launcher(),
+        );
+        tokio::time::sleep(SOON).await;
+        assert!(
+            spawner.kernels().is_empty(),
+            "nothing spawned over the budget"
+        );
+        assert!(pool.take("session-a", None).is_none());
+        pool.shutdown().await;
+    }
 }
