@@ -3,8 +3,10 @@
 //! both wrapping the same `@modelcontextprotocol/server-everything` file on the same `node`,
 //! driven by the same legacy Streamable HTTP client ([`LegacyClient`]) in one run.
 //!
-//! - **New session → first tool result**: `initialize`, `notifications/initialized`, one
-//!   `echo` — from the first byte sent to the `echo` result — then `DELETE` (not timed).
+//! - **New session → first tool result**: a new client connects, sends `initialize`,
+//!   `notifications/initialized` and one `echo` — timed from the connect to the `echo` result —
+//!   then `DELETE` (not timed). A new connection per session, as a new client makes (and Node's
+//!   HTTP server closes a keep-alive connection idle for 5 s anyway).
 //!   Starts are interleaved in rounds across the three gateways (see `latency.rs` for why), each
 //!   after a pause long enough for the previous session's process to stop and, with a pool, a
 //!   spare to start: a wrapped Node server needs a few hundred milliseconds of CPU.
@@ -106,7 +108,7 @@ pub struct WrappedFigures {
 struct Running {
     gateway: Gateway,
     process: Process,
-    client: LegacyClient,
+    addr: SocketAddr,
     samples: Samples,
 }
 
@@ -240,7 +242,7 @@ impl WrappedSetup {
         Ok(Running {
             gateway,
             process,
-            client: LegacyClient::connect(addr)?,
+            addr,
             samples: Samples::default(),
         })
     }
@@ -263,11 +265,11 @@ impl Running {
     /// One timed session start: open, first `echo`; then close, untimed.
     fn session_start(&mut self) -> io::Result<Duration> {
         let started = Instant::now();
-        let session = self.client.open()?;
-        self.client
-            .tool(&session, "echo", json!({"message": "hello"}))?;
+        let mut client = LegacyClient::connect(self.addr)?;
+        let session = client.open()?;
+        client.tool(&session, "echo", json!({"message": "hello"}))?;
         let elapsed = started.elapsed();
-        self.client.close(&session)?;
+        client.close(&session)?;
         Ok(elapsed)
     }
 }
@@ -311,7 +313,6 @@ pub fn measure(binaries: &Binaries, setup: &WrappedSetup) -> io::Result<WrappedF
 
 fn stop_all(running: Vec<Running>) {
     for gateway in running {
-        drop(gateway.client);
         let _ = gateway.process.stop();
     }
 }
@@ -361,31 +362,34 @@ fn warm_calls<'a>(
 ) -> io::Result<Vec<(Gateway, Summary)>> {
     let mut open = Vec::new();
     for gateway in gateways {
-        let session = gateway.client.open().map_err(named(gateway.gateway))?;
+        let mut client = LegacyClient::connect(gateway.addr)?;
+        let session = client.open().map_err(named(gateway.gateway))?;
         for _ in 0..WARMUP_CALLS {
-            gateway
-                .client
-                .tool(&session, "echo", json!({"message": "hello"}))?;
+            client.tool(&session, "echo", json!({"message": "hello"}))?;
         }
-        open.push((gateway, session, Samples::with_capacity(calls)));
+        open.push((
+            gateway.gateway,
+            client,
+            session,
+            Samples::with_capacity(calls),
+        ));
     }
     for _ in 0..calls.div_ceil(CALL_BLOCK) {
-        for (gateway, session, samples) in &mut open {
+        for (gateway, client, session, samples) in &mut open {
             for _ in 0..CALL_BLOCK.min(calls - samples.count()) {
                 let started = Instant::now();
-                gateway
-                    .client
+                client
                     .tool(session, "echo", json!({"message": "hello"}))
-                    .map_err(named(gateway.gateway))?;
+                    .map_err(named(*gateway))?;
                 samples.push(started.elapsed());
             }
         }
     }
     let mut figures = Vec::new();
-    for (gateway, session, samples) in open {
-        gateway.client.close(&session)?;
+    for (gateway, mut client, session, samples) in open {
+        client.close(&session)?;
         if let Some(summary) = samples.summary() {
-            figures.push((gateway.gateway, summary));
+            figures.push((gateway, summary));
         }
     }
     Ok(figures)
@@ -401,10 +405,9 @@ fn memory<'a>(
         let before: Vec<u32> = system::children(gateway.process.pid());
         let mut handles = Vec::new();
         for _ in 0..sessions {
-            let session = gateway.client.open().map_err(named(gateway.gateway))?;
-            gateway
-                .client
-                .tool(&session, "echo", json!({"message": "hello"}))?;
+            let mut client = LegacyClient::connect(gateway.addr)?;
+            let session = client.open().map_err(named(gateway.gateway))?;
+            client.tool(&session, "echo", json!({"message": "hello"}))?;
             handles.push(session);
         }
         open.push((gateway, before, handles));
@@ -441,8 +444,9 @@ fn memory<'a>(
         });
     }
     for (gateway, _, handles) in open {
+        let mut client = LegacyClient::connect(gateway.addr)?;
         for session in handles {
-            gateway.client.close(&session)?;
+            client.close(&session)?;
         }
     }
     Ok(figures)
