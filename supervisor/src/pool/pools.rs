@@ -120,6 +120,10 @@ impl Pools {
             Some(only) => only == principal,
             None => stamp.is_none(),
         };
+        if stamp.is_none() {
+            // Its environment file is gone: spares that still hold the old variables go too.
+            self.retire(principal);
+        }
         if shared_serves {
             return self.shared.as_ref()?.take(tag, stamp);
         }
@@ -154,6 +158,25 @@ impl Pools {
             }
         };
         pool.take(tag, stamp)
+    }
+
+    /// Stop `principal`'s own pool, if it has one.
+    fn retire(&self, principal: &Principal) {
+        let retired = {
+            let mut own = self.own();
+            let retired = own.remove(principal);
+            METRICS
+                .pool
+                .principal_pools
+                .store(own.len() as u64, Ordering::Relaxed);
+            retired
+        };
+        if let Some(pool) = retired {
+            tracing::info!(
+                "a principal's environment file is gone; stopping the spares that hold its old variables"
+            );
+            tokio::spawn(async move { pool.shutdown().await });
+        }
     }
 
     /// Idle workers ready now, in every pool.
@@ -246,6 +269,13 @@ mod tests {
             .take(&alice, "a3")
             .expect("a spare with the new environment");
         assert_ne!(fresh.pid(), stale.pid());
+        // Once her file is gone, her next session stops the spare holding the old variables.
+        eventually(SOON, || pools.idle_count() == 1).await;
+        let spare = spawner.kernels().last().unwrap().clone();
+        spawner.provision("alice", "");
+        assert!(pools.take(&alice, "a4").is_none(), "no shared pool here");
+        eventually(SOON, || spare.has_exited()).await;
+        assert_eq!(pools.idle_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
