@@ -13,11 +13,13 @@ mod chart;
 mod http;
 mod latency;
 mod launch;
+mod legacy;
 mod report;
 mod rpc;
 mod scenarios;
 mod stats;
 mod system;
+mod wrapped;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +83,33 @@ struct Cli {
     /// Connections opening sessions at once in the scale run [default: 4].
     #[arg(long)]
     openers: Option<usize>,
+    /// Wrapped-server session starts per gateway [default: 40; smoke 2].
+    #[arg(long)]
+    wrapped_starts: Option<usize>,
+    /// Warm calls per gateway in the wrapped-server comparison [default: 2000; smoke 20].
+    #[arg(long)]
+    wrapped_calls: Option<usize>,
+    /// Sessions open at once per gateway for the wrapped memory figure [default: 10; smoke 2].
+    #[arg(long)]
+    wrapped_sessions: Option<usize>,
+    /// Milliseconds between two wrapped session starts: a Node server needs a few hundred to
+    /// stop and (with a pool) to be replaced [default: 1000; smoke 400].
+    #[arg(long)]
+    wrapped_gap_ms: Option<u64>,
+    /// The wrapped server's entry point.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+    )]
+    everything: PathBuf,
+    /// supergateway's entry point, the gateway the wrapped figures are compared with.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "bench/supergateway/node_modules/supergateway/dist/index.js"
+    )]
+    supergateway: PathBuf,
     /// RUST_LOG for the supervisors under test.
     #[arg(long, default_value = "info")]
     log_filter: String,
@@ -104,6 +133,9 @@ enum Part {
     Balancer,
     /// Session soak, workers killed under load, slowloris by one principal (issue 10).
     Chaos,
+    /// A wrapped Node server (external worker mode, pooled and cold) beside supergateway:
+    /// session start, warm call, memory per session.
+    Wrapped,
 }
 
 impl Cli {
@@ -139,6 +171,24 @@ impl Cli {
             probe_calls: pick(self.probe_calls, 3000, 50),
             openers: pick(self.openers, 4, 4),
             session_gap: Duration::from_millis(self.session_gap_ms.unwrap_or(20)),
+        }
+    }
+
+    fn wrapped(&self, plan: &Plan) -> wrapped::WrappedSetup {
+        let pick = |value: Option<usize>, full: usize, smoke: usize| {
+            value.unwrap_or(if self.smoke { smoke } else { full })
+        };
+        let gap = self
+            .wrapped_gap_ms
+            .unwrap_or(if self.smoke { 400 } else { 1000 });
+        wrapped::WrappedSetup {
+            everything: self.everything.clone(),
+            supergateway: self.supergateway.clone(),
+            starts: pick(self.wrapped_starts, 40, 2),
+            calls: pick(self.wrapped_calls, 2000, 20),
+            sessions: pick(self.wrapped_sessions, 10, 2),
+            gap: Duration::from_millis(gap),
+            pool_size: plan.pool_size,
         }
     }
 
@@ -289,6 +339,15 @@ fn run(cli: &Cli, plan: &Plan, binaries: &Binaries) -> Results {
         match balancer::measure(binaries, plan) {
             Ok(figures) => results.balancer = Some(figures),
             Err(error) => results.failures.push(note("balancer", error.to_string())),
+        }
+    }
+    if cli.runs(Part::Wrapped) {
+        eprintln!(
+            "bulkhead-bench: a wrapped server: Bulkhead (pooled, cold) beside supergateway 4 --stateful"
+        );
+        match wrapped::measure(binaries, &cli.wrapped(plan)) {
+            Ok(figures) => results.wrapped = Some(figures),
+            Err(error) => results.failures.push(note("wrapped", error.to_string())),
         }
     }
     if cli.runs(Part::Scale) {

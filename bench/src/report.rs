@@ -25,6 +25,8 @@ pub struct Results {
     pub balancer: Option<crate::balancer::BalancerFigures>,
     /// Soak, crash under load, slowloris.
     pub chaos: Option<crate::chaos::ChaosFigures>,
+    /// A wrapped server beside supergateway.
+    pub wrapped: Option<crate::wrapped::WrappedFigures>,
     pub failures: Vec<String>,
     /// The pause before each measured session start.
     pub session_gap_ms: u128,
@@ -64,6 +66,9 @@ pub fn render(results: &Results, context: &Context) -> String {
         context.log_filter,
     );
     targets(&mut out, results);
+    if let Some(figures) = &results.wrapped {
+        wrapped_tables(&mut out, figures);
+    }
     details(&mut out, results);
     for chart in &context.charts {
         let _ = writeln!(out, "![{chart}]({chart})\n");
@@ -448,4 +453,108 @@ fn scale_table(out: &mut String, scale: &Scale) {
             let _ = writeln!(out, "\nReached the target of {} sessions.\n", scale.target);
         }
     }
+}
+
+/// The wrapped-server comparison: its targets (BRIEF §7, issue 13) and its figures.
+fn wrapped_tables(out: &mut String, figures: &crate::wrapped::WrappedFigures) {
+    use crate::wrapped::Gateway;
+    let start = |gateway: Gateway| {
+        figures
+            .starts
+            .iter()
+            .find(|(which, _)| *which == gateway)
+            .map(|(_, summary)| *summary)
+    };
+    let memory = |gateway: Gateway| figures.memory.iter().find(|m| m.gateway == gateway);
+    let _ = writeln!(
+        out,
+        "## A wrapped server beside supergateway\n\n`@modelcontextprotocol/server-everything` on the same `node`, behind Bulkhead `serve --wrap` (pool of {}, and no pool) and supergateway 4 `--stateful`, in one run, driven by the same legacy Streamable HTTP client (`initialize`, `notifications/initialized`, `tools/call echo`; a pause of {} ms before each start).\n",
+        figures.pool_size, figures.gap_ms
+    );
+    let _ = writeln!(out, "| figure | target | measured | verdict |");
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    let reference = start(Gateway::Supergateway);
+    for (gateway, limit) in [(Gateway::BulkheadPool, 0.05), (Gateway::BulkheadCold, 1.0)] {
+        let (measured, met) = match (start(gateway), reference) {
+            (Some(ours), Some(theirs)) => {
+                let ratio = ours.p50 / theirs.p50;
+                (
+                    format!(
+                        "p50 {} vs {} ({ratio:.3}×)",
+                        format_micros(ours.p50),
+                        format_micros(theirs.p50)
+                    ),
+                    Some(ratio <= limit),
+                )
+            }
+            _ => ("not measured".into(), None),
+        };
+        let _ = writeln!(
+            out,
+            "| new session → first result, {} | ≤ {limit}× supergateway | {measured} | {} |",
+            gateway.name(),
+            met.map_or("–", verdict)
+        );
+    }
+    let (measured, met) = match (memory(Gateway::BulkheadCold), memory(Gateway::Supergateway)) {
+        (Some(ours), Some(theirs)) => {
+            let ratio = ours.per_session_kib / theirs.per_session_kib;
+            (
+                format!(
+                    "{:.1} MiB vs {:.1} MiB ({ratio:.2}×)",
+                    ours.per_session_kib / 1024.0,
+                    theirs.per_session_kib / 1024.0
+                ),
+                Some(ratio <= 1.0),
+            )
+        }
+        _ => ("not measured".into(), None),
+    };
+    let _ = writeln!(
+        out,
+        "| memory per session (PSS of its process tree) | ≤ 1.0× supergateway | {measured} | {} |\n",
+        met.map_or("–", verdict)
+    );
+    let _ = writeln!(
+        out,
+        "| gateway | session start p50 | p99 | warm call p50 | p99 | PSS per session | gateway PSS |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
+    for gateway in [
+        Gateway::BulkheadPool,
+        Gateway::BulkheadCold,
+        Gateway::Supergateway,
+    ] {
+        let started = start(gateway);
+        let call = figures
+            .calls
+            .iter()
+            .find(|(which, _)| {
+                *which == gateway
+                    || (gateway == Gateway::BulkheadPool && *which == Gateway::BulkheadCold)
+            })
+            .map(|(_, summary)| *summary);
+        let micros = |value: Option<f64>| value.map_or("–".to_string(), format_micros);
+        let mem = memory(gateway);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            gateway.name(),
+            micros(started.map(|s| s.p50)),
+            micros(started.map(|s| s.p99)),
+            micros(call.map(|s| s.p50)),
+            micros(call.map(|s| s.p99)),
+            mem.map_or("–".into(), |m| format!(
+                "{:.1} MiB ({} open)",
+                m.per_session_kib / 1024.0,
+                m.sessions
+            )),
+            mem.and_then(|m| m.gateway_kib)
+                .map_or("–".into(), |kib| format!(
+                    "{:.1} MiB",
+                    kib as f64 / 1024.0
+                )),
+        );
+    }
+    let _ = writeln!(out);
 }

@@ -69,6 +69,36 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// Direct children of `pid` (through each process's parent in `/proc/<pid>/stat`).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&candidate| parent(candidate) == Some(pid))
+        .collect()
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// PSS of `pid` and every descendant together, in KiB (`None` when `pid`'s own cannot be
+/// read; a descendant that cannot be read counts as nothing).
+pub fn tree_pss_kib(pid: u32) -> Option<u64> {
+    let mut total = pss_kib(pid)?;
+    let mut queue = children(pid);
+    while let Some(child) = queue.pop() {
+        total += pss_kib(child).unwrap_or(0);
+        queue.extend(children(child));
+    }
+    Some(total)
+}
+
 /// CPU time one process has used so far, every live thread together, in nanoseconds
 /// (`/proc/<pid>/task/*/schedstat`, which counts to the nanosecond where `stat` counts ticks).
 pub fn cpu_time_ns(pid: u32) -> Option<u64> {

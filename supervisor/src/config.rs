@@ -62,10 +62,23 @@ pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_millis(500);
 pub const DEFAULT_TERM_GRACE: Duration = Duration::from_millis(1000);
 
 /// Pre-spawned workers kept ready for new sessions: none by default, because each is an idle
-/// process (about 0.7 MB PSS) whether or not a session ever comes; set `--pool-size`
-/// (`[pool] size`) when session starts matter — a cold start takes about 4 ms on a 2-core VM,
-/// `session_open` from the pool about 0.3 ms (`scripts/bench`).
+/// process (about 0.7 MB PSS; a wrapped Node server's ~30 MB) whether or not a session ever
+/// comes; set `--pool-size` (`[pool] size`) when session starts matter — a cold start takes
+/// about 4 ms on a 2-core VM (a wrapped Node server's several hundred), `session_open` from the
+/// pool about 0.3 ms (`scripts/bench`).
 pub const DEFAULT_POOL_SIZE: usize = 0;
+
+/// Spares kept for each principal with provisioned environment (external worker mode), started
+/// after its first session: one, so its next session starts at once; sessions of one principal
+/// seldom start in bursts, and each spare of a wrapped server costs tens of MB.
+pub const DEFAULT_POOL_PER_PRINCIPAL: usize = 1;
+/// Most spares one principal may keep: beyond a handful they buy nothing but memory.
+pub const MAX_POOL_PER_PRINCIPAL: usize = 16;
+
+/// Memory all idle pre-spawned processes may count together, in MiB: 1 GiB holds about 36
+/// spares of a wrapped Node server (~28 MB PSS each) or a thousand built-in workers, and bounds
+/// what per-principal spares cost however many principals come; 0 lifts the bound.
+pub const DEFAULT_POOL_MEMORY_BUDGET_MIB: u64 = 1024;
 
 /// Set by systemd to the directory holding `LoadCredential=` files.
 pub const ENV_CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
@@ -182,6 +195,14 @@ pub struct Options {
     /// never reused after their session).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_SIZE)]
     pub pool_size: usize,
+    /// External worker mode: spares kept for each principal with provisioned environment
+    /// (`<credentials-dir>/<principal>.env`), started after its first session; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_PER_PRINCIPAL)]
+    pub pool_per_principal: usize,
+    /// Memory all idle pre-spawned workers may hold together, in MiB (each counted at the
+    /// PSS of its process tree, measured once it is ready); 0 for no limit.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_POOL_MEMORY_BUDGET_MIB)]
+    pub pool_memory_budget: u64,
     /// Expose the worker's test-only tools (for the test suite).
     #[arg(long, hide = true)]
     pub test_tools: bool,
@@ -237,8 +258,10 @@ pub struct Config {
     pub paper_seed: Option<u64>,
     /// Every network broker's endpoints (`--broker-url` over the documented defaults).
     pub broker_endpoints: BrokerEndpoints,
-    /// Workers kept pre-spawned for new sessions (0: none).
-    pub pool_size: usize,
+    /// Workers kept pre-spawned for new sessions.
+    pub pool: crate::pool::PoolSettings,
+    /// The one principal the shared pool's processes are started for: stdio's `local`.
+    pub pool_principal: Option<crate::principal::Principal>,
     /// External worker mode: the stdio server each session runs instead of the built-in worker.
     pub wrap: Option<crate::wrap::WrapConfig>,
     /// Trading rails per principal, live brokers, the order journal.
@@ -254,6 +277,7 @@ impl Options {
         if self.max_sessions_per_principal.is_none() {
             config.limits.max_sessions_per_principal = config.limits.max_sessions;
         }
+        config.pool_principal = Some(crate::principal::LOCAL.into());
         Ok(config)
     }
 
@@ -300,6 +324,19 @@ impl Options {
                 dir.display()
             ));
         }
+        if self.pool_per_principal > MAX_POOL_PER_PRINCIPAL {
+            problems.push(format!(
+                "--pool-per-principal must be at most {MAX_POOL_PER_PRINCIPAL}, got {}",
+                self.pool_per_principal
+            ));
+        }
+        let memory_budget = match self.pool_memory_budget {
+            0 => None,
+            mib => mib.checked_mul(1024 * 1024).or_else(|| {
+                problems.push(format!("--pool-memory-budget {mib} MiB is too large"));
+                None
+            }),
+        };
         if self.max_frame_bytes < 1024 {
             problems.push("--max-frame-bytes must be at least 1024".into());
         }
@@ -353,7 +390,12 @@ impl Options {
             confinement,
             paper_seed: self.paper_seed,
             broker_endpoints,
-            pool_size: self.pool_size,
+            pool: crate::pool::PoolSettings {
+                shared: self.pool_size,
+                per_principal: self.pool_per_principal,
+                memory_budget,
+            },
+            pool_principal: None,
             wrap,
             trading,
         })

@@ -35,6 +35,28 @@ const RESERVED_VARIABLES: [&str; 2] = [
 /// Provisioned environment variables, in file order; the values are wiped when dropped.
 pub type Environment = Vec<(String, Zeroizing<String>)>;
 
+/// What a principal's environment file held when it was read: the SHA-256 of its bytes. A
+/// pre-spawned process records the stamp of the file it was started from; when the file's
+/// stamp differs at take, the process is discarded (its environment is out of date). A digest
+/// rather than the file's mtime, size or inode: a rewrite within one timestamp tick, or in
+/// place at the same size, changes it too. It identifies contents, never reveals them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EnvStamp([u8; 32]);
+
+impl std::fmt::Debug for EnvStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvStamp(..)")
+    }
+}
+
+impl EnvStamp {
+    /// The stamp of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+}
+
 /// A resolved credential. Its strings are wiped when it is dropped.
 pub struct Resolved {
     pub api_key: Zeroizing<String>,
@@ -93,19 +115,33 @@ impl CredentialStore {
     /// value ignored). No directory or no file: none. A malformed file is an error that names
     /// the line but never its contents, so a session never starts without the credentials its
     /// operator meant it to have.
+    #[cfg(test)]
     pub fn environment(&self, principal: &str) -> Result<Environment, String> {
+        self.stamped_environment(principal)
+            .map(|(variables, _)| variables)
+    }
+
+    /// [`CredentialStore::environment`] and the stamp of the bytes it was read from (`None`:
+    /// no variables are provisioned for `principal`).
+    pub fn stamped_environment(
+        &self,
+        principal: &str,
+    ) -> Result<(Environment, Option<EnvStamp>), String> {
         let Some(dir) = &self.dir else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         if !is_plain_name(principal) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let path = dir.join(format!("{principal}.{ENVIRONMENT_SUFFIX}"));
         let contents = match std::fs::read_to_string(&path) {
             Ok(contents) => Zeroizing::new(contents),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), None));
+            }
             Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
         };
+        let stamp = EnvStamp::of(contents.as_bytes());
         let mut variables = Vec::new();
         for (number, line) in contents.lines().enumerate() {
             let line = line.trim();
@@ -128,7 +164,8 @@ impl CredentialStore {
                 Zeroizing::new(unquote(value.trim()).to_string()),
             ));
         }
-        Ok(variables)
+        let stamp = (!variables.is_empty()).then_some(stamp);
+        Ok((variables, stamp))
     }
 }
 

@@ -129,7 +129,7 @@ fn run() -> ExitCode {
     // Before any worker or listener exists: raise the open-file limit, warn about the rest.
     capacity::prepare(capacity::Demand {
         sessions: config.limits.max_sessions,
-        pool: config.pool_size,
+        pool: config.pool.shared,
         connections: http.as_ref().map_or(0, |http| http.max_connections),
         wrapped: config.wrap.is_some(),
     });
@@ -295,7 +295,7 @@ fn start(
     let launcher = Launcher::new(spawner, template, config.timeouts);
     let registry = Registry::new(config.limits.clone(), config.node.clone(), launcher.clone());
     registry.spawn_reaper();
-    registry.start_pool(config.pool_size);
+    registry.start_pools(config.pool, config.pool_principal.clone());
     let frontend = Arc::new(Frontend {
         registry: registry.clone(),
         catalog: Catalog::new(launcher),

@@ -4,9 +4,13 @@
 //! where the event happens (session registry, call path, HTTP front door) and rendered by
 //! `GET /metrics`. Histograms use fixed buckets suited to their unit.
 
+mod pool;
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+pub use pool::{Discard, PoolClass, PoolMetrics};
 
 /// Upper bounds (seconds) of the latency buckets: 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -167,6 +171,8 @@ pub struct Metrics {
     pub calls_in_flight: AtomicU64,
     call_latency: [Histogram; CallOutcome::ALL.len()],
     rejections: [AtomicU64; Rejection::ALL.len()],
+    /// The pre-spawned pools.
+    pub pool: PoolMetrics,
 }
 
 /// The process's metrics.
@@ -178,6 +184,7 @@ pub static METRICS: Metrics = Metrics {
     calls_in_flight: AtomicU64::new(0),
     call_latency: [const { Histogram::new() }; CallOutcome::ALL.len()],
     rejections: [const { AtomicU64::new(0) }; Rejection::ALL.len()],
+    pool: PoolMetrics::new(),
 };
 
 impl Metrics {
@@ -251,6 +258,7 @@ impl Metrics {
                 self.rejections[reason as usize].load(Ordering::Relaxed)
             );
         }
+        self.pool.render(&mut out);
         out
     }
 }

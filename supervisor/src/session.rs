@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::METRICS;
-use crate::pool::Pool;
+use crate::pool::{PoolSettings, Pools};
 use crate::principal::Principal;
 use crate::worker::{Launcher, WorkerExit, WorkerHandle};
 
@@ -195,8 +195,8 @@ pub struct Registry {
     /// Starts every session's worker.
     launcher: Launcher,
     state: Mutex<State>,
-    /// Pre-spawned workers, when `--pool-size` is above zero.
-    pool: std::sync::OnceLock<Arc<Pool>>,
+    /// Pre-spawned workers, once started.
+    pools: std::sync::OnceLock<Arc<Pools>>,
     /// Whether this node is draining: then it opens no new session.
     drain: Arc<crate::drain::Drain>,
     /// Permits for background stops ([`MAX_CONCURRENT_STOPS`]).
@@ -210,7 +210,7 @@ impl Registry {
             node,
             launcher,
             state: Mutex::new(State::default()),
-            pool: std::sync::OnceLock::new(),
+            pools: std::sync::OnceLock::new(),
             drain: Arc::default(),
             stops: Arc::new(Semaphore::new(MAX_CONCURRENT_STOPS)),
         })
@@ -221,25 +221,23 @@ impl Registry {
         &self.drain
     }
 
-    /// Keep `size` workers pre-spawned for new sessions (see [`crate::pool`]).
-    pub fn start_pool(&self, size: usize) {
-        if size > 0 && !self.launcher.pools() {
-            tracing::info!("the worker pool is not used in external worker mode");
+    /// Keep workers pre-spawned for new sessions (see [`crate::pool`]); over stdio,
+    /// `shared_principal` is the one principal (`local`) the shared pool's processes are
+    /// started for.
+    pub fn start_pools(&self, settings: PoolSettings, shared_principal: Option<Principal>) {
+        // Per-principal pools exist only where processes carry an environment from their start.
+        let own = settings.per_principal > 0 && self.launcher.carries_environment();
+        if settings.shared == 0 && !own {
             return;
         }
-        if size > 0 {
-            self.pool
-                .get_or_init(|| Pool::start(size, self.launcher.clone()));
-        }
+        self.pools
+            .get_or_init(|| Pools::start(settings, self.launcher.clone(), shared_principal));
     }
 
-    /// A pre-spawned worker for a new session of `principal`, if the pool has one and the
-    /// launcher says a pool worker may serve this principal.
+    /// A pre-spawned worker for a new session of `principal`, if a pool may serve it and has
+    /// one ready.
     fn pooled_worker(&self, principal: &Principal, tag: &str) -> Option<WorkerHandle> {
-        if !self.launcher.may_pool_for(principal) {
-            return None;
-        }
-        self.pool.get()?.take(tag)
+        self.pools.get()?.take(principal, tag)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -523,10 +521,10 @@ impl Registry {
         };
         // Idle pool workers stop alongside the sessions' workers.
         let pool = self
-            .pool
+            .pools
             .get()
             .cloned()
-            .map(|pool| tokio::spawn(async move { pool.shutdown().await }));
+            .map(|pools| tokio::spawn(async move { pools.shutdown().await }));
         let mut stops = tokio::task::JoinSet::new();
         for session in sessions {
             let handle = session.handle.clone();

@@ -66,7 +66,7 @@ use zeroize::Zeroizing;
 pub use cgroup::CgroupMode;
 pub use identity::UidRange;
 pub use reaper::Child;
-pub use tree::sweep;
+pub use tree::{sweep, tree_pss_bytes};
 
 /// What to start for one worker.
 #[derive(Debug, Clone)]

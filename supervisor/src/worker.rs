@@ -49,7 +49,7 @@ use std::time::Duration;
 
 pub use flavor::{Builtin, Flavor};
 pub use handle::{CallEvent, WorkerExit, WorkerHandle};
-pub use launcher::Launcher;
+pub use launcher::{Launcher, PoolFit};
 pub use reply::Reply;
 
 /// Timings of one worker's life.

@@ -43,7 +43,7 @@ use std::time::Duration;
 use bulkhead_protocol::exec::{EXEC_FLAG, ExecPolicy};
 use zeroize::Zeroizing;
 
-use crate::credentials::CredentialStore;
+use crate::credentials::{CredentialStore, EnvStamp};
 use crate::spawn::{WorkerCommand, WrappedLaunch};
 
 pub use names::Renames;
@@ -100,6 +100,8 @@ pub struct Launch {
     pub command: WorkerCommand,
     /// Redacts this session's provisioned values from the server's stderr.
     pub redactor: stderr::Redactor,
+    /// The stamp of the environment file the provisioned variables came from (`None`: none).
+    pub stamp: Option<EnvStamp>,
 }
 
 impl WrappedServer {
@@ -121,9 +123,9 @@ impl WrappedServer {
     /// process that belongs to no session, such as the catalog's, gets no provisioned
     /// variables).
     pub fn launch(&self, principal: Option<&str>) -> Result<Launch, String> {
-        let provisioned = match principal {
-            Some(principal) => self.credentials.environment(principal)?,
-            None => Vec::new(),
+        let (provisioned, stamp) = match principal {
+            Some(principal) => self.credentials.stamped_environment(principal)?,
+            None => (Vec::new(), None),
         };
         let mut env: Vec<(OsString, Zeroizing<Vec<u8>>)> = self
             .config
@@ -152,7 +154,16 @@ impl WrappedServer {
                 }),
             },
             redactor: stderr::Redactor::new(&provisioned),
+            stamp,
         })
+    }
+
+    /// The stamp of `principal`'s provisioned environment as it is on disk now (`None`: no
+    /// variables are provisioned for it), to compare with a pre-spawned process's.
+    pub fn environment_stamp(&self, principal: &str) -> Result<Option<EnvStamp>, String> {
+        self.credentials
+            .stamped_environment(principal)
+            .map(|(_, stamp)| stamp)
     }
 
     pub fn renames(&self) -> &Renames {

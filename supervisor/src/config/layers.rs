@@ -44,6 +44,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("sessions.max_frame_bytes", "max-frame-bytes"),
     ("credentials.dir", "credentials-dir"),
     ("pool.size", "pool-size"),
+    ("pool.per_principal", "pool-per-principal"),
+    ("pool.memory_budget_mib", "pool-memory-budget"),
     ("trading.max_order_notional", "max-order-notional"),
     ("trading.max_daily_notional", "max-daily-notional"),
     ("trading.allowed_symbols", "allowed-symbols"),
@@ -484,7 +486,11 @@ pub fn redacted_summary(config: &Config, http: &HttpConfig) -> Value {
             })
             .collect::<serde_json::Map<String, Value>>(),
         "trading": config.trading.summary(),
-        "pool": {"size": config.pool_size},
+        "pool": {
+            "size": config.pool.shared,
+            "per_principal": config.pool.per_principal,
+            "memory_budget_mib": config.pool.memory_budget.map_or(0, |bytes| bytes / (1024 * 1024)),
+        },
         // The wrapped command is shown, but never the values of the variables passed to it.
         "wrap": config.wrap.as_ref().map(|wrap| json!({
             "program": wrap.program,

@@ -109,6 +109,33 @@ fn all_processes() -> Vec<Process> {
         .collect()
 }
 
+/// The proportional set size of worker `pid` and (with `whole_tree`) every descendant, in
+/// bytes: the sum of
+/// `Pss:` in each one's `/proc/<pid>/smaps_rollup`. `None` when the worker's own cannot be read
+/// (a built-in worker is not dumpable, so only root or the same uid with `CAP_SYS_PTRACE`
+/// reads it); a descendant that cannot be read counts as nothing.
+pub fn tree_pss_bytes(pid: u32, whole_tree: bool) -> Option<u64> {
+    let own = pss_kib(pid)?;
+    let rest: u64 = if whole_tree {
+        descendants(pid).into_iter().filter_map(pss_kib).sum()
+    } else {
+        0
+    };
+    Some((own + rest) * 1024)
+}
+
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Every descendant of `root` (not `root` itself), found through parent links.
 fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();

@@ -339,6 +339,8 @@ pub(crate) struct FakeSpawner {
     next_pid: Arc<AtomicU32>,
     kernels: Arc<Mutex<Vec<Arc<Kernel>>>>,
     failures: Arc<AtomicUsize>,
+    /// The provisioned environment each principal has "on disk" (none unless set).
+    stamps: Arc<Mutex<std::collections::HashMap<String, crate::credentials::EnvStamp>>>,
 }
 
 impl FakeSpawner {
@@ -350,6 +352,25 @@ impl FakeSpawner {
     /// The next `count` spawns fail as a system limit would make them.
     pub(crate) fn fail_next(&self, count: usize) {
         self.failures.store(count, Ordering::Relaxed);
+    }
+
+    /// Give `principal` a provisioned environment of `contents` (empty: none), as its
+    /// environment file would.
+    pub(crate) fn provision(&self, principal: &str, contents: &str) {
+        let mut stamps = self.stamps.lock().unwrap();
+        if contents.is_empty() {
+            stamps.remove(principal);
+        } else {
+            stamps.insert(
+                principal.to_string(),
+                crate::credentials::EnvStamp::of(contents.as_bytes()),
+            );
+        }
+    }
+
+    /// The stamp of `principal`'s provisioned environment now.
+    pub(crate) fn stamp_of(&self, principal: &str) -> Option<crate::credentials::EnvStamp> {
+        self.stamps.lock().unwrap().get(principal).copied()
     }
 
     /// Every process started so far, oldest first.

@@ -21,6 +21,7 @@ use bulkhead_protocol::{NEWEST_INITIALIZE_VERSION, WORKER_PROTOCOL_VERSION};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::credentials::EnvStamp;
 use crate::spawn::WorkerCommand;
 use crate::trading::desk::TradingDesk;
 use crate::wrap::WrappedServer;
@@ -69,16 +70,17 @@ pub(super) struct Connected {
 
 impl Flavor {
     /// The command that starts one process for a session of `principal` (`None`: a worker of
-    /// no session), and for a wrapped server what to redact from its stderr.
+    /// no session), for a wrapped server what to redact from its stderr, and the stamp of the
+    /// provisioned environment it was built from.
     pub(super) fn command(
         &self,
         principal: Option<&str>,
-    ) -> Result<(WorkerCommand, Option<Redactor>), StartError> {
+    ) -> Result<(WorkerCommand, Option<Redactor>, Option<EnvStamp>), StartError> {
         match self {
-            Flavor::Builtin(builtin) => Ok((builtin.command.clone(), None)),
+            Flavor::Builtin(builtin) => Ok((builtin.command.clone(), None, None)),
             Flavor::Wrapped(server) => {
                 let launch = server.launch(principal).map_err(StartError::Environment)?;
-                Ok((launch.command, Some(launch.redactor)))
+                Ok((launch.command, Some(launch.redactor), launch.stamp))
             }
         }
     }

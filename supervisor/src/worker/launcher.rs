@@ -4,12 +4,15 @@
 //! A [`Launcher`] holds what every start needs — the spawner, the worker template (binary,
 //! log settings, the trading desk, the optional wrapped server) and the timeouts — so the
 //! layers above ask for "a worker for this session" and never build a spec themselves. It is
-//! also the one place that knows which workers may come from the pool: none in external worker
-//! mode (a wrapped server gets its principal's environment at start), and none for a principal
-//! whose rails differ from the defaults (the hello carries them).
+//! also the one place that knows which workers may come from a pool ([`PoolFit`]): a built-in
+//! worker when its principal's rails are the defaults (the hello carries them); a wrapped
+//! server's process when it was started with the provisioned environment its principal has on
+//! disk now — each pre-spawned process carries the [`EnvStamp`] of the file it was started
+//! from, and [`Launcher::pool_fit`] gives the stamp a session's process must have.
 
 use std::sync::Arc;
 
+use crate::credentials::EnvStamp;
 use crate::principal::Principal;
 use crate::spawn::Spawner;
 use crate::wrap::WrappedServer;
@@ -28,6 +31,24 @@ struct Inner {
     /// Every worker's spec but its tag, which each start sets.
     template: WorkerSpec,
     timeouts: WorkerTimeouts,
+}
+
+/// A worker started for a pool, and the stamp of the provisioned environment it holds.
+pub struct Spare {
+    pub worker: WorkerHandle,
+    /// `None`: started with no provisioned variables.
+    pub stamp: Option<EnvStamp>,
+}
+
+/// Whether a session of a principal may be served by a pre-spawned process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolFit {
+    /// No: its worker must be started for it (a built-in worker whose principal's rails differ
+    /// from the defaults, or an environment file that cannot be read now — the cold start
+    /// reports why).
+    No,
+    /// By a process started with exactly this provisioned environment (`None`: none).
+    With(Option<EnvStamp>),
 }
 
 /// Where processes come from.
@@ -75,9 +96,14 @@ impl Launcher {
         self.start(tag, Some(principal)).await
     }
 
-    /// A worker that belongs to no session yet, for the pool (tagged `pool-<n>`).
-    pub async fn start_for_pool(&self, name: &str) -> Result<WorkerHandle, StartError> {
-        self.start(name, None).await
+    /// A worker that belongs to no session yet, for a pool (tagged `pool-<n>`), started with
+    /// `principal`'s provisioned environment (`None`: none).
+    pub async fn start_for_pool(
+        &self,
+        name: &str,
+        principal: Option<&Principal>,
+    ) -> Result<Spare, StartError> {
+        self.start_stamped(name, principal).await
     }
 
     /// A worker that belongs to no session, to read the tool catalog from.
@@ -90,6 +116,14 @@ impl Launcher {
         tag: &str,
         principal: Option<&Principal>,
     ) -> Result<WorkerHandle, StartError> {
+        Ok(self.start_stamped(tag, principal).await?.worker)
+    }
+
+    async fn start_stamped(
+        &self,
+        tag: &str,
+        principal: Option<&Principal>,
+    ) -> Result<Spare, StartError> {
         let mut spec = self.inner.template.clone();
         spec.session_tag = tag.to_string();
         let principal = principal.map(|principal| &**principal);
@@ -97,7 +131,10 @@ impl Launcher {
             Source::Spawner(spawner) => self.spawn(spawner, spec, principal).await,
             #[cfg(test)]
             Source::Fake(fake) => {
-                start::start(fake.spawn()?, spec, self.inner.timeouts, principal).await
+                let stamp = principal.and_then(|principal| fake.stamp_of(principal));
+                let worker =
+                    start::start(fake.spawn()?, spec, self.inner.timeouts, principal).await?;
+                Ok(Spare { worker, stamp })
             }
         }
     }
@@ -108,8 +145,8 @@ impl Launcher {
         spawner: &Spawner,
         spec: WorkerSpec,
         principal: Option<&str>,
-    ) -> Result<WorkerHandle, StartError> {
-        let (command, redactor) = spec.flavor.command(principal)?;
+    ) -> Result<Spare, StartError> {
+        let (command, redactor, stamp) = spec.flavor.command(principal)?;
         let program = command.program.display().to_string();
         let spawned = spawner
             .spawn(command)
@@ -135,26 +172,48 @@ impl Launcher {
             stderr,
             sandbox: spawned.sandbox,
         };
-        start::start(spawned, spec, self.inner.timeouts, principal).await
+        let worker = start::start(spawned, spec, self.inner.timeouts, principal).await?;
+        Ok(Spare { worker, stamp })
     }
 
-    /// Whether pre-spawned workers can serve sessions at all: not in external worker mode,
-    /// where a process must start with its principal's environment.
-    pub fn pools(&self) -> bool {
-        matches!(self.inner.template.flavor, Flavor::Builtin(_))
-    }
-
-    /// Whether a pre-spawned worker (started with the defaults' hello) may serve a session of
-    /// `principal`: not when the principal's rails differ from the defaults, which its worker's
-    /// hello must carry.
-    pub fn may_pool_for(&self, principal: &Principal) -> bool {
-        match &self.inner.template.flavor {
-            Flavor::Builtin(builtin) => builtin
-                .trading
-                .as_ref()
-                .is_none_or(|desk| desk.config().is_default_for(principal)),
-            Flavor::Wrapped(_) => false,
+    /// Whether a pre-spawned process may serve a session of `principal`, and which provisioned
+    /// environment it must have been started with. A built-in worker (started with the
+    /// defaults' hello) may not when the principal's rails differ from the defaults, which its
+    /// hello must carry; a wrapped server's process must hold the principal's environment file
+    /// as it is on disk now (read here, at every take).
+    pub fn pool_fit(&self, principal: &Principal) -> PoolFit {
+        #[cfg(test)]
+        if let Source::Fake(fake) = &self.inner.source {
+            return PoolFit::With(fake.stamp_of(principal));
         }
+        match &self.inner.template.flavor {
+            Flavor::Builtin(builtin) => {
+                let default = builtin
+                    .trading
+                    .as_ref()
+                    .is_none_or(|desk| desk.config().is_default_for(principal));
+                if default {
+                    PoolFit::With(None)
+                } else {
+                    PoolFit::No
+                }
+            }
+            Flavor::Wrapped(server) => match server.environment_stamp(principal) {
+                Ok(stamp) => PoolFit::With(stamp),
+                Err(_) => PoolFit::No,
+            },
+        }
+    }
+
+    /// Whether a process carries its principal's provisioned environment from its start (a
+    /// wrapped server's does; a built-in worker's never does — its credentials arrive in tool
+    /// calls — so its pool holds workers of nobody).
+    pub fn carries_environment(&self) -> bool {
+        #[cfg(test)]
+        if let Source::Fake(_) = &self.inner.source {
+            return true;
+        }
+        self.wrapped().is_some()
     }
 
     /// The wrapped stdio server, in external worker mode.
