@@ -1,7 +1,8 @@
 //! `bulkhead`: the supervisor. Accepts MCP clients, gives every session its own worker process,
 //! and routes each call to its session's worker.
 //!
-//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown, and owns
+//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown (the
+//! runtime on a thread of its own, the main thread forking every worker), and owns
 //! the start-up checks and exit codes. The modules, layer by layer, each using only the layers
 //! before it (ARCHITECTURE.md, *Layers*; `tests/tests/conventions.rs` enforces it):
 //!
@@ -33,6 +34,8 @@ mod metrics;
 mod node;
 mod pool;
 mod principal;
+mod release;
+mod reload;
 mod session;
 mod signals;
 mod spawn;
@@ -75,6 +78,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
+    // A reloading image asks this binary, first, whether it can take its state over.
+    if let Some(code) = reload::preflight(&std::env::args_os().collect::<Vec<_>>()) {
+        return ExitCode::from(code);
+    }
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     let (parsed, file_problems) = match config::parse_layers(std::env::args_os().collect()) {
         Ok((parsed, problems)) => (Some(parsed), problems),
@@ -132,23 +139,78 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(async move {
-        let Some((frontend, registry)) = start(&config, log_filter, log_format) else {
-            return 1;
-        };
-        if let Err(code) = check_wrapped_at_start(&frontend).await {
-            return code;
-        }
-        match http {
-            None => run_stdio(&config, frontend, registry).await,
-            Some(http) => run_http(&config, http, frontend, registry).await,
-        }
-    });
+    // Executed by a reload: the previous image's sessions, taken over before anything forks.
+    let inherited = reload::inherited();
+    if inherited.is_some() {
+        tracing::info!(
+            version = %release::version(),
+            "reload: configuration re-read; limits, timeouts and worker settings apply to new sessions (running workers keep those they started with)"
+        );
+    }
+    // This thread forks every worker (and, on SIGHUP, executes the new image): it must outlive
+    // them all, and it is the one thread an exec keeps (ARCHITECTURE.md, *Upgrading in place*).
+    // The runtime runs on a thread of its own.
+    let (host_link, host) = spawn::host();
+    let serving = std::thread::Builder::new()
+        .name("bulkhead-runtime".into())
+        .spawn(move || {
+            serve_on_runtime(
+                runtime,
+                host_link,
+                (config, http),
+                (log_filter, log_format),
+                inherited,
+            );
+        });
+    if let Err(error) = serving {
+        tracing::error!("cannot start the runtime thread: {error}");
+        return ExitCode::FAILURE;
+    }
+    let code = host.run();
     // Do not wait for tokio's blocking stdin reader: a host may keep stdin open after a
     // signal. Every worker is already reaped.
     bulkhead_logging::buffered::flush();
     std::process::exit(code);
 }
+
+/// The runtime thread: serve until shutdown, then tell the host thread the exit code. The
+/// runtime is never dropped (its blocking stdin reader may never return); the process exits.
+fn serve_on_runtime(
+    runtime: tokio::runtime::Runtime,
+    host_link: spawn::HostLink,
+    (config, http): (Config, Option<http::HttpConfig>),
+    (log_filter, log_format): (String, String),
+    mut inherited: Option<reload::State>,
+) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let Some((frontend, registry, spawner)) = start(
+                &config,
+                &host_link,
+                (log_filter, log_format),
+                inherited.as_mut(),
+            ) else {
+                return 1;
+            };
+            if let Err(code) = check_wrapped_at_start(&frontend).await {
+                return code;
+            }
+            match http {
+                None => {
+                    let restored = inherited.and_then(|state| state.stdio);
+                    run_stdio(&config, frontend, registry, spawner, restored).await
+                }
+                Some(http) => run_http(&config, http, frontend, registry).await,
+            }
+        })
+    }));
+    // A panic has been reported by the panic hook; exit as Rust does after one.
+    host_link.exit(served.unwrap_or(EXIT_PANIC));
+    std::mem::forget(runtime);
+}
+
+/// Exit status after a panic on the runtime thread (Rust's own for a panicking `main`).
+const EXIT_PANIC: i32 = 101;
 
 /// The async runtime. A stdio supervisor serves one client: a single thread does all its work,
 /// so a call never waits for another thread to wake (on two shared vCPUs, the cross-thread
@@ -231,21 +293,21 @@ fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
 }
 
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
+/// Under a reload, the previous image's sessions are taken over before any worker starts.
 fn start(
     config: &Config,
-    log_filter: String,
-    log_format: String,
-) -> Option<(Arc<Frontend>, Arc<Registry>)> {
-    let spawner = match Spawner::start_confined(
-        tokio::runtime::Handle::current(),
-        config.confinement.clone(),
-    ) {
-        Ok(spawner) => spawner,
-        Err(error) => {
-            tracing::error!("cannot start the spawner thread: {error}");
-            return None;
-        }
-    };
+    host: &spawn::HostLink,
+    (log_filter, log_format): (String, String),
+    inherited: Option<&mut reload::State>,
+) -> Option<(Arc<Frontend>, Arc<Registry>, Spawner)> {
+    let spawner =
+        match Spawner::on_host(host, tokio::runtime::Handle::current(), &config.confinement) {
+            Ok(spawner) => spawner,
+            Err(error) => {
+                tracing::error!("cannot start the spawner thread: {error}");
+                return None;
+            }
+        };
     let desk = match TradingDesk::start(config.trading.clone()) {
         Ok(desk) => Arc::new(desk),
         Err(error) => {
@@ -284,8 +346,14 @@ fn start(
         session_tag: String::new(),
         max_frame_bytes: config.max_frame_bytes,
     };
-    let launcher = Launcher::new(spawner, template, config.timeouts);
+    let launcher = Launcher::new(spawner.clone(), template, config.timeouts);
     let registry = Registry::new(config.limits.clone(), config.node.clone(), launcher.clone());
+    if let Some(state) = inherited {
+        registry.adopt(
+            std::mem::take(&mut state.sessions),
+            std::mem::take(&mut state.ended),
+        );
+    }
     registry.spawn_reaper();
     registry.start_pool(config.pool_size);
     let frontend = Arc::new(Frontend {
@@ -295,7 +363,7 @@ fn start(
         credentials: CredentialStore::new(config.credentials_dir.clone()),
         tasks: Tasks::default(),
     });
-    Some((frontend, registry))
+    Some((frontend, registry, spawner))
 }
 
 /// In external worker mode, read the catalog before serving: the wrapped server must start,
@@ -350,14 +418,23 @@ fn warn_about_trading(config: &Config) {
     }
 }
 
-async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {
+async fn run_stdio(
+    config: &Config,
+    frontend: Arc<Frontend>,
+    registry: Arc<Registry>,
+    spawner: Spawner,
+    restored: Option<stdio::StdioRecord>,
+) -> i32 {
     prefetch_catalog(&frontend, None);
     let shutdown = CancellationToken::new();
     let drain_ignored = || {
         tracing::warn!("SIGUSR1 (drain) applies to bulkhead serve only; ignored on stdio");
     };
-    if let Err(error) =
-        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(drain_ignored))
+    let (pauses, paused) = tokio::sync::mpsc::channel(1);
+    let reloader = reload::Reloader::new(spawner, frontend.clone(), registry.clone(), Some(pauses));
+    if let Err(error) = signals::install(shutdown.clone())
+        .and_then(|()| signals::install_drain(drain_ignored))
+        .and_then(|()| signals::install_reload(move || reload_now(&reloader)))
     {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
@@ -369,6 +446,8 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
         principal,
         config.max_frame_bytes,
         shutdown,
+        paused,
+        restored,
     )
     .await;
     tracing::info!(
@@ -492,6 +571,19 @@ async fn run_http(
     }
     tracing::info!("stopped");
     0
+}
+
+/// SIGHUP: reload in place in the background; a refusal is logged and the old image serves on.
+fn reload_now(reloader: &Arc<reload::Reloader>) {
+    let reloader = reloader.clone();
+    tokio::spawn(async move {
+        match reloader.reload().await {
+            reload::Refused::Busy => {
+                tracing::info!("SIGHUP: a reload is already under way; ignored")
+            }
+            refused => tracing::warn!("SIGHUP: reload refused, still serving: {refused}"),
+        }
+    });
 }
 
 /// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.

@@ -54,6 +54,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct TestSupervisor {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    program: Option<PathBuf>,
 }
 
 impl Default for TestSupervisor {
@@ -67,7 +68,14 @@ impl TestSupervisor {
         Self {
             args: vec!["stdio".into()],
             env: vec![("RUST_LOG".into(), "info".into())],
+            program: None,
         }
+    }
+
+    /// Run this supervisor binary instead of the workspace's (a copy the test may replace).
+    pub fn program(mut self, program: PathBuf) -> Self {
+        self.program = Some(program);
+        self
     }
 
     /// Add command-line arguments after `stdio`.
@@ -87,11 +95,12 @@ impl TestSupervisor {
 
     /// Start the process and perform nothing else.
     pub fn spawn(self) -> Running {
+        let program = self.program.clone().unwrap_or_else(|| binary("bulkhead"));
         #[allow(
             clippy::disallowed_methods,
             reason = "the harness launches the binary under test"
         )]
-        let mut command = std::process::Command::new(binary("bulkhead"));
+        let mut command = std::process::Command::new(program);
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -69,6 +69,7 @@ const SUPERVISOR_LAYERS: &[&[&str]] = &[
         "drain",
         "metrics",
         "principal",
+        "release",
         "signals",
     ],
     &["node", "spawn", "trading"],
@@ -79,7 +80,7 @@ const SUPERVISOR_LAYERS: &[&[&str]] = &[
     &["catalog"],
     &["mcp"],
     &["stdio", "http"],
-    &["config", "systemd"],
+    &["config", "reload", "systemd"],
     &["main"],
 ];
 

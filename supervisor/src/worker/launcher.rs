@@ -125,6 +125,7 @@ impl Launcher {
             )),
             _ => None,
         };
+        let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&spawned.socket);
         let (reader, writer) = spawned.socket.into_split();
         let process =
             process::Spawned::new(spawned.child, spawned.lease, spec.flavor.owns_a_tree());
@@ -134,8 +135,23 @@ impl Launcher {
             writer,
             stderr,
             sandbox: spawned.sandbox,
+            socket_fd: Some(socket_fd),
         };
         start::start(spawned, spec, self.inner.timeouts, principal).await
+    }
+
+    /// Take over a worker the previous image handed over (`child` re-recorded, `socket`
+    /// inherited), logging under `tag`.
+    pub fn adopt(
+        &self,
+        tag: &str,
+        hand_over: &super::adopt::HandOver,
+        child: crate::spawn::Child,
+        socket: std::os::fd::OwnedFd,
+    ) -> std::io::Result<WorkerHandle> {
+        let mut spec = self.inner.template.clone();
+        spec.session_tag = tag.to_string();
+        super::adopt::attach(hand_over, child, socket, spec, self.inner.timeouts)
     }
 
     /// Whether pre-spawned workers can serve sessions at all: not in external worker mode,

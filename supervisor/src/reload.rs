@@ -1,0 +1,359 @@
+//! Upgrading in place on SIGHUP (ARCHITECTURE.md, *Upgrading in place*): quiesce, hand the
+//! sessions over in a versioned state file, pre-flight the binary on disk, and execute it on
+//! the main thread; in the new image, read the state back.
+//!
+//! The state is one memory file: a header line `BULKHEAD-STATE <version>` and a JSON body. The
+//! pre-flight run (`bulkhead --reload-preflight 3`) reads only the header and answers on its
+//! stdout, so a file that is not a Bulkhead binary (it prints nothing), a missing file and a
+//! binary of another state version all refuse the reload before anything is lost.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mcp::Frontend;
+use crate::session::{EndedRecord, Registry, SessionRecord};
+use crate::spawn::Spawner;
+use crate::spawn::reexec::{self, ExecPlan, PREFLIGHT_FLAG, PREFLIGHT_STATE_FD};
+use crate::stdio::{self, StdioRecord};
+
+/// The environment variable that names the state's descriptor in the new image.
+pub const ENV_RELOAD_STATE: &str = "BULKHEAD_RELOAD_STATE";
+
+/// The state file's first word.
+const HEADER: &str = "BULKHEAD-STATE";
+
+/// The pre-flight run's answer when it can take the state over.
+const PREFLIGHT_OK: &str = "bulkhead-preflight ok";
+
+/// Exit status of a pre-flight run that cannot take the state over.
+const EXIT_INCOMPATIBLE: u8 = 3;
+
+/// Longest wait for calls in flight before a reload: long enough for an ordinary tool call,
+/// short enough that a client waiting on stdin notices only a pause.
+const RELOAD_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Longest a pre-flight run may take: it reads one line.
+const PREFLIGHT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Largest state file read back (each session is well under a kilobyte plus its leftover
+/// bytes, themselves bounded by the frame limit).
+const MAX_STATE_BYTES: u64 = 1 << 30;
+
+/// Longest wait for stdout to take what is queued for it before the hand-over.
+const STDOUT_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Everything one image hands the next.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub sessions: Vec<SessionRecord>,
+    pub ended: Vec<EndedRecord>,
+    /// The stdio conversation, under `bulkhead stdio`.
+    pub stdio: Option<StdioRecord>,
+}
+
+/// Why a reload did not happen; the old image keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("a reload is already under way")]
+    Busy,
+    #[error("calls were still in flight at the reload deadline")]
+    InFlight,
+    #[error("cannot find the supervisor's own binary: {0}")]
+    OwnPath(std::io::Error),
+    #[error("cannot write the state file: {0}")]
+    State(std::io::Error),
+    #[error("the new binary {path} cannot be started: {source}")]
+    Missing {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the new binary {path} is not a Bulkhead supervisor (its pre-flight run gave no answer, {status})"
+    )]
+    NotBulkhead { path: String, status: String },
+    #[error("the new binary {path} cannot take over this state: {answer}")]
+    Incompatible { path: String, answer: String },
+    #[error("the pre-flight run of {0} did not finish in time")]
+    PreflightTimeout(String),
+    #[error("the exec of {path} failed: {source}")]
+    Exec {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl State {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = format!("{HEADER} {}\n", crate::release::state_version()).into_bytes();
+        // Serializing plain records cannot fail.
+        bytes.extend(serde_json::to_vec(self).unwrap_or_default());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let newline = bytes
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .ok_or("no header line")?;
+        let version = header_version(&bytes[..newline])?;
+        if version != crate::release::state_version() {
+            return Err(format!(
+                "state version {version}, this build takes {}",
+                crate::release::state_version()
+            ));
+        }
+        serde_json::from_slice(&bytes[newline + 1..]).map_err(|error| error.to_string())
+    }
+}
+
+fn header_version(line: &[u8]) -> Result<u32, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "a header that is not text")?;
+    let version = line
+        .strip_prefix(HEADER)
+        .ok_or("not a Bulkhead state file")?;
+    version
+        .trim()
+        .parse()
+        .map_err(|_| format!("a malformed state version {version:?}"))
+}
+
+/// The state the previous image left, if this image was executed by a reload. A state that
+/// cannot be read is logged and ignored (the workers it named end with their sockets).
+pub fn inherited() -> Option<State> {
+    let fd: RawFd = std::env::var(ENV_RELOAD_STATE).ok()?.parse().ok()?;
+    // SAFETY: the previous image left this descriptor open for this image and named it in the
+    // environment; nothing else here owns it.
+    let bytes = match unsafe { reexec::read_inherited(fd, MAX_STATE_BYTES) } {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!("reload: cannot read the state the previous image left: {error}");
+            return None;
+        }
+    };
+    match State::decode(&bytes) {
+        Ok(state) => Some(state),
+        Err(error) => {
+            tracing::error!("reload: cannot take over the previous image's state: {error}");
+            None
+        }
+    }
+}
+
+/// `bulkhead --reload-preflight FD`: answer whether this binary can take over the state on
+/// `FD`. `None` when the arguments ask for something else.
+pub fn preflight(args: &[std::ffi::OsString]) -> Option<u8> {
+    if args.get(1).is_none_or(|flag| flag != PREFLIGHT_FLAG) {
+        return None;
+    }
+    let fd = args
+        .get(2)
+        .and_then(|fd| fd.to_str()?.parse::<RawFd>().ok())
+        .unwrap_or(PREFLIGHT_STATE_FD);
+    // SAFETY: the reloading image put the state on this descriptor for this run alone.
+    let bytes = unsafe { reexec::read_inherited(fd, 256) }.unwrap_or_default();
+    let line = bytes.split(|&byte| byte == b'\n').next().unwrap_or(&[]);
+    let mut stdout = std::io::stdout().lock();
+    match header_version(line) {
+        Ok(version) if version == crate::release::state_version() => {
+            // The pre-flight run's answer is its output.
+            let _ = writeln!(stdout, "{PREFLIGHT_OK} {}", crate::release::version());
+            Some(0)
+        }
+        Ok(version) => {
+            let _ = writeln!(
+                stdout,
+                "bulkhead-preflight incompatible: state version {version}, this build takes {}",
+                crate::release::state_version()
+            );
+            Some(EXIT_INCOMPATIBLE)
+        }
+        Err(error) => {
+            let _ = writeln!(stdout, "bulkhead-preflight incompatible: {error}");
+            Some(EXIT_INCOMPATIBLE)
+        }
+    }
+}
+
+/// Runs reloads, one at a time.
+pub struct Reloader {
+    pub spawner: Spawner,
+    pub frontend: Arc<Frontend>,
+    pub registry: Arc<Registry>,
+    /// Pauses the stdio conversation, under `bulkhead stdio`.
+    pub stdio: Option<mpsc::Sender<stdio::PauseRequest>>,
+    busy: AtomicBool,
+}
+
+impl Reloader {
+    pub fn new(
+        spawner: Spawner,
+        frontend: Arc<Frontend>,
+        registry: Arc<Registry>,
+        stdio: Option<mpsc::Sender<stdio::PauseRequest>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            spawner,
+            frontend,
+            registry,
+            stdio,
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    /// Reload in place; returns only when the reload was refused (the old image serves on).
+    pub async fn reload(&self) -> Refused {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Refused::Busy;
+        }
+        tracing::info!("SIGHUP: reloading in place");
+        let refused = self.try_reload().await;
+        self.busy.store(false, Ordering::Release);
+        refused
+    }
+
+    async fn try_reload(&self) -> Refused {
+        let path = match reexec::own_path() {
+            Ok(path) => path,
+            Err(error) => return Refused::OwnPath(error),
+        };
+        // Quiesce: stdin is no longer read; what is in flight finishes.
+        let stdio = match &self.stdio {
+            Some(pauses) => {
+                let (reply, paused) = oneshot::channel();
+                if pauses.send(reply).await.is_err() {
+                    return Refused::Busy;
+                }
+                paused.await.ok()
+            }
+            None => None,
+        };
+        if !self.frontend.tasks.wait(RELOAD_DRAIN_DEADLINE).await {
+            return Refused::InFlight;
+        }
+        if let Some(stdio) = &stdio {
+            let _ = tokio::time::timeout(STDOUT_FLUSH_DEADLINE, stdio.stdout.flushed()).await;
+        }
+        let handed = self.registry.hand_over().await;
+        let state = State {
+            sessions: handed.sessions,
+            ended: handed.ended,
+            stdio: stdio.as_ref().map(|stdio| StdioRecord {
+                connection: stdio.connection.record(),
+                pending_stdin: stdio.pending_stdin.clone(),
+            }),
+        };
+        let file = match reexec::memory_file("bulkhead-state", &state.encode()) {
+            Ok(file) => file,
+            Err(error) => return Refused::State(error),
+        };
+        if let Err(refused) = self.preflight(&path, file.as_raw_fd()).await {
+            return refused;
+        }
+        let mut inherit = vec![0, 1, 2, file.as_raw_fd()];
+        inherit.extend(
+            state
+                .sessions
+                .iter()
+                .map(|session| session.worker.socket_fd),
+        );
+        let plan = ExecPlan {
+            program: path.clone(),
+            args: std::env::args_os().skip(1).collect(),
+            env: std::env::vars_os()
+                .filter(|(name, _)| name != ENV_RELOAD_STATE)
+                .chain(std::iter::once((
+                    ENV_RELOAD_STATE.into(),
+                    file.as_raw_fd().to_string().into(),
+                )))
+                .collect(),
+            inherit,
+        };
+        tracing::info!(
+            sessions = state.sessions.len(),
+            binary = %path.display(),
+            "reload: executing the new image"
+        );
+        let source = self.spawner.exec(plan).await;
+        // Still here: the paused workers and stdin resume when `handed.paused` and `stdio`
+        // are dropped.
+        drop(handed.paused);
+        Refused::Exec {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Run the new binary's pre-flight mode against the state on `state`.
+    async fn preflight(&self, path: &Path, state: RawFd) -> Result<(), Refused> {
+        let shown = path.display().to_string();
+        let (mut child, mut answer) = self
+            .spawner
+            .preflight(path.to_path_buf(), state)
+            .await
+            .map_err(|source| Refused::Missing {
+                path: shown.clone(),
+                source,
+            })?;
+        let run = async {
+            let mut text = Vec::new();
+            let _ = (&mut answer).take(4096).read_to_end(&mut text).await;
+            let status = child.wait().await;
+            (String::from_utf8_lossy(&text).trim().to_string(), status)
+        };
+        let Ok((text, status)) = tokio::time::timeout(PREFLIGHT_DEADLINE, run).await else {
+            child.start_kill();
+            return Err(Refused::PreflightTimeout(shown));
+        };
+        let status = status.map_or_else(|error| error.to_string(), |status| status.to_string());
+        if text.starts_with(PREFLIGHT_OK) && status == "exit status: 0" {
+            tracing::info!("reload: pre-flight passed: {text}");
+            Ok(())
+        } else if text.starts_with("bulkhead-preflight") {
+            Err(Refused::Incompatible {
+                path: shown,
+                answer: text,
+            })
+        } else {
+            Err(Refused::NotBulkhead {
+                path: shown,
+                status,
+            })
+        }
+    }
+}
+
+/// Read a state file back (tests).
+#[cfg(test)]
+fn decode_file(mut file: std::fs::File) -> Result<State, String> {
+    use std::io::{Read, Seek};
+    file.rewind().map_err(|error| error.to_string())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|error| error.to_string())?;
+    State::decode(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_round_trips_through_its_memory_file_and_other_versions_are_refused() {
+        let state = State {
+            stdio: Some(StdioRecord::default()),
+            ..State::default()
+        };
+        let file = reexec::memory_file("test", &state.encode()).unwrap();
+        assert!(decode_file(file).unwrap().stdio.is_some());
+        assert!(State::decode(b"BULKHEAD-STATE 9999\n{}").is_err());
+        assert!(State::decode(b"ELF\n{}").is_err());
+    }
+}

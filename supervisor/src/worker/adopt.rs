@@ -1,0 +1,133 @@
+//! Handing a live worker over to the next image of the supervisor (ARCHITECTURE.md, *Upgrading
+//! in place*), and taking one over.
+//!
+//! The old image pauses each worker's actor ([`WorkerHandle::pause`]): the actor stops reading
+//! the socket and hands back the bytes its reader holds past the last whole frame. With the
+//! worker's pid, socket descriptor, `initialize` result and next call id they make a
+//! [`HandOver`], which the new image turns back into a worker ([`attach`]): a fresh actor on the
+//! same socket, its reader seeded with those bytes, and no new `initialize`.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use bulkhead_protocol::Era;
+use bulkhead_protocol::frame::LineReader;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::flavor::Connected;
+use super::messages::Command;
+use super::{WorkerHandle, WorkerSpec, WorkerTimeouts, process, start};
+use crate::spawn::{Child, WorkerLease};
+
+/// What a paused actor hands back; dropping `resume` lets it read again.
+pub struct Paused {
+    pub pending: Vec<u8>,
+    /// Dropping it resumes reading.
+    pub _resume: oneshot::Sender<()>,
+}
+
+/// Everything the next image needs to take one worker over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandOver {
+    pub pid: u32,
+    /// The supervisor's end of the worker's socket, kept open across the exec.
+    pub socket_fd: RawFd,
+    /// Bytes the worker wrote that no frame has consumed yet.
+    pub pending: Vec<u8>,
+    pub initialize_result: Value,
+    /// A wrapped server's era (`true`: the inline era); `None` for the built-in worker.
+    pub bridge_inline: Option<bool>,
+    pub next_id: u64,
+}
+
+/// Runs in the actor: hand back what the reader holds, then wait until the reload is over
+/// (refused: the sender is dropped; done: this image is gone).
+pub(super) async fn pause(pending: Vec<u8>, reply: oneshot::Sender<Paused>) {
+    let (resume, resumed) = oneshot::channel();
+    let paused = Paused {
+        pending,
+        _resume: resume,
+    };
+    if reply.send(paused).is_ok() {
+        let _ = resumed.await;
+    }
+}
+
+impl WorkerHandle {
+    /// Pause the actor for a hand-over; `None` if the worker is gone.
+    pub async fn pause(&self) -> Option<Paused> {
+        let (reply, paused) = oneshot::channel();
+        self.shared.commands.send(Command::Pause { reply }).ok()?;
+        paused.await.ok()
+    }
+
+    /// The hand-over record of a paused worker; `None` for a worker without a real socket.
+    pub fn hand_over(&self, paused: &Paused) -> Option<HandOver> {
+        Some(HandOver {
+            pid: self.shared.pid,
+            socket_fd: self.shared.socket_fd?,
+            pending: paused.pending.clone(),
+            initialize_result: self.shared.initialize_result.clone(),
+            bridge_inline: self.shared.bridge.map(|era| era == Era::Inline),
+            next_id: self
+                .shared
+                .next_id
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// Wait until every frame queued for the worker is written.
+    pub async fn flushed(&self) {
+        self.shared.writer.flushed().await;
+    }
+}
+
+/// Take a worker over: `child` is its (re-recorded) process, `socket` its inherited socket.
+pub(super) fn attach(
+    hand_over: &HandOver,
+    child: Child,
+    socket: OwnedFd,
+    spec: WorkerSpec,
+    timeouts: WorkerTimeouts,
+) -> std::io::Result<WorkerHandle> {
+    let raw = socket.as_raw_fd();
+    let socket = std::os::unix::net::UnixStream::from(socket);
+    socket.set_nonblocking(true)?;
+    let socket = tokio::net::UnixStream::from_std(socket)?;
+    let (reader, writer) = socket.into_split();
+    let reader =
+        tokio::io::AsyncReadExt::chain(std::io::Cursor::new(hand_over.pending.clone()), reader);
+    let process = process::Spawned::new(child, WorkerLease::default(), spec.flavor.owns_a_tree());
+    let connected = Connected {
+        initialize_result: hand_over.initialize_result.clone(),
+        bridge: hand_over
+            .bridge_inline
+            .map(|inline| if inline { Era::Inline } else { Era::Initialize }),
+    };
+    let reader = LineReader::new(reader, spec.max_frame_bytes);
+    Ok(start::run_actor(
+        start::Running {
+            process,
+            reader,
+            writer,
+            stderr: None,
+            socket_fd: Some(raw),
+            next_id: hand_over.next_id,
+        },
+        connected,
+        spec,
+        timeouts,
+    ))
+}
+
+impl super::WorkerExit {
+    /// How a worker that ended unasked reads when only its status is known (a session lost
+    /// before a reload, or in the hand-over itself).
+    pub fn crashed(status: String) -> Self {
+        Self {
+            cause: super::handle::ExitCause::Crashed,
+            status,
+        }
+    }
+}

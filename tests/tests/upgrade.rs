@@ -1,0 +1,277 @@
+//! Upgrading in place (SIGHUP): the supervisor re-executes the binary on disk and takes over
+//! every live worker — same handles, same worker pids, same broker state, a new version, the
+//! same supervisor pid — or, when the new binary cannot take over, refuses and serves on.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bulkhead_tests::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// How long a reload may take on a busy machine before a test gives up on it.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A private copy of the supervisor binary, which the test may replace as an upgrade would.
+fn installed_copy(dir: &Path) -> PathBuf {
+    let path = dir.join("bulkhead");
+    std::fs::copy(binary("bulkhead"), &path).unwrap();
+    path
+}
+
+/// Replace the file at `path` (as a package manager does: write aside, rename over) with a
+/// copy of the workspace binary whose marked bytes after `marker` read `value`.
+fn replace_with_patched(path: &Path, marker: &[u8], value: &[u8]) {
+    let mut bytes = std::fs::read(binary("bulkhead")).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .expect("the binary carries the marker");
+    bytes[at + marker.len()..at + marker.len() + value.len()].copy_from_slice(value);
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, &bytes).unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+fn hangup(pid: u32) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGHUP).unwrap();
+}
+
+fn start(program: PathBuf) -> Running {
+    TestSupervisor::new()
+        .program(program)
+        .args(["--worker", binary("bulkhead-worker").to_str().unwrap()])
+        .start_legacy()
+}
+
+fn login(bulkhead: &mut Running, session: Option<&str>) {
+    let mut arguments = json!({"broker": "paper", "api_key": "key-id", "api_secret": "secret"});
+    if let Some(session) = session {
+        arguments["session"] = json!(session);
+    }
+    let result = bulkhead.call_ok("broker_login", arguments);
+    assert_ne!(result["isError"], true, "{result}");
+}
+
+fn buy(bulkhead: &mut Running, session: Option<&str>, qty: &str) {
+    let mut arguments = json!({"symbol": "BTC-USD", "side": "buy", "qty": qty});
+    if let Some(session) = session {
+        arguments["session"] = json!(session);
+    }
+    let result = bulkhead.call_ok("order_place", arguments);
+    assert_ne!(result["isError"], true, "{result}");
+}
+
+/// The session's orders, as the worker's paper broker remembers them.
+fn orders(bulkhead: &mut Running, session: Option<&str>) -> Vec<Value> {
+    let mut arguments = json!({"status": "all", "broker": "paper"});
+    if let Some(session) = session {
+        arguments["session"] = json!(session);
+    }
+    let result = bulkhead.call_ok("orders", arguments);
+    assert_ne!(result["isError"], true, "{result}");
+    structured(&result)["orders"].as_array().unwrap().clone()
+}
+
+fn worker_pid(bulkhead: &mut Running, session: &str) -> u64 {
+    let info = bulkhead.call_ok("session_info", json!({"session": session}));
+    structured(&info)["pid"].as_u64().expect("pid")
+}
+
+fn server_version(bulkhead: &mut Running) -> String {
+    let discover = bulkhead.request("server/discover", json!({"_meta": modern_meta()}));
+    discover["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no version: {discover}"))
+        .to_string()
+}
+
+/// Wait until the supervisor's log shows `needle` `count` times.
+fn wait_for_log(bulkhead: &Running, needle: &str, count: usize) {
+    assert!(
+        eventually(RELOAD_TIMEOUT, || bulkhead.stderr().matches(needle).count()
+            >= count),
+        "no {needle:?} (x{count}) in the log:\n{}",
+        bulkhead.stderr()
+    );
+}
+
+#[test]
+fn stdio_sessions_survive_a_reload_into_a_replaced_binary() {
+    let dir = scratch_dir("upgrade-stdio");
+    let program = installed_copy(&dir);
+    let mut bulkhead = start(program.clone());
+    let supervisor = bulkhead.pid();
+    let before = server_version(&mut bulkhead);
+    let (handle, pid) = bulkhead.open_session();
+    login(&mut bulkhead, Some(&handle));
+    buy(&mut bulkhead, Some(&handle), "0.5");
+    // The connection's default session too.
+    login(&mut bulkhead, None);
+    buy(&mut bulkhead, None, "0.25");
+    buy(&mut bulkhead, None, "0.25");
+
+    replace_with_patched(&program, b"BULKHEAD-BUILD-LABEL:", b"upgraded");
+    hangup(supervisor);
+    wait_for_log(&bulkhead, "session taken over", 2);
+
+    assert_eq!(server_version(&mut bulkhead), format!("{before}+upgraded"));
+    assert_eq!(worker_pid(&mut bulkhead, &handle), u64::from(pid));
+    assert_eq!(
+        orders(&mut bulkhead, Some(&handle)).len(),
+        1,
+        "the session's orders"
+    );
+    assert_eq!(
+        orders(&mut bulkhead, None).len(),
+        2,
+        "the default session's orders"
+    );
+    // Still logged in, and the new image places orders through the adopted worker.
+    buy(&mut bulkhead, Some(&handle), "0.1");
+    assert_eq!(orders(&mut bulkhead, Some(&handle)).len(), 2);
+    assert_eq!(bulkhead.pid(), supervisor);
+    assert!(process_state(supervisor).is_some());
+    // A fresh session works in the new image.
+    let (fresh, _) = bulkhead.open_session();
+    login(&mut bulkhead, Some(&fresh));
+}
+
+/// Descriptors the supervisor holds now.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// SIGHUP, and wait until the new image serves (its `n`th start line).
+fn reload(bulkhead: &Running, n: usize) {
+    hangup(bulkhead.pid());
+    wait_for_log(bulkhead, "serving MCP on stdio", n + 1);
+}
+
+#[test]
+fn a_worker_from_before_the_first_reload_still_answers_after_the_third() {
+    let dir = scratch_dir("upgrade-three");
+    let mut bulkhead = start(installed_copy(&dir));
+    let supervisor = bulkhead.pid();
+    let (first, first_pid) = bulkhead.open_session();
+    login(&mut bulkhead, Some(&first));
+    buy(&mut bulkhead, Some(&first), "1");
+    reload(&bulkhead, 1);
+    // A session of the second image, forked by the main thread of the first exec'd image.
+    let (second, second_pid) = bulkhead.open_session();
+    login(&mut bulkhead, Some(&second));
+    reload(&bulkhead, 2);
+    // Once the catalog's worker of the new image is gone.
+    std::thread::sleep(Duration::from_millis(500));
+    let descriptors = open_descriptors(supervisor);
+    reload(&bulkhead, 3);
+    assert_eq!(worker_pid(&mut bulkhead, &first), u64::from(first_pid));
+    assert_eq!(worker_pid(&mut bulkhead, &second), u64::from(second_pid));
+    assert_eq!(orders(&mut bulkhead, Some(&first)).len(), 1);
+    buy(&mut bulkhead, Some(&second), "1");
+    assert_eq!(orders(&mut bulkhead, Some(&second)).len(), 1);
+    assert_eq!(parent_of(first_pid), Some(supervisor));
+    assert!(
+        eventually(Duration::from_secs(5), || open_descriptors(supervisor)
+            == descriptors),
+        "a reload leaks no descriptor: {descriptors} before, {} after",
+        open_descriptors(supervisor)
+    );
+    let zombies: Vec<_> = children_of(supervisor)
+        .into_iter()
+        .filter(|(_, state)| *state == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "no zombie: {zombies:?}");
+    assert_eq!(
+        bulkhead.stderr().matches("session lost").count(),
+        0,
+        "{}",
+        bulkhead.stderr()
+    );
+}
+
+#[test]
+fn a_call_in_flight_when_sighup_arrives_completes_and_a_second_sighup_is_ignored() {
+    let dir = scratch_dir("upgrade-in-flight");
+    let mut bulkhead = start(installed_copy(&dir));
+    let (session, pid) = bulkhead.open_session();
+    let id = bulkhead.send_request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "across", "delay_ms": 1500, "session": session}}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    hangup(bulkhead.pid());
+    std::thread::sleep(Duration::from_millis(300));
+    hangup(bulkhead.pid());
+    let reply = bulkhead.response(&json!(id));
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "across",
+        "the call in flight completes: {reply}"
+    );
+    wait_for_log(&bulkhead, "serving MCP on stdio", 2);
+    assert!(
+        bulkhead.stderr().contains("a reload is already under way"),
+        "{}",
+        bulkhead.stderr()
+    );
+    assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
+    let echo = bulkhead.call_ok("echo", json!({"text": "after", "session": session}));
+    assert_eq!(echo["content"][0]["text"], "after");
+}
+
+/// SIGHUP with the file at `program` unfit; the reload is refused with `why` in the log, and the
+/// old image still serves `session` from `pid`.
+fn assert_refused(bulkhead: &mut Running, session: &str, pid: u32, why: &str, refusals: usize) {
+    let version = server_version(bulkhead);
+    hangup(bulkhead.pid());
+    wait_for_log(bulkhead, "reload refused, still serving", refusals);
+    assert!(
+        bulkhead.stderr().contains(why),
+        "{why:?} in:\n{}",
+        bulkhead.stderr()
+    );
+    assert_eq!(worker_pid(bulkhead, session), u64::from(pid));
+    assert_eq!(server_version(bulkhead), version);
+    let echo = bulkhead.call_ok("echo", json!({"text": "still", "session": session}));
+    assert_eq!(echo["content"][0]["text"], "still");
+}
+
+#[test]
+fn preflight_refusals_keep_the_old_image_serving() {
+    let dir = scratch_dir("upgrade-refused");
+    let program = installed_copy(&dir);
+    let mut bulkhead = start(program.clone());
+    let (session, pid) = bulkhead.open_session();
+
+    replace_with_patched(&program, b"BULKHEAD-STATE-VERSION:", b"0002");
+    assert_refused(
+        &mut bulkhead,
+        &session,
+        pid,
+        "cannot take over this state",
+        1,
+    );
+
+    std::fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
+    assert_refused(
+        &mut bulkhead,
+        &session,
+        pid,
+        "is not a Bulkhead supervisor",
+        2,
+    );
+
+    std::fs::remove_file(&program).unwrap();
+    assert_refused(&mut bulkhead, &session, pid, "cannot be started", 3);
+
+    // Refusals leave nothing behind that stops the next reload.
+    replace_with_patched(&program, b"BULKHEAD-BUILD-LABEL:", b"fixed");
+    reload(&bulkhead, 1);
+    assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
+    assert!(server_version(&mut bulkhead).ends_with("+fixed"));
+}
