@@ -200,7 +200,10 @@ fn serve_on_runtime(
                     let restored = inherited.and_then(|state| state.stdio);
                     run_stdio(&config, frontend, registry, spawner, restored).await
                 }
-                Some(http) => run_http(&config, http, frontend, registry).await,
+                Some(http) => {
+                    let restored = inherited.and_then(|state| state.http);
+                    run_http(&config, http, (frontend, registry, spawner), restored).await
+                }
             }
         })
     }));
@@ -431,10 +434,15 @@ async fn run_stdio(
         tracing::warn!("SIGUSR1 (drain) applies to bulkhead serve only; ignored on stdio");
     };
     let (pauses, paused) = tokio::sync::mpsc::channel(1);
-    let reloader = reload::Reloader::new(spawner, frontend.clone(), registry.clone(), Some(pauses));
+    let reloader = reload::Reloader::new(
+        spawner,
+        frontend.clone(),
+        registry.clone(),
+        reload::Transport::Stdio(pauses),
+    );
     if let Err(error) = signals::install(shutdown.clone())
         .and_then(|()| signals::install_drain(drain_ignored))
-        .and_then(|()| signals::install_reload(move || reload_now(&reloader)))
+        .and_then(|()| signals::install_reload(move || reload_now(&reloader, None)))
     {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
@@ -471,8 +479,8 @@ async fn run_stdio(
 async fn run_http(
     config: &Config,
     http: http::HttpConfig,
-    frontend: Arc<Frontend>,
-    registry: Arc<Registry>,
+    (frontend, registry, spawner): (Arc<Frontend>, Arc<Registry>, Spawner),
+    restored: Option<http::handover::HttpRecord>,
 ) -> i32 {
     if matches!(http.auth, http::AuthMode::None) {
         tracing::warn!(
@@ -480,25 +488,9 @@ async fn run_http(
         );
     }
     let notifier = Arc::new(systemd::Notifier::from_env());
-    let listeners = match systemd::activated_listeners() {
-        Ok(activated) if !activated.is_empty() => {
-            tracing::info!(
-                "using {} socket-activated listener(s); --http/--unix are ignored",
-                activated.len()
-            );
-            activated
-        }
-        Ok(_) => match http::bind(&http).await {
-            Ok(listeners) => listeners,
-            Err(error) => {
-                tracing::error!("cannot bind the listeners: {error}");
-                return 1;
-            }
-        },
-        Err(error) => {
-            tracing::error!("cannot use the socket-activated listeners: {error}");
-            return 1;
-        }
+    let listeners = match listeners(&http, restored.as_ref()).await {
+        Some(listeners) => listeners,
+        None => return 1,
     };
     if matches!(http.auth, http::AuthMode::None)
         && let Some(exposed) = listeners.iter().find(|listener| !listener.is_local())
@@ -521,8 +513,20 @@ async fn run_http(
             }
         }
     };
-    if let Err(error) =
-        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(on_drain))
+    let (pauses, paused) = tokio::sync::mpsc::channel(1);
+    let reloader = reload::Reloader::new(
+        spawner,
+        frontend.clone(),
+        registry.clone(),
+        reload::Transport::Http(pauses),
+    );
+    let on_reload = {
+        let notifier = notifier.clone();
+        move || reload_now(&reloader, Some(&notifier))
+    };
+    if let Err(error) = signals::install(shutdown.clone())
+        .and_then(|()| signals::install_drain(on_drain))
+        .and_then(|()| signals::install_reload(on_reload))
     {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
@@ -545,11 +549,19 @@ async fn run_http(
     }
     let unix_path = http.unix.clone();
     let state = http::HttpState::new(frontend.clone(), http, config.node.clone());
+    if let Some(restored) = &restored {
+        state.restore(restored);
+    }
     for listener in &listeners {
         tracing::info!(node = %config.node, "listening on {}", listener.describe());
     }
     prefetch_catalog(&frontend, Some(state.clone()));
-    let server = tokio::spawn(http::serve(state.clone(), listeners, shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        state.clone(),
+        listeners,
+        shutdown.clone(),
+        paused,
+    ));
     notifier.notify("READY=1\nSTATUS=serving MCP");
     if let Some(interval) = systemd::watchdog_interval() {
         systemd::spawn_watchdog(notifier.clone(), interval);
@@ -574,16 +586,64 @@ async fn run_http(
 }
 
 /// SIGHUP: reload in place in the background; a refusal is logged and the old image serves on.
-fn reload_now(reloader: &Arc<reload::Reloader>) {
+/// The service manager hears `RELOADING=1` first and `READY=1` from whichever image serves
+/// after it.
+fn reload_now(reloader: &Arc<reload::Reloader>, notifier: Option<&Arc<systemd::Notifier>>) {
     let reloader = reloader.clone();
+    let notifier = notifier.cloned();
     tokio::spawn(async move {
+        if let Some(notifier) = &notifier {
+            notifier.notify(&systemd::reloading_message());
+        }
         match reloader.reload().await {
             reload::Refused::Busy => {
-                tracing::info!("SIGHUP: a reload is already under way; ignored")
+                tracing::info!("SIGHUP: a reload is already under way; ignored");
             }
-            refused => tracing::warn!("SIGHUP: reload refused, still serving: {refused}"),
+            refused => {
+                tracing::warn!("SIGHUP: reload refused, still serving: {refused}");
+                if let Some(notifier) = &notifier {
+                    notifier.notify("READY=1\nSTATUS=serving MCP (reload refused)");
+                }
+            }
         }
     });
+}
+
+/// The listeners to serve: those a reload handed over, else socket-activated ones, else bound
+/// now. `None` (logged) when there are none to be had.
+async fn listeners(
+    http: &http::HttpConfig,
+    restored: Option<&http::handover::HttpRecord>,
+) -> Option<Vec<http::Listener>> {
+    if let Some(restored) = restored {
+        return match http::handover::listeners_from(&restored.listeners) {
+            Ok(listeners) => Some(listeners),
+            Err(error) => {
+                tracing::error!("cannot take over the listeners of the previous image: {error}");
+                None
+            }
+        };
+    }
+    match systemd::activated_listeners() {
+        Ok(activated) if !activated.is_empty() => {
+            tracing::info!(
+                "using {} socket-activated listener(s); --http/--unix are ignored",
+                activated.len()
+            );
+            Some(activated)
+        }
+        Ok(_) => match http::bind(http).await {
+            Ok(listeners) => Some(listeners),
+            Err(error) => {
+                tracing::error!("cannot bind the listeners: {error}");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::error!("cannot use the socket-activated listeners: {error}");
+            None
+        }
+    }
 }
 
 /// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.

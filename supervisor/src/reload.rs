@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::http::handover::{self as http_handover, HttpRecord};
 use crate::mcp::Frontend;
 use crate::session::{EndedRecord, Registry, SessionRecord};
 use crate::spawn::Spawner;
@@ -57,7 +58,19 @@ pub struct State {
     pub ended: Vec<EndedRecord>,
     /// The stdio conversation, under `bulkhead stdio`.
     pub stdio: Option<StdioRecord>,
+    /// The HTTP front door, under `bulkhead serve`.
+    pub http: Option<HttpRecord>,
 }
+
+/// How to quiesce the transport being served.
+pub enum Transport {
+    Stdio(mpsc::Sender<stdio::PauseRequest>),
+    Http(mpsc::Sender<http_handover::PauseRequest>),
+}
+
+/// Environment variables of the first start only: socket activation's listeners reach the new
+/// image through the state instead (their descriptors may be numbered differently by then).
+const FIRST_START_ONLY: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
 /// Why a reload did not happen; the old image keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +200,7 @@ pub struct Reloader {
     pub spawner: Spawner,
     pub frontend: Arc<Frontend>,
     pub registry: Arc<Registry>,
-    /// Pauses the stdio conversation, under `bulkhead stdio`.
-    pub stdio: Option<mpsc::Sender<stdio::PauseRequest>>,
+    transport: Transport,
     busy: AtomicBool,
 }
 
@@ -197,13 +209,13 @@ impl Reloader {
         spawner: Spawner,
         frontend: Arc<Frontend>,
         registry: Arc<Registry>,
-        stdio: Option<mpsc::Sender<stdio::PauseRequest>>,
+        transport: Transport,
     ) -> Arc<Self> {
         Arc::new(Self {
             spawner,
             frontend,
             registry,
-            stdio,
+            transport,
             busy: AtomicBool::new(false),
         })
     }
@@ -224,17 +236,14 @@ impl Reloader {
             Ok(path) => path,
             Err(error) => return Refused::OwnPath(error),
         };
-        // Quiesce: stdin is no longer read; what is in flight finishes.
-        let stdio = match &self.stdio {
-            Some(pauses) => {
-                let (reply, paused) = oneshot::channel();
-                if pauses.send(reply).await.is_err() {
-                    return Refused::Busy;
-                }
-                paused.await.ok()
-            }
-            None => None,
+        // Quiesce: stdin is no longer read, or nothing is accepted; what is in flight finishes.
+        let (stdio, http) = match &self.transport {
+            Transport::Stdio(pauses) => (ask_pause(pauses).await, None),
+            Transport::Http(pauses) => (None, ask_pause(pauses).await),
         };
+        if stdio.is_none() && http.is_none() {
+            return Refused::Busy;
+        }
         if !self.frontend.tasks.wait(RELOAD_DRAIN_DEADLINE).await {
             return Refused::InFlight;
         }
@@ -249,6 +258,9 @@ impl Reloader {
                 connection: stdio.connection.record(),
                 pending_stdin: stdio.pending_stdin.clone(),
             }),
+            http: http
+                .as_ref()
+                .map(|http| http.state.record(http.listeners.clone())),
         };
         let file = match reexec::memory_file("bulkhead-state", &state.encode()) {
             Ok(file) => file,
@@ -264,11 +276,19 @@ impl Reloader {
                 .iter()
                 .map(|session| session.worker.socket_fd),
         );
+        inherit.extend(
+            state
+                .http
+                .iter()
+                .flat_map(|http| http.listeners.iter().map(|listener| listener.fd)),
+        );
         let plan = ExecPlan {
             program: path.clone(),
             args: std::env::args_os().skip(1).collect(),
             env: std::env::vars_os()
-                .filter(|(name, _)| name != ENV_RELOAD_STATE)
+                .filter(|(name, _)| {
+                    name != ENV_RELOAD_STATE && !FIRST_START_ONLY.iter().any(|first| name == first)
+                })
                 .chain(std::iter::once((
                     ENV_RELOAD_STATE.into(),
                     file.as_raw_fd().to_string().into(),
@@ -278,6 +298,7 @@ impl Reloader {
         };
         tracing::info!(
             sessions = state.sessions.len(),
+            descriptors = ?plan.inherit,
             binary = %path.display(),
             "reload: executing the new image"
         );
@@ -290,7 +311,16 @@ impl Reloader {
             source,
         }
     }
+}
 
+/// Ask a transport to pause; `None` if it is gone.
+async fn ask_pause<T>(pauses: &mpsc::Sender<oneshot::Sender<T>>) -> Option<T> {
+    let (reply, paused) = oneshot::channel();
+    pauses.send(reply).await.ok()?;
+    paused.await.ok()
+}
+
+impl Reloader {
     /// Run the new binary's pre-flight mode against the state on `state`.
     async fn preflight(&self, path: &Path, state: RawFd) -> Result<(), Refused> {
         let shown = path.display().to_string();

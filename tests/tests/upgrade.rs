@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bulkhead_tests::http::{HttpResponse, TestServer};
 use bulkhead_tests::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -274,4 +275,148 @@ fn preflight_refusals_keep_the_old_image_serving() {
     reload(&bulkhead, 1);
     assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
     assert!(server_version(&mut bulkhead).ends_with("+fixed"));
+}
+
+fn legacy_post(
+    server: &TestServer,
+    session_id: Option<&str>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> HttpResponse {
+    let mut headers = vec![("MCP-Protocol-Version", "2025-11-25")];
+    if let Some(session_id) = session_id {
+        headers.push(("Mcp-Session-Id", session_id));
+    }
+    server.post(
+        &headers,
+        &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+    )
+}
+
+/// A tool call's structured result over HTTP (2026-07-28 when `session_id` is `None`, else in
+/// that legacy session), failing the test on any error.
+fn http_call(server: &TestServer, session_id: Option<&str>, name: &str, arguments: Value) -> Value {
+    let response = match session_id {
+        None => server.modern(
+            None,
+            7,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        ),
+        Some(id) => legacy_post(
+            server,
+            Some(id),
+            7,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        ),
+    };
+    let message = response
+        .events()
+        .into_iter()
+        .chain(std::iter::once(Value::Null))
+        .find(|event| event.get("id").is_some())
+        .unwrap_or_else(|| response.json());
+    let result = message["result"].clone();
+    assert!(
+        result.is_object() && result["isError"] != true,
+        "{name}: {}",
+        response.text()
+    );
+    result["structuredContent"].clone()
+}
+
+fn http_version(server: &TestServer) -> String {
+    let discover = server.modern(None, 9, "server/discover", json!({}));
+    discover.json()["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no version: {}", discover.text()))
+        .to_string()
+}
+
+#[test]
+fn http_sessions_and_legacy_session_ids_survive_a_reload_into_a_replaced_binary() {
+    let dir = scratch_dir("upgrade-http");
+    let program = installed_copy(&dir);
+    let worker = binary("bulkhead-worker");
+    let server = TestServer::start_program(
+        &program,
+        "127.0.0.1:0",
+        &["--no-auth", "--worker", worker.to_str().unwrap()],
+        &[],
+    );
+    let supervisor = server.pid();
+    let before = http_version(&server);
+    // A 2026-07-28 handle.
+    let handle = server.open_session(None);
+    let login = json!({"broker": "paper", "api_key": "k", "api_secret": "s", "session": handle});
+    http_call(&server, None, "broker_login", login);
+    let order = json!({"symbol": "ETH-USD", "side": "buy", "qty": "1", "session": handle});
+    http_call(&server, None, "order_place", order);
+    let pid = http_call(&server, None, "session_info", json!({"session": handle}))["pid"].clone();
+    // A legacy Mcp-Session-Id session.
+    let initialized = legacy_post(
+        &server,
+        None,
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}),
+    );
+    let legacy = initialized
+        .header("mcp-session-id")
+        .expect("Mcp-Session-Id")
+        .to_string();
+    http_call(
+        &server,
+        Some(&legacy),
+        "broker_login",
+        json!({"broker": "paper", "api_key": "k", "api_secret": "s"}),
+    );
+    http_call(
+        &server,
+        Some(&legacy),
+        "order_place",
+        json!({"symbol": "AAPL", "side": "buy", "qty": "2"}),
+    );
+    let legacy_pid = http_call(&server, Some(&legacy), "session_info", json!({}))["pid"].clone();
+
+    replace_with_patched(&program, b"BULKHEAD-BUILD-LABEL:", b"upgraded");
+    hangup(supervisor);
+    assert!(
+        eventually(RELOAD_TIMEOUT, || server
+            .stderr()
+            .matches("listening on")
+            .count()
+            >= 2
+            && server.get("/readyz").status == 200),
+        "the new image never served:\n{}",
+        server.stderr()
+    );
+
+    assert_eq!(http_version(&server), format!("{before}+upgraded"));
+    assert_eq!(
+        http_call(&server, None, "session_info", json!({"session": handle}))["pid"],
+        pid
+    );
+    let orders = http_call(
+        &server,
+        None,
+        "orders",
+        json!({"status": "all", "broker": "paper", "session": handle}),
+    );
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "{orders}");
+    assert_eq!(
+        http_call(&server, Some(&legacy), "session_info", json!({}))["pid"],
+        legacy_pid
+    );
+    let orders = http_call(
+        &server,
+        Some(&legacy),
+        "orders",
+        json!({"status": "all", "broker": "paper"}),
+    );
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "{orders}");
+    assert_eq!(server.pid(), supervisor);
+    assert!(process_state(supervisor).is_some());
 }

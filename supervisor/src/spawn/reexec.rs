@@ -60,6 +60,11 @@ pub unsafe fn read_inherited(fd: RawFd, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Give an inherited descriptor close-on-exec back, so no process started later inherits it.
+pub fn keep_private(fd: RawFd) -> io::Result<()> {
+    set_cloexec(fd, true)
+}
+
 /// A process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22): with the
 /// pid, it names one process for good. `None` when there is no such process.
 pub fn start_time(pid: u32) -> Option<u64> {

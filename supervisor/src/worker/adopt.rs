@@ -92,6 +92,7 @@ pub(super) fn attach(
     timeouts: WorkerTimeouts,
 ) -> std::io::Result<WorkerHandle> {
     let raw = socket.as_raw_fd();
+    crate::spawn::reexec::keep_private(raw)?;
     let socket = std::os::unix::net::UnixStream::from(socket);
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UnixStream::from_std(socket)?;
