@@ -270,12 +270,9 @@ impl Reloader {
             return refused;
         }
         let mut inherit = vec![0, 1, 2, file.as_raw_fd()];
-        inherit.extend(
-            state
-                .sessions
-                .iter()
-                .map(|session| session.worker.socket_fd),
-        );
+        inherit.extend(state.sessions.iter().flat_map(|session| {
+            std::iter::once(session.worker.socket_fd).chain(session.worker.stderr_fd)
+        }));
         inherit.extend(
             state
                 .http
@@ -324,7 +321,8 @@ impl Reloader {
     /// Run the new binary's pre-flight mode against the state on `state`.
     async fn preflight(&self, path: &Path, state: RawFd) -> Result<(), Refused> {
         let shown = path.display().to_string();
-        let (mut child, mut answer) = self
+        // Held until the run is reaped: it keeps the run among the live workers.
+        let mut preflight = self
             .spawner
             .preflight(path.to_path_buf(), state)
             .await
@@ -334,12 +332,15 @@ impl Reloader {
             })?;
         let run = async {
             let mut text = Vec::new();
-            let _ = (&mut answer).take(4096).read_to_end(&mut text).await;
-            let status = child.wait().await;
+            let _ = (&mut preflight.answer)
+                .take(4096)
+                .read_to_end(&mut text)
+                .await;
+            let status = preflight.child.wait().await;
             (String::from_utf8_lossy(&text).trim().to_string(), status)
         };
         let Ok((text, status)) = tokio::time::timeout(PREFLIGHT_DEADLINE, run).await else {
-            child.start_kill();
+            preflight.child.start_kill();
             return Err(Refused::PreflightTimeout(shown));
         };
         let status = status.map_or_else(|error| error.to_string(), |status| status.to_string());

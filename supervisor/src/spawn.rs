@@ -70,7 +70,7 @@ use zeroize::Zeroizing;
 pub use cgroup::CgroupMode;
 pub use host::{HostLink, Spawner, host};
 pub use identity::UidRange;
-pub use reaper::{Child, adopt};
+pub use reaper::Child;
 pub use tree::sweep;
 
 /// What to start for one worker.
@@ -147,6 +147,11 @@ pub struct WorkerLease {
 }
 
 impl WorkerLease {
+    /// A wrapped server's private home, which a reload hands over.
+    pub fn home(&self) -> Option<PathBuf> {
+        self._home.as_ref().map(|home| home.path().to_path_buf())
+    }
+
     /// Signal what worker `pid` started: with SIGKILL, everything in its cgroup at once
     /// (`cgroup.kill`, which also catches processes that left its process group); then every
     /// descendant, wherever its group. The worker itself and its group are signalled through
@@ -233,6 +238,39 @@ impl Jail {
             cgroups,
         })
     }
+}
+
+/// A worker the previous image of this process started, as a reload hands it over.
+pub struct AdoptedWorker {
+    pub pid: u32,
+    /// A wrapped server's private home.
+    pub home: Option<PathBuf>,
+}
+
+/// Take over workers the previous image started (ARCHITECTURE.md, *Upgrading in place*): each
+/// is recorded with the reaper and among the live workers (so no orphan sweep mistakes it for
+/// an escaped process), and keeps its private home until it is reaped. Call before anything is
+/// spawned, inside the runtime.
+pub fn adopt(workers: &[AdoptedWorker]) -> io::Result<Vec<(Child, WorkerLease)>> {
+    if workers.iter().any(|worker| worker.home.is_some()) {
+        tree::adopt_orphans();
+    }
+    let pids: Vec<u32> = workers.iter().map(|worker| worker.pid).collect();
+    let mut live = tree::workers();
+    let children = reaper::adopt(&pids)?;
+    Ok(children
+        .into_iter()
+        .zip(workers)
+        .map(|(child, worker)| {
+            live.insert(worker.pid);
+            let lease = WorkerLease {
+                _home: worker.home.clone().map(home::PrivateHome::adopt),
+                _tracked: Some(tree::Tracked(worker.pid)),
+                ..WorkerLease::default()
+            };
+            (child, lease)
+        })
+        .collect())
 }
 
 /// What the child does between fork and exec, all prepared before the fork.
@@ -369,10 +407,7 @@ fn spawn_worker(
 
 /// Start `program --reload-preflight 3` with `state` on descriptor 3, stdout a pipe for its
 /// answer and stderr shared, recorded with the reaper. Runs on the host.
-fn start_preflight(
-    program: &std::path::Path,
-    state: std::os::fd::RawFd,
-) -> io::Result<(Child, tokio::net::unix::pipe::Receiver)> {
+fn start_preflight(program: &std::path::Path, state: std::os::fd::RawFd) -> io::Result<Preflight> {
     #[allow(clippy::disallowed_methods, reason = "spawn starts every process")]
     let mut command = std::process::Command::new(program);
     command
@@ -396,16 +431,36 @@ fn start_preflight(
             Ok(())
         });
     }
-    let recording = reaper::recording()?;
-    let mut started = command.spawn()?;
-    let child = recording.record(started.id());
+    // Recorded among the live workers too, so an orphan sweep (external worker mode) never
+    // takes it for an escaped process and reaps it behind the reaper's back.
+    let (child, mut started, tracked) = {
+        let mut workers = tree::workers();
+        let recording = reaper::recording()?;
+        let started = command.spawn()?;
+        let pid = started.id();
+        let child = recording.record(pid);
+        workers.insert(pid);
+        (child, started, tree::Tracked(pid))
+    };
     let stdout = started
         .stdout
         .take()
         .ok_or_else(|| io::Error::other("the pre-flight run has no stdout"))?;
     let answer =
         tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(stdout))?;
-    Ok((child, answer))
+    Ok(Preflight {
+        child,
+        answer,
+        _tracked: tracked,
+    })
+}
+
+/// A pre-flight run: the child, the pipe its answer comes on, and its place among the live
+/// workers (dropped once it is reaped).
+pub struct Preflight {
+    pub child: Child,
+    pub answer: tokio::net::unix::pipe::Receiver,
+    _tracked: tree::Tracked,
 }
 
 /// The environment of a wrapped server: the shim's policy (with the private home writable),

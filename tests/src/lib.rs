@@ -107,7 +107,7 @@ impl TestSupervisor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn bulkhead");
+        let mut child = spawn_retrying(&mut command).expect("spawn bulkhead");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (lines_tx, lines) = channel();
@@ -156,6 +156,24 @@ impl TestSupervisor {
         assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
         running.notify("notifications/initialized", None);
         running
+    }
+}
+
+/// Spawn `command`, retrying while its file is busy: a binary the test has just copied can be
+/// held open for writing, for an instant, by a process another test thread forked meanwhile
+/// (until that process executes), and Linux refuses to execute a file open for writing.
+pub fn spawn_retrying(command: &mut std::process::Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match command.spawn() {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
     }
 }
 

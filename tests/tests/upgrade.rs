@@ -420,3 +420,50 @@ fn http_sessions_and_legacy_session_ids_survive_a_reload_into_a_replaced_binary(
     assert_eq!(server.pid(), supervisor);
     assert!(process_state(supervisor).is_some());
 }
+
+/// `--wrap -- python3 tests/servers/probe_server.py`.
+fn wrapped_probe() -> Vec<String> {
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/probe_server.py");
+    vec![
+        "--wrap".into(),
+        "--".into(),
+        "python3".into(),
+        probe.to_str().expect("UTF-8 path").into(),
+    ]
+}
+
+fn whoami(bulkhead: &mut Running, session: &str) -> u64 {
+    let whoami = bulkhead.call_ok("whoami", json!({"session": session}));
+    structured(&whoami)["pid"].as_u64().expect("pid")
+}
+
+#[test]
+fn a_wrapped_servers_session_survives_a_reload_with_its_stderr_and_its_tree() {
+    let dir = scratch_dir("upgrade-wrap");
+    let mut bulkhead = TestSupervisor::new()
+        .program(installed_copy(&dir))
+        .env("RUST_LOG", "info,bulkhead::wrap=debug")
+        .args(["--worker", binary("bulkhead-worker").to_str().unwrap()])
+        .args(wrapped_probe())
+        .start_legacy();
+    let (session, _) = bulkhead.open_session();
+    let server = whoami(&mut bulkhead, &session);
+    reload(&bulkhead, 1);
+    assert_eq!(
+        whoami(&mut bulkhead, &session),
+        server,
+        "the same server process"
+    );
+    // Its stderr is still read (and it can still write it).
+    bulkhead.call_ok(
+        "say",
+        json!({"text": "said after the reload", "session": session}),
+    );
+    wait_for_log(&bulkhead, "said after the reload", 1);
+    // Stopping another session's tree sweeps orphans: the adopted server is not one.
+    let (other, _) = bulkhead.open_session();
+    whoami(&mut bulkhead, &other);
+    bulkhead.call_ok("session_close", json!({"session": other}));
+    assert_eq!(whoami(&mut bulkhead, &session), server);
+    assert!(process_state(server as u32).is_some());
+}

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::lifetime::watch_worker;
 use super::{Ended, Registry, Session};
 use crate::principal::Principal;
+use crate::spawn::AdoptedWorker;
 use crate::worker::{HandOver, Paused, WorkerExit};
 
 /// How long a worker's queued frames get to reach its socket before a hand-over.
@@ -140,51 +141,58 @@ impl Registry {
                 state.remember_ended(record.handle, Principal::from(record.principal), ended);
             }
         }
-        let alive: Vec<&SessionRecord> = sessions
-            .iter()
-            .filter(|record| {
+        let (alive, gone): (Vec<&SessionRecord>, Vec<&SessionRecord>) =
+            sessions.iter().partition(|record| {
                 crate::spawn::reexec::start_time(record.worker.pid) == Some(record.start_time)
+            });
+        for record in gone {
+            self.lost_in_hand_over(
+                record,
+                "the worker was gone by the time the new image took over".into(),
+            );
+        }
+        let workers: Vec<AdoptedWorker> = alive
+            .iter()
+            .map(|record| AdoptedWorker {
+                pid: record.worker.pid,
+                home: record.worker.home.clone(),
             })
             .collect();
-        let pids: Vec<u32> = alive.iter().map(|record| record.worker.pid).collect();
-        let children = match crate::spawn::adopt(&pids) {
-            Ok(children) => children,
+        let taken = match crate::spawn::adopt(&workers) {
+            Ok(taken) => taken,
             Err(error) => {
-                tracing::error!("cannot watch the workers taken over: {error}");
-                Vec::new()
+                for record in alive {
+                    self.lost_in_hand_over(record, format!("cannot watch it: {error}"));
+                }
+                return;
             }
         };
-        let mut children = children.into_iter();
-        for record in &sessions {
-            // SAFETY: the previous image left this descriptor open for us (its socket end of the
-            // worker) and nothing else in this image owns it.
-            let socket = unsafe { OwnedFd::from_raw_fd(record.worker.socket_fd) };
-            let same_process = alive.iter().any(|alive| alive.handle == record.handle);
-            let adopted = if same_process {
-                children
-                    .next()
-                    .ok_or_else(|| std::io::Error::other("no child record"))
-                    .and_then(|child| {
-                        self.launcher
-                            .adopt(&record.tag, &record.worker, child, socket)
-                    })
-            } else {
-                Err(std::io::Error::other(
-                    "the worker was gone by the time the new image took over",
-                ))
-            };
-            match adopted {
+        for (record, taken) in alive.into_iter().zip(taken) {
+            let principal = Principal::from(record.principal.as_str());
+            match self
+                .launcher
+                .adopt(&record.tag, &principal, &record.worker, taken)
+            {
                 Ok(worker) => self.insert_adopted(record, worker),
-                Err(error) => {
-                    tracing::warn!(session = %record.tag, pid = record.worker.pid, "session lost in the reload: {error}");
-                    self.state().remember_ended(
-                        record.handle.clone(),
-                        Principal::from(record.principal.as_str()),
-                        Ended::Lost(WorkerExit::crashed(error.to_string())),
-                    );
-                }
+                Err(error) => self.lost_in_hand_over(record, error.to_string()),
             }
         }
+    }
+
+    /// Remember a session whose worker could not be taken over as lost, and let go of what
+    /// the previous image handed over for it.
+    fn lost_in_hand_over(&self, record: &SessionRecord, why: String) {
+        tracing::warn!(session = %record.tag, pid = record.worker.pid, "session lost in the reload: {why}");
+        for fd in std::iter::once(record.worker.socket_fd).chain(record.worker.stderr_fd) {
+            // SAFETY: the previous image left this descriptor open for this image, and nothing
+            // here owns it: closing it is ours to do.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        self.state().remember_ended(
+            record.handle.clone(),
+            Principal::from(record.principal.as_str()),
+            Ended::Lost(WorkerExit::crashed(why)),
+        );
     }
 
     fn insert_adopted(

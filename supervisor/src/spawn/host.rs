@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::oneshot;
 
-use super::{Child, Confinement, Jail, SpawnRequest, Spawned, WorkerCommand, reexec};
+use super::{Confinement, Jail, SpawnRequest, Spawned, WorkerCommand, reexec};
 use super::{spawn_worker, start_preflight};
 
 /// What the [`Host`] is asked to do.
@@ -23,7 +23,7 @@ enum HostMessage {
     Preflight {
         program: PathBuf,
         state: std::os::fd::RawFd,
-        reply: oneshot::Sender<io::Result<(Child, tokio::net::unix::pipe::Receiver)>>,
+        reply: oneshot::Sender<io::Result<super::Preflight>>,
     },
     /// Execute a new image in place; the reply comes only if that failed.
     Exec {
@@ -154,7 +154,7 @@ impl Spawner {
         &self,
         program: PathBuf,
         state: std::os::fd::RawFd,
-    ) -> io::Result<(Child, tokio::net::unix::pipe::Receiver)> {
+    ) -> io::Result<super::Preflight> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(HostMessage::Preflight {

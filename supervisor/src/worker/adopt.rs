@@ -7,7 +7,8 @@
 //! [`HandOver`], which the new image turns back into a worker ([`attach`]): a fresh actor on the
 //! same socket, its reader seeded with those bytes, and no new `initialize`.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
 use bulkhead_protocol::Era;
 use bulkhead_protocol::frame::LineReader;
@@ -27,12 +28,25 @@ pub struct Paused {
     pub _resume: oneshot::Sender<()>,
 }
 
+/// What a worker holds that a reload must pass on: its socket, and a wrapped server's stderr
+/// pipe and private home.
+#[derive(Debug, Clone, Default)]
+pub struct Holdings {
+    pub socket_fd: Option<RawFd>,
+    pub stderr_fd: Option<RawFd>,
+    pub home: Option<PathBuf>,
+}
+
 /// Everything the next image needs to take one worker over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HandOver {
     pub pid: u32,
     /// The supervisor's end of the worker's socket, kept open across the exec.
     pub socket_fd: RawFd,
+    /// A wrapped server's stderr pipe, kept open across the exec.
+    pub stderr_fd: Option<RawFd>,
+    /// A wrapped server's private home.
+    pub home: Option<PathBuf>,
     /// Bytes the worker wrote that no frame has consumed yet.
     pub pending: Vec<u8>,
     pub initialize_result: Value,
@@ -66,7 +80,9 @@ impl WorkerHandle {
     pub fn hand_over(&self, paused: &Paused) -> Option<HandOver> {
         Some(HandOver {
             pid: self.shared.pid,
-            socket_fd: self.shared.socket_fd?,
+            socket_fd: self.shared.holdings.socket_fd?,
+            stderr_fd: self.shared.holdings.stderr_fd,
+            home: self.shared.holdings.home.clone(),
             pending: paused.pending.clone(),
             initialize_result: self.shared.initialize_result.clone(),
             bridge_inline: self.shared.bridge.map(|era| era == Era::Inline),
@@ -83,23 +99,48 @@ impl WorkerHandle {
     }
 }
 
-/// Take a worker over: `child` is its (re-recorded) process, `socket` its inherited socket.
+/// Take over a worker: `taken` is its re-recorded process and what it holds; its socket (and a
+/// wrapped server's stderr pipe) are the descriptors the hand-over names.
 pub(super) fn attach(
     hand_over: &HandOver,
-    child: Child,
-    socket: OwnedFd,
+    (child, lease): (Child, WorkerLease),
     spec: WorkerSpec,
     timeouts: WorkerTimeouts,
+    principal: &str,
 ) -> std::io::Result<WorkerHandle> {
-    let raw = socket.as_raw_fd();
+    let raw = hand_over.socket_fd;
     crate::spawn::reexec::keep_private(raw)?;
+    // SAFETY: the previous image left this descriptor (its end of the worker's socket) open for
+    // this one, and nothing else here owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let stderr = match hand_over.stderr_fd {
+        Some(fd) => {
+            crate::spawn::reexec::keep_private(fd)?;
+            // SAFETY: as above, for a wrapped server's stderr pipe.
+            let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)?;
+            let (_, redactor) = spec
+                .flavor
+                .command(Some(principal))
+                .map_err(std::io::Error::other)?;
+            redactor.map(|redactor| {
+                crate::wrap::stderr::collect(
+                    pipe,
+                    spec.session_tag.clone(),
+                    hand_over.pid,
+                    redactor,
+                )
+            })
+        }
+        None => None,
+    };
     let socket = std::os::unix::net::UnixStream::from(socket);
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UnixStream::from_std(socket)?;
     let (reader, writer) = socket.into_split();
     let reader =
         tokio::io::AsyncReadExt::chain(std::io::Cursor::new(hand_over.pending.clone()), reader);
-    let process = process::Spawned::new(child, WorkerLease::default(), spec.flavor.owns_a_tree());
+    let process = process::Spawned::new(child, lease, spec.flavor.owns_a_tree());
     let connected = Connected {
         initialize_result: hand_over.initialize_result.clone(),
         bridge: hand_over
@@ -112,8 +153,12 @@ pub(super) fn attach(
             process,
             reader,
             writer,
-            stderr: None,
-            socket_fd: Some(raw),
+            stderr,
+            holdings: Holdings {
+                socket_fd: Some(raw),
+                stderr_fd: hand_over.stderr_fd,
+                home: hand_over.home.clone(),
+            },
             next_id: hand_over.next_id,
         },
         connected,

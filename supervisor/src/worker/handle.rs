@@ -123,8 +123,8 @@ pub(super) struct Shared {
     pub(super) planned: Arc<OnceLock<ExitCause>>,
     /// The session the worker serves, once bound: its `bulkhead/` requests act for it.
     pub(super) binding: Arc<OnceLock<Binding>>,
-    /// The supervisor's end of the socket, for a hand-over; `None` without a real socket.
-    pub(super) socket_fd: Option<std::os::fd::RawFd>,
+    /// What a reload must pass on; nothing without a real socket.
+    pub(super) holdings: super::adopt::Holdings,
 }
 
 /// Cloneable handle to one worker process.

@@ -116,6 +116,11 @@ impl Launcher {
             .await
             .map_err(|source| StartError::Spawn { program, source })?;
         let pid = spawned.child.id();
+        let holdings = super::adopt::Holdings {
+            socket_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&spawned.socket)),
+            stderr_fd: spawned.stderr.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            home: spawned.lease.home(),
+        };
         let stderr = match (spawned.stderr, redactor) {
             (Some(stderr), Some(redactor)) => Some(crate::wrap::stderr::collect(
                 stderr,
@@ -125,7 +130,7 @@ impl Launcher {
             )),
             _ => None,
         };
-        let socket_fd = std::os::fd::AsRawFd::as_raw_fd(&spawned.socket);
+
         let (reader, writer) = spawned.socket.into_split();
         let process =
             process::Spawned::new(spawned.child, spawned.lease, spec.flavor.owns_a_tree());
@@ -135,23 +140,23 @@ impl Launcher {
             writer,
             stderr,
             sandbox: spawned.sandbox,
-            socket_fd: Some(socket_fd),
+            holdings,
         };
         start::start(spawned, spec, self.inner.timeouts, principal).await
     }
 
-    /// Take over a worker the previous image handed over (`child` re-recorded, `socket`
-    /// inherited), logging under `tag`.
+    /// Take over a worker of `principal` the previous image handed over (`taken` re-recorded
+    /// with the reaper), logging under `tag`.
     pub fn adopt(
         &self,
         tag: &str,
+        principal: &Principal,
         hand_over: &super::adopt::HandOver,
-        child: crate::spawn::Child,
-        socket: std::os::fd::OwnedFd,
+        taken: (crate::spawn::Child, crate::spawn::WorkerLease),
     ) -> std::io::Result<WorkerHandle> {
         let mut spec = self.inner.template.clone();
         spec.session_tag = tag.to_string();
-        super::adopt::attach(hand_over, child, socket, spec, self.inner.timeouts)
+        super::adopt::attach(hand_over, taken, spec, self.inner.timeouts, principal)
     }
 
     /// Whether pre-spawned workers can serve sessions at all: not in external worker mode,

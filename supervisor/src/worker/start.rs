@@ -3,7 +3,6 @@
 //! (with a wrapped server's stderr tail in the log).
 
 use std::collections::HashMap;
-use std::os::fd::RawFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
@@ -17,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::wrap::stderr::Collected;
 
 use super::actor::Actor;
+use super::adopt::Holdings;
 use super::cancellation::Abandoned;
 use super::flavor::Connected;
 use super::handle::{Shared, WorkerHandle};
@@ -32,8 +32,8 @@ pub(super) struct Spawned<P, R, W> {
     pub(super) stderr: Option<Collected>,
     /// The limits it runs under, which its hello repeats.
     pub(super) sandbox: SandboxPolicy,
-    /// The supervisor's end of the socket, for a hand-over; `None` without a real socket.
-    pub(super) socket_fd: Option<RawFd>,
+    /// What a reload must pass on; nothing without a real socket.
+    pub(super) holdings: Holdings,
 }
 
 /// Bring the connection up and start the actor, or kill the process and say why not.
@@ -54,7 +54,7 @@ where
         mut writer,
         stderr,
         sandbox,
-        socket_fd,
+        holdings,
     } = spawned;
     let pid = process.pid();
     let mut reader = LineReader::new(reader, spec.max_frame_bytes);
@@ -86,7 +86,7 @@ where
         reader,
         writer,
         stderr,
-        socket_fd,
+        holdings,
         next_id: 1,
     };
     Ok(run_actor(reader_writer, connected, spec, timeouts))
@@ -98,8 +98,8 @@ pub(super) struct Running<P, R, W> {
     pub(super) reader: LineReader<R>,
     pub(super) writer: W,
     pub(super) stderr: Option<Collected>,
-    /// The supervisor's end of the socket, for a hand-over; `None` without a real socket.
-    pub(super) socket_fd: Option<RawFd>,
+    /// What a reload must pass on; nothing without a real socket.
+    pub(super) holdings: Holdings,
     /// The first call id to use on the socket.
     pub(super) next_id: u64,
 }
@@ -121,7 +121,7 @@ where
         reader,
         writer,
         stderr,
-        socket_fd,
+        holdings,
         next_id,
     } = running;
     let pid = process.pid();
@@ -169,7 +169,7 @@ where
             reaped,
             planned,
             binding,
-            socket_fd,
+            holdings,
         }),
     }
 }
