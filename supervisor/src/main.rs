@@ -365,6 +365,7 @@ fn start(
         call_timeout: config.call_timeout,
         credentials: CredentialStore::new(config.credentials_dir.clone()),
         tasks: Tasks::default(),
+        reload_cutoff: tokio::sync::Notify::new(),
     });
     Some((frontend, registry, spawner))
 }

@@ -85,6 +85,9 @@ pub struct Frontend {
     pub credentials: CredentialStore,
     /// Every task answering a request, for the drain at shutdown.
     pub tasks: Tasks,
+    /// Fired when a reload's drain deadline passes: every call still waiting for its worker is
+    /// answered with the retryable `RELOADING` error and cancelled in the worker.
+    pub reload_cutoff: tokio::sync::Notify,
 }
 
 /// What `initialize` settled for a client of the older lifecycle.

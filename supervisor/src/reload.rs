@@ -41,6 +41,9 @@ const EXIT_INCOMPATIBLE: u8 = 3;
 /// short enough that a client waiting on stdin notices only a pause.
 const RELOAD_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long requests cut off at the reload deadline get to send their answer.
+const CUTOFF_GRACE: Duration = Duration::from_secs(2);
+
 /// Longest a pre-flight run may take: it reads one line.
 const PREFLIGHT_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -77,7 +80,7 @@ const FIRST_START_ONLY: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES
 pub enum Refused {
     #[error("a reload is already under way")]
     Busy,
-    #[error("calls were still in flight at the reload deadline")]
+    #[error("requests were still running after the reload deadline and their cut-off")]
     InFlight,
     #[error("cannot find the supervisor's own binary: {0}")]
     OwnPath(std::io::Error),
@@ -245,7 +248,15 @@ impl Reloader {
             return Refused::Busy;
         }
         if !self.frontend.tasks.wait(RELOAD_DRAIN_DEADLINE).await {
-            return Refused::InFlight;
+            let running = self.frontend.tasks.running();
+            tracing::warn!(
+                requests = running,
+                "reload: calls still running at the reload deadline are answered with the retryable RELOADING error"
+            );
+            self.frontend.reload_cutoff.notify_waiters();
+            if !self.frontend.tasks.wait(CUTOFF_GRACE).await {
+                return Refused::InFlight;
+            }
         }
         if let Some(stdio) = &stdio {
             let _ = tokio::time::timeout(STDOUT_FLUSH_DEADLINE, stdio.stdout.flushed()).await;

@@ -225,6 +225,29 @@ fn a_call_in_flight_when_sighup_arrives_completes_and_a_second_sighup_is_ignored
     assert_eq!(echo["content"][0]["text"], "after");
 }
 
+/// Error code of a call cut off by a reload's drain deadline: retry it.
+const RELOADING: i64 = -32049;
+
+#[test]
+fn a_call_still_running_at_the_reload_deadline_gets_the_retryable_error_and_the_reload_goes_on() {
+    let dir = scratch_dir("upgrade-cutoff");
+    let mut bulkhead = start(installed_copy(&dir));
+    let (session, pid) = bulkhead.open_session();
+    // Longer than the reload's 10 s drain deadline, shorter than the call deadline.
+    let id = bulkhead.send_request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "too long", "delay_ms": 25_000, "session": session}}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    hangup(bulkhead.pid());
+    let reply = bulkhead.response(&json!(id));
+    assert_eq!(error_code(&reply), Some(RELOADING), "{reply}");
+    wait_for_log(&bulkhead, "serving MCP on stdio", 2);
+    assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
+    let echo = bulkhead.call_ok("echo", json!({"text": "retried", "session": session}));
+    assert_eq!(echo["content"][0]["text"], "retried");
+}
+
 /// SIGHUP with the file at `program` unfit; the reload is refused with `why` in the log, and the
 /// old image still serves `session` from `pid`.
 fn assert_refused(bulkhead: &mut Running, session: &str, pid: u32, why: &str, refusals: usize) {
@@ -466,4 +489,87 @@ fn a_wrapped_servers_session_survives_a_reload_with_its_stderr_and_its_tree() {
     bulkhead.call_ok("session_close", json!({"session": other}));
     assert_eq!(whoami(&mut bulkhead, &session), server);
     assert!(process_state(server as u32).is_some());
+}
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .expect("VmRSS in kB")
+}
+
+/// Sessions the soak keeps busy.
+const SOAK_SESSIONS: usize = 20;
+
+#[test]
+#[ignore = "soak (about a minute): cargo test -p bulkhead-tests --test upgrade -- --ignored --nocapture"]
+fn soak_reloads_under_load_lose_no_session_and_no_call() {
+    let reloads: usize = std::env::var("BULKHEAD_SOAK_RELOADS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(100);
+    let dir = scratch_dir("upgrade-soak");
+    let mut bulkhead = start(installed_copy(&dir));
+    let supervisor = bulkhead.pid();
+    let sessions: Vec<(String, u32)> = (0..SOAK_SESSIONS)
+        .map(|_| bulkhead.open_session())
+        .collect();
+    for (handle, _) in &sessions {
+        login(&mut bulkhead, Some(handle));
+    }
+    // The first reload settles what a fresh image allocates once.
+    reload(&bulkhead, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let (descriptors, rss) = (open_descriptors(supervisor), rss_kib(supervisor));
+    let started = std::time::Instant::now();
+    let (mut answered, mut failed) = (0usize, Vec::new());
+    for round in 1..=reloads {
+        // A steady load: a call in every session, then the SIGHUP while they run.
+        let ids: Vec<u64> = sessions
+            .iter()
+            .map(|(handle, _)| {
+                bulkhead.send_request(
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"text": "load", "delay_ms": 20, "session": handle}}),
+                )
+            })
+            .collect();
+        hangup(supervisor);
+        for id in ids {
+            let reply = bulkhead.response(&json!(id));
+            if reply["result"]["content"][0]["text"] == "load" {
+                answered += 1;
+            } else {
+                failed.push(reply);
+            }
+        }
+        wait_for_log(&bulkhead, "serving MCP on stdio", round + 2);
+    }
+    let elapsed = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let same_workers = sessions
+        .iter()
+        .filter(|(handle, pid)| worker_pid(&mut bulkhead, handle) == u64::from(*pid))
+        .count();
+    let zombies = children_of(supervisor)
+        .into_iter()
+        .filter(|(_, state)| *state == 'Z')
+        .count();
+    let (descriptors_after, rss_after) = (open_descriptors(supervisor), rss_kib(supervisor));
+    eprintln!(
+        "soak: {reloads} reloads in {:.1} s ({:.0} ms each) under load on {SOAK_SESSIONS} sessions; \
+         calls answered {answered}, failed {}; sessions kept on their workers {same_workers}/{SOAK_SESSIONS}; \
+         descriptors {descriptors} -> {descriptors_after}; RSS {rss} KiB -> {rss_after} KiB; zombies {zombies}",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / reloads as f64,
+        failed.len()
+    );
+    assert!(failed.is_empty(), "calls lost: {failed:?}");
+    assert_eq!(same_workers, SOAK_SESSIONS, "sessions lost");
+    assert_eq!(descriptors_after, descriptors, "descriptors leaked");
+    assert!(rss_after < rss * 2, "memory grew: {rss} -> {rss_after} KiB");
+    assert_eq!(zombies, 0);
+    assert!(!bulkhead.stderr().contains("session lost in the reload"));
 }
