@@ -45,6 +45,7 @@ mod trading;
 mod worker;
 mod wrap;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,12 +79,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
     // A reloading image asks this binary, first, whether it can take its state over.
-    if let Some(code) = reload::preflight(&std::env::args_os().collect::<Vec<_>>()) {
-        return ExitCode::from(code);
+    if let Some((state_fd, rest)) = reload::preflight_request(&args) {
+        return preflight(state_fd, rest);
     }
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
-    let (parsed, file_problems) = match config::parse_layers(std::env::args_os().collect()) {
+    let (parsed, file_problems) = match config::parse_layers(args) {
         Ok((parsed, problems)) => (Some(parsed), problems),
         Err(problems) => (None, problems),
     };
@@ -98,23 +100,8 @@ fn run() -> ExitCode {
     };
     init_logging(&log_filter, &log_format);
     let resolved = match parsed {
-        Some(Parsed::Run(Cli {
-            command: Command::Stdio(options),
-        })) => options.resolve_stdio().map(|config| (config, None)),
-        Some(Parsed::Run(Cli {
-            command: Command::Serve(options),
-        })) => options.resolve().map(|(config, http)| (config, Some(http))),
         Some(Parsed::CheckConfig(options)) => return check_config(&options, file_problems),
-        Some(Parsed::Run(Cli {
-            command: Command::CheckConfig { .. },
-        }))
-        | None => Err(Vec::new()),
-    };
-    // File problems and semantic problems are one report.
-    let resolved = match (resolved, file_problems.is_empty()) {
-        (Ok(resolved), true) => Ok(resolved),
-        (Ok(_), false) => Err(file_problems),
-        (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
+        parsed => resolve(parsed, file_problems),
     };
     let (config, http) = match resolved {
         Ok(resolved) => resolved,
@@ -214,6 +201,40 @@ fn serve_on_runtime(
 
 /// Exit status after a panic on the runtime thread (Rust's own for a panicking `main`).
 const EXIT_PANIC: i32 = 101;
+
+/// The configuration a `stdio` or `serve` command line (with its file and environment) asks
+/// for, or every problem with it: file problems and semantic problems are one report.
+fn resolve(
+    parsed: Option<Parsed>,
+    file_problems: Vec<String>,
+) -> Result<(Config, Option<http::HttpConfig>), Vec<String>> {
+    let resolved = match parsed {
+        Some(Parsed::Run(Cli {
+            command: Command::Stdio(options),
+        })) => options.resolve_stdio().map(|config| (config, None)),
+        Some(Parsed::Run(Cli {
+            command: Command::Serve(options),
+        })) => options.resolve().map(|(config, http)| (config, Some(http))),
+        _ => Err(Vec::new()),
+    };
+    match (resolved, file_problems.is_empty()) {
+        (Ok(resolved), true) => Ok(resolved),
+        (Ok(_), false) => Err(file_problems),
+        (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
+    }
+}
+
+/// `bulkhead --reload-preflight FD ARGS…`: whether this binary can take over the state on `FD`
+/// and serve the command line `ARGS` (the configuration file as it is now included).
+fn preflight(state_fd: std::os::fd::RawFd, args: Vec<OsString>) -> ExitCode {
+    let state = reload::preflight_state(state_fd);
+    let configuration = match config::parse_layers(args) {
+        Ok((parsed, file_problems)) => resolve(Some(parsed), file_problems).map(|_| ()),
+        Err(problems) => Err(problems),
+    }
+    .map_err(|problems| format!("configuration: {}", problems.join("; ")));
+    ExitCode::from(reload::preflight_answer(state.and(configuration)))
+}
 
 /// The async runtime. A stdio supervisor serves one client: a single thread does all its work,
 /// so a call never waits for another thread to wake (on two shared vCPUs, the cross-thread

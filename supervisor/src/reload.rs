@@ -7,6 +7,7 @@
 //! stdout, so a file that is not a Bulkhead binary (it prints nothing), a missing file and a
 //! binary of another state version all refuse the reload before anything is lost.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -163,9 +164,9 @@ pub fn inherited() -> Option<State> {
     }
 }
 
-/// `bulkhead --reload-preflight FD`: answer whether this binary can take over the state on
-/// `FD`. `None` when the arguments ask for something else.
-pub fn preflight(args: &[std::ffi::OsString]) -> Option<u8> {
+/// `bulkhead --reload-preflight FD ARGS…`: the state's descriptor and the command line to check
+/// (`ARGS`, after the program name); `None` when the arguments ask for something else.
+pub fn preflight_request(args: &[OsString]) -> Option<(RawFd, Vec<OsString>)> {
     if args.get(1).is_none_or(|flag| flag != PREFLIGHT_FLAG) {
         return None;
     }
@@ -173,27 +174,42 @@ pub fn preflight(args: &[std::ffi::OsString]) -> Option<u8> {
         .get(2)
         .and_then(|fd| fd.to_str()?.parse::<RawFd>().ok())
         .unwrap_or(PREFLIGHT_STATE_FD);
+    let rest = args
+        .first()
+        .cloned()
+        .into_iter()
+        .chain(args.iter().skip(3).cloned())
+        .collect();
+    Some((fd, rest))
+}
+
+/// Whether this build can take over the state on `fd` (its header's version).
+pub fn preflight_state(fd: RawFd) -> Result<(), String> {
     // SAFETY: the reloading image put the state on this descriptor for this run alone.
     let bytes = unsafe { reexec::read_inherited(fd, 256) }.unwrap_or_default();
     let line = bytes.split(|&byte| byte == b'\n').next().unwrap_or(&[]);
+    match header_version(line)? {
+        version if version == crate::release::state_version() => Ok(()),
+        version => Err(format!(
+            "state version {version}, this build takes {}",
+            crate::release::state_version()
+        )),
+    }
+}
+
+/// Write the pre-flight run's answer on stdout (the reloading image reads it) and return its
+/// exit status.
+pub fn preflight_answer(verdict: Result<(), String>) -> u8 {
     let mut stdout = std::io::stdout().lock();
-    match header_version(line) {
-        Ok(version) if version == crate::release::state_version() => {
+    match verdict {
+        Ok(()) => {
             // The pre-flight run's answer is its output.
             let _ = writeln!(stdout, "{PREFLIGHT_OK} {}", crate::release::version());
-            Some(0)
+            0
         }
-        Ok(version) => {
-            let _ = writeln!(
-                stdout,
-                "bulkhead-preflight incompatible: state version {version}, this build takes {}",
-                crate::release::state_version()
-            );
-            Some(EXIT_INCOMPATIBLE)
-        }
-        Err(error) => {
-            let _ = writeln!(stdout, "bulkhead-preflight incompatible: {error}");
-            Some(EXIT_INCOMPATIBLE)
+        Err(why) => {
+            let _ = writeln!(stdout, "bulkhead-preflight incompatible: {why}");
+            EXIT_INCOMPATIBLE
         }
     }
 }
@@ -277,7 +293,8 @@ impl Reloader {
             Ok(file) => file,
             Err(error) => return Refused::State(error),
         };
-        if let Err(refused) = self.preflight(&path, file.as_raw_fd()).await {
+        let env = new_image_environment(file.as_raw_fd());
+        if let Err(refused) = self.preflight(&path, file.as_raw_fd(), env.clone()).await {
             return refused;
         }
         let mut inherit = vec![0, 1, 2, file.as_raw_fd()];
@@ -293,15 +310,7 @@ impl Reloader {
         let plan = ExecPlan {
             program: path.clone(),
             args: std::env::args_os().skip(1).collect(),
-            env: std::env::vars_os()
-                .filter(|(name, _)| {
-                    name != ENV_RELOAD_STATE && !FIRST_START_ONLY.iter().any(|first| name == first)
-                })
-                .chain(std::iter::once((
-                    ENV_RELOAD_STATE.into(),
-                    file.as_raw_fd().to_string().into(),
-                )))
-                .collect(),
+            env,
             inherit,
         };
         tracing::info!(
@@ -321,6 +330,20 @@ impl Reloader {
     }
 }
 
+/// The new image's environment: this one's, without what describes the first start only, and
+/// with the state's descriptor.
+fn new_image_environment(state_fd: RawFd) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            name != ENV_RELOAD_STATE && !FIRST_START_ONLY.iter().any(|first| name == first)
+        })
+        .chain(std::iter::once((
+            ENV_RELOAD_STATE.into(),
+            state_fd.to_string().into(),
+        )))
+        .collect()
+}
+
 /// Ask a transport to pause; `None` if it is gone.
 async fn ask_pause<T>(pauses: &mpsc::Sender<oneshot::Sender<T>>) -> Option<T> {
     let (reply, paused) = oneshot::channel();
@@ -330,12 +353,22 @@ async fn ask_pause<T>(pauses: &mpsc::Sender<oneshot::Sender<T>>) -> Option<T> {
 
 impl Reloader {
     /// Run the new binary's pre-flight mode against the state on `state`.
-    async fn preflight(&self, path: &Path, state: RawFd) -> Result<(), Refused> {
+    async fn preflight(
+        &self,
+        path: &Path,
+        state: RawFd,
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<(), Refused> {
         let shown = path.display().to_string();
         // Held until the run is reaped: it keeps the run among the live workers.
         let mut preflight = self
             .spawner
-            .preflight(path.to_path_buf(), state)
+            .preflight(
+                path.to_path_buf(),
+                state,
+                std::env::args_os().skip(1).collect(),
+                env,
+            )
             .await
             .map_err(|source| Refused::Missing {
                 path: shown.clone(),

@@ -405,15 +405,23 @@ fn spawn_worker(
     })
 }
 
-/// Start `program --reload-preflight 3` with `state` on descriptor 3, stdout a pipe for its
-/// answer and stderr shared, recorded with the reaper. Runs on the host.
-fn start_preflight(program: &std::path::Path, state: std::os::fd::RawFd) -> io::Result<Preflight> {
+/// Start `program --reload-preflight 3 ARGS…` with `state` on descriptor 3, the new image's
+/// environment, stdout a pipe for its answer and stderr shared, recorded with the reaper. Runs
+/// on the host.
+fn start_preflight(
+    program: &std::path::Path,
+    state: std::os::fd::RawFd,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+) -> io::Result<Preflight> {
     #[allow(clippy::disallowed_methods, reason = "spawn starts every process")]
     let mut command = std::process::Command::new(program);
     command
         .arg(reexec::PREFLIGHT_FLAG)
         .arg(reexec::PREFLIGHT_STATE_FD.to_string())
+        .args(args)
         .env_clear()
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

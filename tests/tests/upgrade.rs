@@ -294,6 +294,7 @@ fn preflight_refusals_keep_the_old_image_serving() {
     assert_refused(&mut bulkhead, &session, pid, "cannot be started", 3);
 
     // Refusals leave nothing behind that stops the next reload.
+
     replace_with_patched(&program, b"BULKHEAD-BUILD-LABEL:", b"fixed");
     reload(&bulkhead, 1);
     assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
@@ -572,4 +573,27 @@ fn soak_reloads_under_load_lose_no_session_and_no_call() {
     assert!(rss_after < rss * 2, "memory grew: {rss} -> {rss_after} KiB");
     assert_eq!(zombies, 0);
     assert!(!bulkhead.stderr().contains("session lost in the reload"));
+}
+
+#[test]
+fn a_configuration_file_the_new_image_would_reject_refuses_the_reload() {
+    let dir = scratch_dir("upgrade-config");
+    let config = dir.join("bulkhead.toml");
+    std::fs::write(&config, "[sessions]\nmax = 50\n").unwrap();
+    let mut bulkhead = TestSupervisor::new()
+        .program(installed_copy(&dir))
+        .args([
+            "--worker",
+            binary("bulkhead-worker").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .start_legacy();
+    let (session, pid) = bulkhead.open_session();
+    std::fs::write(&config, "[sessions]\nmax = \"many\"\n").unwrap();
+    assert_refused(&mut bulkhead, &session, pid, "configuration: ", 1);
+    // Fixed, the same SIGHUP reloads the configuration.
+    std::fs::write(&config, "[sessions]\nmax = 60\n").unwrap();
+    reload(&bulkhead, 1);
+    assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
 }

@@ -23,6 +23,9 @@ enum HostMessage {
     Preflight {
         program: PathBuf,
         state: std::os::fd::RawFd,
+        /// The command line and environment the new image would get.
+        args: Vec<std::ffi::OsString>,
+        env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
         reply: oneshot::Sender<io::Result<super::Preflight>>,
     },
     /// Execute a new image in place; the reply comes only if that failed.
@@ -84,12 +87,14 @@ impl Host {
                 HostMessage::Preflight {
                     program,
                     state,
+                    args,
+                    env,
                     reply,
                 } => {
                     let started = match &configured {
                         Some((runtime, _)) => {
                             let _runtime = runtime.enter();
-                            start_preflight(&program, state)
+                            start_preflight(&program, state, &args, &env)
                         }
                         None => Err(io::Error::other("the spawner is not configured")),
                     };
@@ -154,12 +159,16 @@ impl Spawner {
         &self,
         program: PathBuf,
         state: std::os::fd::RawFd,
+        args: Vec<std::ffi::OsString>,
+        env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     ) -> io::Result<super::Preflight> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(HostMessage::Preflight {
                 program,
                 state,
+                args,
+                env,
                 reply,
             })
             .map_err(|_| io::Error::other("the spawner thread has stopped"))?;
