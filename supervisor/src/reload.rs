@@ -81,6 +81,8 @@ const FIRST_START_ONLY: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES
 pub enum Refused {
     #[error("a reload is already under way")]
     Busy,
+    #[error("the transport is shutting down")]
+    Stopping,
     #[error("requests were still running after the reload deadline and their cut-off")]
     InFlight,
     #[error("cannot find the supervisor's own binary: {0}")]
@@ -261,7 +263,7 @@ impl Reloader {
             Transport::Http(pauses) => (None, ask_pause(pauses).await),
         };
         if stdio.is_none() && http.is_none() {
-            return Refused::Busy;
+            return Refused::Stopping;
         }
         if !self.frontend.tasks.wait(RELOAD_DRAIN_DEADLINE).await {
             let running = self.frontend.tasks.running();

@@ -597,3 +597,30 @@ fn a_configuration_file_the_new_image_would_reject_refuses_the_reload() {
     reload(&bulkhead, 1);
     assert_eq!(worker_pid(&mut bulkhead, &session), u64::from(pid));
 }
+
+#[test]
+fn ended_and_lost_handles_keep_their_precise_answers_across_a_reload() {
+    let dir = scratch_dir("upgrade-ended");
+    let mut bulkhead = start(installed_copy(&dir));
+    let (lost, lost_pid) = bulkhead.open_session();
+    let (closed, _) = bulkhead.open_session();
+    bulkhead.call_ok("session_close", json!({"session": closed}));
+    kill9(lost_pid);
+    assert!(eventually(Duration::from_secs(10), || process_state(
+        lost_pid
+    )
+    .is_none()));
+    reload(&bulkhead, 1);
+    let after = bulkhead.call("echo", json!({"text": "x", "session": lost}));
+    assert_eq!(
+        error_code(&after),
+        Some(-32041),
+        "still lost, not unknown: {after}"
+    );
+    let after = bulkhead.call("echo", json!({"text": "x", "session": closed}));
+    let message = after["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("was closed"),
+        "still closed, not unknown: {after}"
+    );
+}

@@ -76,9 +76,13 @@ impl Registry {
             ended: Vec::new(),
             paused: Vec::new(),
         };
+        // A session whose worker cannot be handed over reads as lost in the new image, never
+        // as unknown.
+        let mut lost = Vec::new();
         for session in sessions {
             let _ = tokio::time::timeout(FLUSH_DEADLINE, session.worker.flushed()).await;
             let Some(paused) = session.worker.pause().await else {
+                lost.push(session);
                 continue;
             };
             let pid = session.worker.pid();
@@ -87,6 +91,7 @@ impl Registry {
                 crate::spawn::reexec::start_time(pid),
             ) else {
                 handed.paused.push(paused);
+                lost.push(session);
                 continue;
             };
             handed.sessions.push(SessionRecord {
@@ -120,6 +125,18 @@ impl Registry {
                     ended,
                 })
             })
+            .chain(lost.iter().map(|session| {
+                EndedRecord {
+                    handle: session.handle.clone(),
+                    principal: session.principal.to_string(),
+                    ended: EndedAs::Lost(
+                        session
+                            .worker
+                            .exit()
+                            .map_or_else(|| "ended during the reload".into(), |exit| exit.status),
+                    ),
+                }
+            }))
             .collect();
         handed
     }
