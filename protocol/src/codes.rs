@@ -42,3 +42,7 @@ pub const SHUTTING_DOWN: i64 = -32047;
 /// This node is draining (before a restart): it serves its existing sessions but opens no new
 /// one. Nothing was done, so the request may be retried anywhere (HTTP `503` + `Retry-After`).
 pub const NODE_DRAINING: i64 = -32048;
+/// The supervisor is upgrading in place (SIGHUP) and takes no request for a moment: nothing was
+/// done, and every session survives, so retry the same request on the same session shortly
+/// (HTTP `503` + `Retry-After`).
+pub const RELOADING: i64 = -32049;

@@ -89,6 +89,18 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         self.line.len()
     }
 
+    /// The bytes read past the last whole frame and not yet yielded: the start of a line and
+    /// what is buffered after it. A reader seeded with them (and then the same stream) yields
+    /// the same frames this one would have. Inside an oversized line, only what follows it.
+    pub fn pending(&self) -> Vec<u8> {
+        let mut pending = match self.discarding {
+            Some(_) => Vec::new(),
+            None => self.line.clone(),
+        };
+        pending.extend_from_slice(self.inner.buffer());
+        pending
+    }
+
     /// Give back the underlying reader and any bytes read past the last frame. Used after a
     /// handshake line, when the stream changes hands.
     pub fn into_inner(self) -> (R, Vec<u8>) {

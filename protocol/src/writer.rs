@@ -175,6 +175,21 @@ impl FrameWriter {
         self.room.notify_waiters();
     }
 
+    /// Resolves once every frame queued so far is written (or nothing more can be).
+    pub async fn flushed(&self) {
+        loop {
+            let mut room = pin!(self.room.notified());
+            room.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.queue.is_empty() || state.closed {
+                    return;
+                }
+            }
+            room.await;
+        }
+    }
+
     /// Whether nothing more can be written (closed, or a write failed).
     pub fn is_closed(&self) -> bool {
         let state = self.lock();

@@ -17,6 +17,7 @@ pub mod auth;
 mod body;
 mod endpoint;
 mod guard;
+pub mod handover;
 pub(crate) mod headers;
 pub mod oauth;
 mod ops;
@@ -113,6 +114,8 @@ pub struct HttpState {
     oauth: Option<Arc<oauth::ResourceServer>>,
     ready: AtomicBool,
     draining: AtomicBool,
+    /// A reload is under way: requests are refused as retryable.
+    reloading: AtomicBool,
 }
 
 /// A bound listener.
@@ -168,6 +171,7 @@ impl HttpState {
             oauth,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            reloading: AtomicBool::new(false),
         })
     }
 
@@ -248,8 +252,14 @@ impl HttpState {
     }
 }
 
-/// Serve every listener until `shutdown` fires.
-pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: CancellationToken) {
+/// Serve every listener until `shutdown` fires; stop accepting whenever a reload asks on
+/// `pauses` (see [`handover`]), and accept again if it is refused.
+pub async fn serve(
+    state: Arc<HttpState>,
+    mut listeners: Vec<Listener>,
+    shutdown: CancellationToken,
+    mut pauses: tokio::sync::mpsc::Receiver<handover::PauseRequest>,
+) {
     let sweeper = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -263,11 +273,27 @@ pub async fn serve(state: Arc<HttpState>, listeners: Vec<Listener>, shutdown: Ca
     if let Some(oauth) = &state.oauth {
         oauth.warm_up();
     }
-    let mut loops = tokio::task::JoinSet::new();
-    for listener in listeners {
-        loops.spawn(accept_loop(state.clone(), listener, shutdown.clone()));
+    loop {
+        let stop = shutdown.child_token();
+        let mut loops = tokio::task::JoinSet::new();
+        for listener in listeners.drain(..) {
+            loops.spawn(accept_loop(state.clone(), listener, stop.clone()));
+        }
+        let pause = tokio::select! {
+            () = shutdown.cancelled() => None,
+            pause = pauses.recv() => pause,
+        };
+        stop.cancel();
+        while let Some(listener) = loops.join_next().await {
+            if let Ok(listener) = listener {
+                listeners.push(listener);
+            }
+        }
+        match pause {
+            Some(reply) => handover::pause(&state, &listeners, reply).await,
+            None => break,
+        }
     }
-    while loops.join_next().await.is_some() {}
     sweeper.abort();
 }
 
@@ -296,11 +322,16 @@ impl Peer {
 /// Accept connections, each with a connection slot. The slot is taken after `accept`, so that
 /// a waiting connection can make the oldest idle keep-alive connection give its slot up; at
 /// most one accepted connection per listener waits for a slot.
-async fn accept_loop(state: Arc<HttpState>, listener: Listener, shutdown: CancellationToken) {
+/// Returns the listener once `stop` fires.
+async fn accept_loop(
+    state: Arc<HttpState>,
+    listener: Listener,
+    stop: CancellationToken,
+) -> Listener {
     loop {
         let accepted = tokio::select! {
             accepted = accept(&listener) => accepted,
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return listener,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -313,9 +344,9 @@ async fn accept_loop(state: Arc<HttpState>, listener: Listener, shutdown: Cancel
         let permit = tokio::select! {
             permit = state.slots.acquire() => match permit {
                 Some(permit) => permit,
-                None => return,
+                None => return listener,
             },
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return listener,
         };
         let state = state.clone();
         tokio::spawn(async move {

@@ -21,6 +21,8 @@ mod metrics;
 mod node;
 mod pool;
 mod principal;
+mod release;
+mod reload;
 mod session;
 mod signals;
 mod spawn;

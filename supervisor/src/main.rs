@@ -1,7 +1,8 @@
 //! `bulkhead`: the supervisor. Accepts MCP clients, gives every session its own worker process,
 //! and routes each call to its session's worker.
 //!
-//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown, and owns
+//! `main` runs the sequence config → runtime → spawner → registry → serve → shutdown (the
+//! runtime on a thread of its own, the main thread forking every worker), and owns
 //! the start-up checks and exit codes. The modules, layer by layer, each using only the layers
 //! before it (ARCHITECTURE.md, *Layers*; `tests/tests/conventions.rs` enforces it):
 //!
@@ -33,6 +34,8 @@ mod metrics;
 mod node;
 mod pool;
 mod principal;
+mod release;
+mod reload;
 mod session;
 mod signals;
 mod spawn;
@@ -42,6 +45,7 @@ mod trading;
 mod worker;
 mod wrap;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,8 +79,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // A reloading image asks this binary, first, whether it can take its state over.
+    if let Some((state_fd, rest)) = reload::preflight_request(&args) {
+        return preflight(state_fd, rest);
+    }
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
-    let (parsed, file_problems) = match config::parse_layers(std::env::args_os().collect()) {
+    let (parsed, file_problems) = match config::parse_layers(args) {
         Ok((parsed, problems)) => (Some(parsed), problems),
         Err(problems) => (None, problems),
     };
@@ -91,23 +100,8 @@ fn run() -> ExitCode {
     };
     init_logging(&log_filter, &log_format);
     let resolved = match parsed {
-        Some(Parsed::Run(Cli {
-            command: Command::Stdio(options),
-        })) => options.resolve_stdio().map(|config| (config, None)),
-        Some(Parsed::Run(Cli {
-            command: Command::Serve(options),
-        })) => options.resolve().map(|(config, http)| (config, Some(http))),
         Some(Parsed::CheckConfig(options)) => return check_config(&options, file_problems),
-        Some(Parsed::Run(Cli {
-            command: Command::CheckConfig { .. },
-        }))
-        | None => Err(Vec::new()),
-    };
-    // File problems and semantic problems are one report.
-    let resolved = match (resolved, file_problems.is_empty()) {
-        (Ok(resolved), true) => Ok(resolved),
-        (Ok(_), false) => Err(file_problems),
-        (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
+        parsed => resolve(parsed, file_problems),
     };
     let (mut config, http) = match resolved {
         Ok(resolved) => resolved,
@@ -140,22 +134,114 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(async move {
-        let Some((frontend, registry)) = start(&config, log_filter, log_format) else {
-            return 1;
-        };
-        if let Err(code) = check_wrapped_at_start(&frontend).await {
-            return code;
-        }
-        match http {
-            None => run_stdio(&config, frontend, registry).await,
-            Some(http) => run_http(&config, http, frontend, registry).await,
-        }
-    });
+    // Executed by a reload: the previous image's sessions, taken over before anything forks.
+    let inherited = reload::inherited();
+    if inherited.is_some() {
+        tracing::info!(
+            version = %release::version(),
+            "reload: configuration re-read; limits, timeouts and worker settings apply to new sessions (running workers keep those they started with)"
+        );
+    }
+    // This thread forks every worker (and, on SIGHUP, executes the new image): it must outlive
+    // them all, and it is the one thread an exec keeps (ARCHITECTURE.md, *Upgrading in place*).
+    // The runtime runs on a thread of its own.
+    let (host_link, host) = spawn::host();
+    let serving = std::thread::Builder::new()
+        .name("bulkhead-runtime".into())
+        .spawn(move || {
+            serve_on_runtime(
+                runtime,
+                host_link,
+                (config, http),
+                (log_filter, log_format),
+                inherited,
+            );
+        });
+    if let Err(error) = serving {
+        tracing::error!("cannot start the runtime thread: {error}");
+        return ExitCode::FAILURE;
+    }
+    let code = host.run();
     // Do not wait for tokio's blocking stdin reader: a host may keep stdin open after a
     // signal. Every worker is already reaped.
     bulkhead_logging::buffered::flush();
     std::process::exit(code);
+}
+
+/// The runtime thread: serve until shutdown, then tell the host thread the exit code. The
+/// runtime is never dropped (its blocking stdin reader may never return); the process exits.
+fn serve_on_runtime(
+    runtime: tokio::runtime::Runtime,
+    host_link: spawn::HostLink,
+    (config, http): (Config, Option<http::HttpConfig>),
+    (log_filter, log_format): (String, String),
+    mut inherited: Option<reload::State>,
+) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let Some((frontend, registry, spawner)) = start(
+                &config,
+                &host_link,
+                (log_filter, log_format),
+                inherited.as_mut(),
+            ) else {
+                return 1;
+            };
+            if let Err(code) = check_wrapped_at_start(&frontend).await {
+                return code;
+            }
+            match http {
+                None => {
+                    let restored = inherited.and_then(|state| state.stdio);
+                    run_stdio(&config, frontend, registry, spawner, restored).await
+                }
+                Some(http) => {
+                    let restored = inherited.and_then(|state| state.http);
+                    run_http(&config, http, (frontend, registry, spawner), restored).await
+                }
+            }
+        })
+    }));
+    // A panic has been reported by the panic hook; exit as Rust does after one.
+    host_link.exit(served.unwrap_or(EXIT_PANIC));
+    std::mem::forget(runtime);
+}
+
+/// Exit status after a panic on the runtime thread (Rust's own for a panicking `main`).
+const EXIT_PANIC: i32 = 101;
+
+/// The configuration a `stdio` or `serve` command line (with its file and environment) asks
+/// for, or every problem with it: file problems and semantic problems are one report.
+fn resolve(
+    parsed: Option<Parsed>,
+    file_problems: Vec<String>,
+) -> Result<(Config, Option<http::HttpConfig>), Vec<String>> {
+    let resolved = match parsed {
+        Some(Parsed::Run(Cli {
+            command: Command::Stdio(options),
+        })) => options.resolve_stdio().map(|config| (config, None)),
+        Some(Parsed::Run(Cli {
+            command: Command::Serve(options),
+        })) => options.resolve().map(|(config, http)| (config, Some(http))),
+        _ => Err(Vec::new()),
+    };
+    match (resolved, file_problems.is_empty()) {
+        (Ok(resolved), true) => Ok(resolved),
+        (Ok(_), false) => Err(file_problems),
+        (Err(problems), _) => Err(file_problems.into_iter().chain(problems).collect()),
+    }
+}
+
+/// `bulkhead --reload-preflight FD ARGS…`: whether this binary can take over the state on `FD`
+/// and serve the command line `ARGS` (the configuration file as it is now included).
+fn preflight(state_fd: std::os::fd::RawFd, args: Vec<OsString>) -> ExitCode {
+    let state = reload::preflight_state(state_fd);
+    let configuration = match config::parse_layers(args) {
+        Ok((parsed, file_problems)) => resolve(Some(parsed), file_problems).map(|_| ()),
+        Err(problems) => Err(problems),
+    }
+    .map_err(|problems| format!("configuration: {}", problems.join("; ")));
+    ExitCode::from(reload::preflight_answer(state.and(configuration)))
 }
 
 /// The async runtime. A stdio supervisor serves one client: a single thread does all its work,
@@ -239,21 +325,21 @@ fn network_brokers(config: &Config) -> Vec<NetworkBroker> {
 }
 
 /// The parts every transport shares: spawner, registry and its reaper, the MCP front door.
+/// Under a reload, the previous image's sessions are taken over before any worker starts.
 fn start(
     config: &Config,
-    log_filter: String,
-    log_format: String,
-) -> Option<(Arc<Frontend>, Arc<Registry>)> {
-    let spawner = match Spawner::start_confined(
-        tokio::runtime::Handle::current(),
-        config.confinement.clone(),
-    ) {
-        Ok(spawner) => spawner,
-        Err(error) => {
-            tracing::error!("cannot start the spawner thread: {error}");
-            return None;
-        }
-    };
+    host: &spawn::HostLink,
+    (log_filter, log_format): (String, String),
+    inherited: Option<&mut reload::State>,
+) -> Option<(Arc<Frontend>, Arc<Registry>, Spawner)> {
+    let spawner =
+        match Spawner::on_host(host, tokio::runtime::Handle::current(), &config.confinement) {
+            Ok(spawner) => spawner,
+            Err(error) => {
+                tracing::error!("cannot start the spawner thread: {error}");
+                return None;
+            }
+        };
     let desk = match TradingDesk::start(config.trading.clone()) {
         Ok(desk) => Arc::new(desk),
         Err(error) => {
@@ -292,8 +378,14 @@ fn start(
         session_tag: String::new(),
         max_frame_bytes: config.max_frame_bytes,
     };
-    let launcher = Launcher::new(spawner, template, config.timeouts);
+    let launcher = Launcher::new(spawner.clone(), template, config.timeouts);
     let registry = Registry::new(config.limits.clone(), config.node.clone(), launcher.clone());
+    if let Some(state) = inherited {
+        registry.adopt(
+            std::mem::take(&mut state.sessions),
+            std::mem::take(&mut state.ended),
+        );
+    }
     registry.spawn_reaper();
     registry.start_pools(config.pool, config.pool_principal.clone());
     let frontend = Arc::new(Frontend {
@@ -302,8 +394,9 @@ fn start(
         call_timeout: config.call_timeout,
         credentials: CredentialStore::new(config.credentials_dir.clone()),
         tasks: Tasks::default(),
+        reload_cutoff: tokio::sync::Notify::new(),
     });
-    Some((frontend, registry))
+    Some((frontend, registry, spawner))
 }
 
 /// In external worker mode, read the catalog before serving: the wrapped server must start,
@@ -358,14 +451,28 @@ fn warn_about_trading(config: &Config) {
     }
 }
 
-async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Registry>) -> i32 {
+async fn run_stdio(
+    config: &Config,
+    frontend: Arc<Frontend>,
+    registry: Arc<Registry>,
+    spawner: Spawner,
+    restored: Option<stdio::StdioRecord>,
+) -> i32 {
     prefetch_catalog(&frontend, None);
     let shutdown = CancellationToken::new();
     let drain_ignored = || {
         tracing::warn!("SIGUSR1 (drain) applies to bulkhead serve only; ignored on stdio");
     };
-    if let Err(error) =
-        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(drain_ignored))
+    let (pauses, paused) = tokio::sync::mpsc::channel(1);
+    let reloader = reload::Reloader::new(
+        spawner,
+        frontend.clone(),
+        registry.clone(),
+        reload::Transport::Stdio(pauses),
+    );
+    if let Err(error) = signals::install(shutdown.clone())
+        .and_then(|()| signals::install_drain(drain_ignored))
+        .and_then(|()| signals::install_reload(move || reload_now(&reloader, None)))
     {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
@@ -377,6 +484,8 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
         principal,
         config.max_frame_bytes,
         shutdown,
+        paused,
+        restored,
     )
     .await;
     tracing::info!(
@@ -400,8 +509,8 @@ async fn run_stdio(config: &Config, frontend: Arc<Frontend>, registry: Arc<Regis
 async fn run_http(
     config: &Config,
     http: http::HttpConfig,
-    frontend: Arc<Frontend>,
-    registry: Arc<Registry>,
+    (frontend, registry, spawner): (Arc<Frontend>, Arc<Registry>, Spawner),
+    restored: Option<http::handover::HttpRecord>,
 ) -> i32 {
     if matches!(http.auth, http::AuthMode::None) {
         tracing::warn!(
@@ -409,25 +518,9 @@ async fn run_http(
         );
     }
     let notifier = Arc::new(systemd::Notifier::from_env());
-    let listeners = match systemd::activated_listeners() {
-        Ok(activated) if !activated.is_empty() => {
-            tracing::info!(
-                "using {} socket-activated listener(s); --http/--unix are ignored",
-                activated.len()
-            );
-            activated
-        }
-        Ok(_) => match http::bind(&http).await {
-            Ok(listeners) => listeners,
-            Err(error) => {
-                tracing::error!("cannot bind the listeners: {error}");
-                return 1;
-            }
-        },
-        Err(error) => {
-            tracing::error!("cannot use the socket-activated listeners: {error}");
-            return 1;
-        }
+    let listeners = match listeners(&http, restored.as_ref()).await {
+        Some(listeners) => listeners,
+        None => return 1,
     };
     if matches!(http.auth, http::AuthMode::None)
         && let Some(exposed) = listeners.iter().find(|listener| !listener.is_local())
@@ -450,8 +543,20 @@ async fn run_http(
             }
         }
     };
-    if let Err(error) =
-        signals::install(shutdown.clone()).and_then(|()| signals::install_drain(on_drain))
+    let (pauses, paused) = tokio::sync::mpsc::channel(1);
+    let reloader = reload::Reloader::new(
+        spawner,
+        frontend.clone(),
+        registry.clone(),
+        reload::Transport::Http(pauses),
+    );
+    let on_reload = {
+        let notifier = notifier.clone();
+        move || reload_now(&reloader, Some(&notifier))
+    };
+    if let Err(error) = signals::install(shutdown.clone())
+        .and_then(|()| signals::install_drain(on_drain))
+        .and_then(|()| signals::install_reload(on_reload))
     {
         tracing::error!("cannot install signal handlers: {error}");
         return 1;
@@ -474,11 +579,19 @@ async fn run_http(
     }
     let unix_path = http.unix.clone();
     let state = http::HttpState::new(frontend.clone(), http, config.node.clone());
+    if let Some(restored) = &restored {
+        state.restore(restored);
+    }
     for listener in &listeners {
         tracing::info!(node = %config.node, "listening on {}", listener.describe());
     }
     prefetch_catalog(&frontend, Some(state.clone()));
-    let server = tokio::spawn(http::serve(state.clone(), listeners, shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        state.clone(),
+        listeners,
+        shutdown.clone(),
+        paused,
+    ));
     notifier.notify("READY=1\nSTATUS=serving MCP");
     if let Some(interval) = systemd::watchdog_interval() {
         systemd::spawn_watchdog(notifier.clone(), interval);
@@ -500,6 +613,67 @@ async fn run_http(
     }
     tracing::info!("stopped");
     0
+}
+
+/// SIGHUP: reload in place in the background; a refusal is logged and the old image serves on.
+/// The service manager hears `RELOADING=1` first and `READY=1` from whichever image serves
+/// after it.
+fn reload_now(reloader: &Arc<reload::Reloader>, notifier: Option<&Arc<systemd::Notifier>>) {
+    let reloader = reloader.clone();
+    let notifier = notifier.cloned();
+    tokio::spawn(async move {
+        if let Some(notifier) = &notifier {
+            notifier.notify(&systemd::reloading_message());
+        }
+        match reloader.reload().await {
+            reload::Refused::Busy => {
+                tracing::info!("SIGHUP: a reload is already under way; ignored");
+            }
+            refused => {
+                tracing::warn!("SIGHUP: reload refused, still serving: {refused}");
+                if let Some(notifier) = &notifier {
+                    notifier.notify("READY=1\nSTATUS=serving MCP (reload refused)");
+                }
+            }
+        }
+    });
+}
+
+/// The listeners to serve: those a reload handed over, else socket-activated ones, else bound
+/// now. `None` (logged) when there are none to be had.
+async fn listeners(
+    http: &http::HttpConfig,
+    restored: Option<&http::handover::HttpRecord>,
+) -> Option<Vec<http::Listener>> {
+    if let Some(restored) = restored {
+        return match http::handover::listeners_from(&restored.listeners) {
+            Ok(listeners) => Some(listeners),
+            Err(error) => {
+                tracing::error!("cannot take over the listeners of the previous image: {error}");
+                None
+            }
+        };
+    }
+    match systemd::activated_listeners() {
+        Ok(activated) if !activated.is_empty() => {
+            tracing::info!(
+                "using {} socket-activated listener(s); --http/--unix are ignored",
+                activated.len()
+            );
+            Some(activated)
+        }
+        Ok(_) => match http::bind(http).await {
+            Ok(listeners) => Some(listeners),
+            Err(error) => {
+                tracing::error!("cannot bind the listeners: {error}");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::error!("cannot use the socket-activated listeners: {error}");
+            None
+        }
+    }
 }
 
 /// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.

@@ -85,6 +85,9 @@ pub struct Frontend {
     pub credentials: CredentialStore,
     /// Every task answering a request, for the drain at shutdown.
     pub tasks: Tasks,
+    /// Fired when a reload's drain deadline passes: every call still waiting for its worker is
+    /// answered with the retryable `RELOADING` error and cancelled in the worker.
+    pub reload_cutoff: tokio::sync::Notify,
 }
 
 /// What `initialize` settled for a client of the older lifecycle.
@@ -247,5 +250,48 @@ impl Connection {
     /// The principal this connection acts for.
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+}
+
+/// What one connection settled, as the next image takes it over on a reload
+/// (ARCHITECTURE.md, *Upgrading in place*).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ConnectionRecord {
+    /// The version `initialize` negotiated, if the client used it.
+    pub negotiated: Option<String>,
+    pub client_capabilities: Value,
+    /// The handle of the connection's default session, if it has one.
+    pub default_session: Option<String>,
+}
+
+impl Connection {
+    /// This connection's state, for a reload; taken while no request of it runs.
+    pub fn record(&self) -> ConnectionRecord {
+        let lifecycle = self.lifecycle();
+        ConnectionRecord {
+            negotiated: lifecycle.negotiated.map(str::to_string),
+            client_capabilities: lifecycle.client_capabilities.clone(),
+            default_session: self.default_session.handle(),
+        }
+    }
+
+    /// Take over `record` (a reload): the negotiated version, the client's capabilities and
+    /// the default session, if it is still live.
+    pub fn restore(&self, record: &ConnectionRecord) {
+        {
+            let mut lifecycle = self.lifecycle();
+            lifecycle.negotiated = record.negotiated.as_deref().and_then(|version| {
+                bulkhead_protocol::SUPPORTED_PROTOCOL_VERSIONS
+                    .iter()
+                    .copied()
+                    .find(|supported| *supported == version)
+            });
+            lifecycle.client_capabilities = record.client_capabilities.clone();
+        }
+        if let Some(handle) = &record.default_session
+            && let Some(session) = self.frontend.registry.find(handle)
+        {
+            self.default_session.set(session);
+        }
     }
 }

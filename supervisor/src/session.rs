@@ -22,6 +22,7 @@ use crate::principal::Principal;
 use crate::worker::{Launcher, WorkerExit, WorkerHandle};
 
 mod error;
+mod handover;
 mod lifetime;
 mod slots;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use bulkhead_protocol::clock::rfc3339;
 use slots::{PendingOpen, Reservation};
 
 pub use error::{Ended, SessionError};
+pub use handover::{EndedRecord, SessionRecord};
 use lifetime::{MAX_CONCURRENT_STOPS, watch_worker};
 
 /// How many ended handles are remembered for precise errors; older ones read as unknown.

@@ -1,7 +1,10 @@
 //! What each signal does to the supervisor, and why.
 //!
-//! - SIGTERM (systemd, a host closing down), SIGINT (Ctrl-C), SIGHUP (the terminal went away):
-//!   graceful shutdown — stop reading, stop every worker through its stop sequence, exit 0.
+//! - SIGTERM (systemd, a host closing down), SIGINT (Ctrl-C): graceful shutdown — stop
+//!   reading, stop every worker through its stop sequence, exit 0.
+//! - SIGHUP: reload and upgrade in place (ARCHITECTURE.md, *Upgrading in place*): re-execute
+//!   the binary on disk and take over every worker. A daemon has no terminal to lose, and a
+//!   stdio host that goes away closes stdin, which ends the conversation anyway.
 //! - A second such signal: exit at once with status 130. Workers still die: their
 //!   parent-death signal fires when the supervisor's spawner thread ends with the process, and
 //!   their sockets close.
@@ -30,18 +33,27 @@ pub fn install_drain(on_drain: impl Fn() + Send + 'static) -> std::io::Result<()
     Ok(())
 }
 
+/// Run `on_reload` on every SIGHUP (the reloader decides what a repeat means).
+pub fn install_reload(on_reload: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            on_reload();
+        }
+    });
+    Ok(())
+}
+
 /// Cancel `shutdown` on the first terminating signal; exit on the second.
 pub fn install(shutdown: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         let mut seen = 0;
         loop {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
-                _ = hup.recv() => "SIGHUP",
             };
             seen += 1;
             if seen == 1 {

@@ -20,9 +20,12 @@
 //!
 //! The parent-death signal fires when the *thread* that forked the child exits, not the
 //! process. Tokio's blocking-pool threads come and go, so spawning from one of them would kill
-//! workers at random. All spawns therefore run on one dedicated thread ([`Spawner`]) that lives
-//! as long as the supervisor process: it enters the tokio runtime (to register the sockets it
-//! returns) and forks on request. Exited workers are reaped by one thread for all of them
+//! workers at random. All spawns therefore run on one thread, the host (`host.rs`), that lives as long
+//! as the supervisor process: it enters the tokio runtime (to register the sockets it returns)
+//! and forks on request. In the supervisor the host is the process's main thread (`main` runs
+//! the runtime on a thread of its own), because the main thread is also the one that survives
+//! an `execve` (ARCHITECTURE.md, *Upgrading in place*): a worker forked by any other thread
+//! would be killed when that thread ends at the exec. Exited workers are reaped by one thread for all of them
 //! ([`reaper`]), so a worker costs the supervisor one descriptor, its socket.
 //!
 //! A wrapped stdio server (external worker mode, [`WrappedLaunch`]) is started the same way
@@ -36,8 +39,10 @@
 
 mod cgroup;
 mod home;
+mod host;
 mod identity;
 mod reaper;
+pub mod reexec;
 mod tree;
 
 use std::collections::HashSet;
@@ -47,7 +52,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, OnceLock};
 
 use bulkhead_protocol::exec::{ENV_EXEC_POLICY, ExecPolicy, ExecReport, MAX_EXEC_REPORT_BYTES};
@@ -64,6 +68,7 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 pub use cgroup::CgroupMode;
+pub use host::{HostLink, Spawner, host};
 pub use identity::UidRange;
 pub use reaper::Child;
 pub use tree::{sweep, tree_pss_bytes};
@@ -142,6 +147,11 @@ pub struct WorkerLease {
 }
 
 impl WorkerLease {
+    /// A wrapped server's private home, which a reload hands over.
+    pub fn home(&self) -> Option<PathBuf> {
+        self._home.as_ref().map(|home| home.path().to_path_buf())
+    }
+
     /// Signal what worker `pid` started: with SIGKILL, everything in its cgroup at once
     /// (`cgroup.kill`, which also catches processes that left its process group); then every
     /// descendant, wherever its group. The worker itself and its group are signalled through
@@ -167,55 +177,6 @@ impl WorkerLease {
 struct SpawnRequest {
     command: WorkerCommand,
     reply: oneshot::Sender<io::Result<Spawned>>,
-}
-
-/// Handle to the long-lived spawning thread. Cloning shares the thread.
-#[derive(Clone)]
-pub struct Spawner {
-    requests: std_mpsc::Sender<SpawnRequest>,
-}
-
-impl Spawner {
-    /// Start the spawning thread. It runs until every `Spawner` clone is dropped, which in
-    /// practice is the end of the process: workers whose parent thread exits are killed.
-    ///
-    /// Also makes the supervisor itself non-dumpable: its workers may share its uid, and a
-    /// dumpable process's memory and environment are open to any process of the same uid
-    /// through `/proc`. Fails when the confinement cannot be honoured (a uid range without
-    /// root, an explicit cgroup that cannot be used).
-    pub fn start_confined(
-        runtime: tokio::runtime::Handle,
-        confinement: Confinement,
-    ) -> io::Result<Self> {
-        nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)?;
-        let mut jail = Jail::prepare(&confinement)?;
-        let (requests, inbox) = std_mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("bulkhead-spawner".into())
-            .spawn(move || {
-                let _runtime = runtime.enter();
-                let supervisor_pid = nix::unistd::getpid();
-                for request in inbox {
-                    let result = spawn_worker(&request.command, supervisor_pid, &mut jail)
-                        .map_err(crate::capacity::explain_spawn_error);
-                    // The requester may have given up (e.g. shutdown); the child is then
-                    // dropped here, which kills it.
-                    let _ = request.reply.send(result);
-                }
-            })?;
-        Ok(Self { requests })
-    }
-
-    /// Start one worker.
-    pub async fn spawn(&self, command: WorkerCommand) -> io::Result<Spawned> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(SpawnRequest { command, reply })
-            .map_err(|_| io::Error::other("the spawner thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| io::Error::other("the spawner thread has stopped"))?
-    }
 }
 
 /// Everything the spawner thread prepared once: the limits (clamped to what the supervisor
@@ -277,6 +238,39 @@ impl Jail {
             cgroups,
         })
     }
+}
+
+/// A worker the previous image of this process started, as a reload hands it over.
+pub struct AdoptedWorker {
+    pub pid: u32,
+    /// A wrapped server's private home.
+    pub home: Option<PathBuf>,
+}
+
+/// Take over workers the previous image started (ARCHITECTURE.md, *Upgrading in place*): each
+/// is recorded with the reaper and among the live workers (so no orphan sweep mistakes it for
+/// an escaped process), and keeps its private home until it is reaped. Call before anything is
+/// spawned, inside the runtime.
+pub fn adopt(workers: &[AdoptedWorker]) -> io::Result<Vec<(Child, WorkerLease)>> {
+    if workers.iter().any(|worker| worker.home.is_some()) {
+        tree::adopt_orphans();
+    }
+    let pids: Vec<u32> = workers.iter().map(|worker| worker.pid).collect();
+    let mut live = tree::workers();
+    let children = reaper::adopt(&pids)?;
+    Ok(children
+        .into_iter()
+        .zip(workers)
+        .map(|(child, worker)| {
+            live.insert(worker.pid);
+            let lease = WorkerLease {
+                _home: worker.home.clone().map(home::PrivateHome::adopt),
+                _tracked: Some(tree::Tracked(worker.pid)),
+                ..WorkerLease::default()
+            };
+            (child, lease)
+        })
+        .collect())
 }
 
 /// What the child does between fork and exec, all prepared before the fork.
@@ -409,6 +403,72 @@ fn spawn_worker(
             _tracked: Some(tracked),
         },
     })
+}
+
+/// Start `program --reload-preflight 3 ARGS…` with `state` on descriptor 3, the new image's
+/// environment, stdout a pipe for its answer and stderr shared, recorded with the reaper. Runs
+/// on the host.
+fn start_preflight(
+    program: &std::path::Path,
+    state: std::os::fd::RawFd,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+) -> io::Result<Preflight> {
+    #[allow(clippy::disallowed_methods, reason = "spawn starts every process")]
+    let mut command = std::process::Command::new(program);
+    command
+        .arg(reexec::PREFLIGHT_FLAG)
+        .arg(reexec::PREFLIGHT_STATE_FD.to_string())
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .process_group(0);
+    // SAFETY: runs in the forked child before exec; dup2 and fcntl are async-signal-safe and
+    // use only `state`, a descriptor open in the parent at fork time.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(state, reexec::PREFLIGHT_STATE_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::fcntl(reexec::PREFLIGHT_STATE_FD, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Recorded among the live workers too, so an orphan sweep (external worker mode) never
+    // takes it for an escaped process and reaps it behind the reaper's back.
+    let (child, mut started, tracked) = {
+        let mut workers = tree::workers();
+        let recording = reaper::recording()?;
+        let started = command.spawn()?;
+        let pid = started.id();
+        let child = recording.record(pid);
+        workers.insert(pid);
+        (child, started, tree::Tracked(pid))
+    };
+    let stdout = started
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("the pre-flight run has no stdout"))?;
+    let answer =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(stdout))?;
+    Ok(Preflight {
+        child,
+        answer,
+        _tracked: tracked,
+    })
+}
+
+/// A pre-flight run: the child, the pipe its answer comes on, and its place among the live
+/// workers (dropped once it is reaped).
+pub struct Preflight {
+    pub child: Child,
+    pub answer: tokio::net::unix::pipe::Receiver,
+    _tracked: tree::Tracked,
 }
 
 /// The environment of a wrapped server: the shim's policy (with the private home writable),

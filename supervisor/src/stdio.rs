@@ -22,9 +22,10 @@ use std::sync::Arc;
 use bulkhead_protocol::frame::LineReader;
 use bulkhead_protocol::writer::FrameWriter;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::mcp::{Connection, Frontend, Sink};
+use crate::mcp::{Connection, ConnectionRecord, Frontend, Sink};
 use crate::principal::Principal;
 
 /// How long requests that arrived before stdin closed may still run: short, because closing
@@ -50,19 +51,55 @@ pub struct Output {
     pub drained: tokio::task::JoinHandle<()>,
 }
 
-/// Serve one client on stdin/stdout until stdin closes or `shutdown` fires.
+/// What the previous image left of the stdio conversation (a reload, ARCHITECTURE.md,
+/// *Upgrading in place*).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StdioRecord {
+    pub connection: ConnectionRecord,
+    /// Bytes read from stdin past the last whole message.
+    pub pending_stdin: Vec<u8>,
+}
+
+/// The conversation, paused for a reload: stdin is not read until `resume` is dropped.
+pub struct Paused {
+    pub connection: Arc<Connection>,
+    pub pending_stdin: Vec<u8>,
+    pub stdout: Arc<FrameWriter>,
+    /// Dropping it resumes reading.
+    pub _resume: oneshot::Sender<()>,
+}
+
+/// A request to pause the conversation; the reply carries what a reload needs.
+pub type PauseRequest = oneshot::Sender<Paused>;
+
+/// Serve one client on stdin/stdout until stdin closes or `shutdown` fires; pause whenever
+/// asked on `pauses`; take over `restored` first (the conversation of the previous image).
 pub async fn serve(
     frontend: Arc<Frontend>,
     principal: Principal,
     max_frame_bytes: usize,
     shutdown: CancellationToken,
+    mut pauses: mpsc::Receiver<PauseRequest>,
+    restored: Option<StdioRecord>,
 ) -> (End, Output) {
     let (stream, direct) = stdout();
     let (writer, drain) = FrameWriter::new(stream, STDOUT_QUEUE, direct);
     let drained = tokio::spawn(drain);
     let out = Sink::Stream(writer.clone());
     let connection = Connection::new(frontend.clone(), principal, out);
-    let mut reader = LineReader::new(stdin(), max_frame_bytes);
+    let pending = match &restored {
+        Some(record) => {
+            connection.restore(&record.connection);
+            record.pending_stdin.clone()
+        }
+        None => Vec::new(),
+    };
+    let input: Input = Box::pin(tokio::io::AsyncReadExt::chain(
+        std::io::Cursor::new(pending),
+        stdin(),
+    ));
+    let mut reader = LineReader::new(input, max_frame_bytes);
+    let stdout_writer = writer.clone();
     // The reading loop runs as a task of its own, like the requests it starts; all of them
     // share the runtime's one thread (see `main::runtime`).
     let reading = tokio::spawn(async move {
@@ -80,6 +117,18 @@ pub async fn serve(
                     }
                 },
                 () = shutdown.cancelled() => break End::Shutdown,
+                Some(reply) = pauses.recv() => {
+                    let (resume, resumed) = oneshot::channel();
+                    let paused = Paused {
+                        connection: connection.clone(),
+                        pending_stdin: reader.pending(),
+                        stdout: stdout_writer.clone(),
+                        _resume: resume,
+                    };
+                    if reply.send(paused).is_ok() {
+                        let _ = resumed.await;
+                    }
+                }
             }
         };
         if end == End::StdinClosed {

@@ -53,6 +53,20 @@ impl Notifier {
     }
 }
 
+/// `RELOADING=1` with the `MONOTONIC_USEC` of now, as `Type=notify-reload` expects at the
+/// start of a reload.
+pub fn reloading_message() -> String {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let now = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000
+        + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={now}\nSTATUS=reloading in place")
+}
+
 /// Half the watchdog timeout systemd set for this process, if any.
 pub fn watchdog_interval() -> Option<Duration> {
     if let Ok(pid) = std::env::var("WATCHDOG_PID")

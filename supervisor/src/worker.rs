@@ -28,6 +28,7 @@
 //! paused time. [`Launcher`] is the one place that starts workers.
 
 mod actor;
+mod adopt;
 mod cancellation;
 mod delivery;
 mod flavor;
@@ -47,6 +48,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use adopt::{HandOver, Paused};
 pub use flavor::{Builtin, Flavor};
 pub use handle::{CallEvent, WorkerExit, WorkerHandle};
 pub use launcher::{Launcher, PoolFit};

@@ -48,11 +48,22 @@ impl TestServer {
     /// before it starts (an OAuth `--public-url`), or one on `0.0.0.0:0`, which the harness
     /// reaches through the unspecified address (allow that Host with `--allow-host 0.0.0.0`).
     pub fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_program(&binary("bulkhead"), listen, args, env)
+    }
+
+    /// Start `program serve --http <listen> <args>`: a copy of the supervisor binary the test
+    /// may replace.
+    pub fn start_program(
+        program: &std::path::Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "the harness launches the binary under test"
         )]
-        let mut command = std::process::Command::new(binary("bulkhead"));
+        let mut command = std::process::Command::new(program);
         command
             .arg("serve")
             .args(["--http", listen])
@@ -62,7 +73,7 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn bulkhead serve");
+        let mut child = crate::spawn_retrying(&mut command).expect("spawn bulkhead serve");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

@@ -54,6 +54,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct TestSupervisor {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    program: Option<PathBuf>,
 }
 
 impl Default for TestSupervisor {
@@ -67,7 +68,14 @@ impl TestSupervisor {
         Self {
             args: vec!["stdio".into()],
             env: vec![("RUST_LOG".into(), "info".into())],
+            program: None,
         }
+    }
+
+    /// Run this supervisor binary instead of the workspace's (a copy the test may replace).
+    pub fn program(mut self, program: PathBuf) -> Self {
+        self.program = Some(program);
+        self
     }
 
     /// Add command-line arguments after `stdio`.
@@ -87,18 +95,19 @@ impl TestSupervisor {
 
     /// Start the process and perform nothing else.
     pub fn spawn(self) -> Running {
+        let program = self.program.clone().unwrap_or_else(|| binary("bulkhead"));
         #[allow(
             clippy::disallowed_methods,
             reason = "the harness launches the binary under test"
         )]
-        let mut command = std::process::Command::new(binary("bulkhead"));
+        let mut command = std::process::Command::new(program);
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn bulkhead");
+        let mut child = spawn_retrying(&mut command).expect("spawn bulkhead");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (lines_tx, lines) = channel();
@@ -147,6 +156,24 @@ impl TestSupervisor {
         assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
         running.notify("notifications/initialized", None);
         running
+    }
+}
+
+/// Spawn `command`, retrying while its file is busy: a binary the test has just copied can be
+/// held open for writing, for an instant, by a process another test thread forked meanwhile
+/// (until that process executes), and Linux refuses to execute a file open for writing.
+pub fn spawn_retrying(command: &mut std::process::Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match command.spawn() {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
     }
 }
 

@@ -98,6 +98,7 @@ const SUPERVISOR_LAYERS: &[&[&str]] = &[
         "drain",
         "metrics",
         "principal",
+        "release",
         "signals",
     ],
     &["node", "spawn", "trading"],
@@ -108,7 +109,7 @@ const SUPERVISOR_LAYERS: &[&[&str]] = &[
     &["catalog"],
     &["mcp"],
     &["stdio", "http"],
-    &["config", "systemd"],
+    &["config", "reload", "systemd"],
     // Entry points: the binary's root, and the library root and the fuzz targets' entry
     // points, built only with the `fuzzing` feature.
     &["main", "lib", "fuzzing"],

@@ -186,9 +186,10 @@ fn post(addr: std::net::SocketAddr, body: &Value) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {}\r\n{}Connection: close\r\nContent-Length: {}\r\n\r\n{text}",
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {}\r\n{}{}Connection: close\r\nContent-Length: {}\r\n\r\n{text}",
         body["method"].as_str().unwrap(),
         body["params"]["name"].as_str().map(|name| format!("Mcp-Name: {name}\r\n")).unwrap_or_default(),
+        body["params"]["arguments"]["session"].as_str().map(|session| format!("Mcp-Param-Session: {session}\r\n")).unwrap_or_default(),
         text.len()
     )
     .unwrap();
@@ -228,6 +229,43 @@ fn socket_activation_with_notify_serves_and_stops_gracefully() {
         .wait(Duration::from_secs(10))
         .expect("exits after draining");
     assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn sighup_notifies_reloading_then_ready_and_the_activated_socket_and_sessions_survive() {
+    let service = Activated::start(&[]);
+    assert!(service.next_notification().contains("READY=1"));
+    let open = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "session_open", "arguments": {}, "_meta": modern_meta()}});
+    let (status, opened) = post(service.addr, &open);
+    assert_eq!(status, 200, "{opened}");
+    let body: Value = serde_json::from_str(opened.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let handle = body["result"]["structuredContent"]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid = body["result"]["structuredContent"]["pid"].clone();
+
+    service.signal(nix::sys::signal::Signal::SIGHUP);
+    let reloading = service.next_notification();
+    assert!(
+        reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let ready = service.next_notification();
+    assert!(ready.contains("READY=1"), "{ready}");
+
+    // The socket systemd passed is still the one served, and the session kept its worker.
+    let info = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "session_info", "arguments": {"session": handle}, "_meta": modern_meta()}});
+    let (status, response) = post(service.addr, &info);
+    assert_eq!(status, 200, "{response}");
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(
+        body["result"]["structuredContent"]["pid"], pid,
+        "{response}"
+    );
+    let (status, response) = post(service.addr, &echo("after the reload", 0));
+    assert_eq!(status, 200, "{response}");
+    assert!(response.contains("after the reload"));
 }
 
 #[test]

@@ -55,6 +55,9 @@ pub async fn handle(
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
         return super::before_body(unread_body, shutting_down());
     }
+    if state.is_reloading() {
+        return super::before_body(unread_body, reloading());
+    }
     match *request.method() {
         Method::POST => post(state, principal, scopes, request).await,
         Method::DELETE if request.headers().contains_key(HEADER_SESSION_ID) => super::before_body(
@@ -63,6 +66,20 @@ pub async fn handle(
         ),
         _ => super::before_body(unread_body, method_not_allowed()),
     }
+}
+
+/// `503` while the server upgrades in place: nothing ran, every session survives, so the
+/// client retries the same request in a moment.
+fn reloading() -> Response<Body> {
+    let mut response = rpc_error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        codes::RELOADING,
+        "the server is upgrading in place; retry this request in a moment (every session is kept)",
+    );
+    response
+        .headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from(1u32));
+    response
 }
 
 /// `503` while the server shuts down: nothing ran, so the client may retry elsewhere.

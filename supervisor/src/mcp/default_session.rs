@@ -37,6 +37,19 @@ impl DefaultSession {
         Ok((session, notice))
     }
 
+    /// The default session's handle, if the slot is free to look at and holds one.
+    pub(super) fn handle(&self) -> Option<String> {
+        let slot = self.slot.try_lock().ok()?;
+        slot.as_ref().map(|session| session.handle.clone())
+    }
+
+    /// Make `session` the default session (taken over in a reload).
+    pub(super) fn set(&self, session: Arc<Session>) {
+        if let Ok(mut slot) = self.slot.try_lock() {
+            *slot = Some(session);
+        }
+    }
+
     /// End the default session, if there is one (legacy HTTP `DELETE`).
     pub(super) async fn close(&self, registry: &Arc<Registry>) {
         let session = self.slot.lock().await.take();

@@ -47,6 +47,8 @@ pub(super) enum CallError {
     Session(SessionError),
     /// The worker answered with a JSON-RPC error, passed on unchanged.
     Worker(RpcError),
+    /// A reload's drain deadline passed first; the call was cancelled in the worker.
+    Reloading,
 }
 
 impl From<SessionError> for CallError {
@@ -73,6 +75,10 @@ impl From<CallError> for RpcError {
             ),
             CallError::Session(error) => error.into(),
             CallError::Worker(error) => error,
+            CallError::Reloading => RpcError::new(
+                codes::RELOADING,
+                "the server is upgrading in place and this call was still running at the reload deadline, so it was cancelled; the session is kept: retry the call".to_string(),
+            ),
         }
     }
 }
@@ -242,6 +248,7 @@ impl Connection {
             let event = tokio::select! {
                 event = call.next_event() => event,
                 () = &mut deadline => return Err(missed()),
+                () = self.frontend.reload_cutoff.notified() => return Err(CallError::Reloading),
             };
             let message = match event {
                 CallEvent::Notification(notification) => notification,
@@ -262,6 +269,7 @@ impl Connection {
             tokio::select! {
                 _ = sink.send(Outgoing::from_value(&message)) => {}
                 () = &mut deadline => return Err(missed()),
+                () = self.frontend.reload_cutoff.notified() => return Err(CallError::Reloading),
             }
         }
     }
@@ -319,7 +327,9 @@ impl<'a> CallRecord<'a> {
             Ok(_) => CallOutcome::Ok,
             Err(CallError::Deadline { .. }) => CallOutcome::Deadline,
             Err(CallError::WorkerDied { .. }) => CallOutcome::WorkerDied,
-            Err(CallError::Session(_) | CallError::Worker(_)) => CallOutcome::Error,
+            Err(CallError::Session(_) | CallError::Worker(_) | CallError::Reloading) => {
+                CallOutcome::Error
+            }
         };
         self.record(outcome);
     }

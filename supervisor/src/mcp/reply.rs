@@ -231,7 +231,7 @@ pub fn unwrap_reply(mut reply: Value) -> Result<Value, RpcError> {
 }
 
 fn server_info() -> Value {
-    json!({"name": "bulkhead", "title": "Bulkhead", "version": env!("CARGO_PKG_VERSION")})
+    json!({"name": "bulkhead", "title": "Bulkhead", "version": crate::release::version()})
 }
 
 pub fn initialize_result(version: &str, catalog: &CatalogData) -> Value {

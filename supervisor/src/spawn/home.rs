@@ -47,6 +47,11 @@ impl PrivateHome {
         Ok(home)
     }
 
+    /// The home of a server the previous image started, removed like any other.
+    pub(super) fn adopt(path: PathBuf) -> Self {
+        Self { path }
+    }
+
     pub(super) fn path(&self) -> &Path {
         &self.path
     }

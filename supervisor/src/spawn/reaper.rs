@@ -84,6 +84,28 @@ impl Recording {
     }
 }
 
+/// Take over children the previous image of this process started (ARCHITECTURE.md,
+/// *Upgrading in place*): recorded all at once, before the reaper thread may look, so an exit
+/// during the hand-over reaches its `Child` like any other.
+pub fn adopt(pids: &[u32]) -> io::Result<Vec<Child>> {
+    let mut children = Vec::with_capacity(pids.len());
+    {
+        let mut guard = table();
+        for &pid in pids {
+            let (sender, exit) = watch::channel(None);
+            guard.children.insert(pid, sender);
+            children.push(Child {
+                pid,
+                exit,
+                status: None,
+            });
+        }
+    }
+    start_thread()?;
+    RECORDED.notify_one();
+    Ok(children)
+}
+
 fn start_thread() -> io::Result<()> {
     // A failed start is retried by the next spawn rather than remembered as done.
     static STARTED: Mutex<bool> = Mutex::new(false);

@@ -56,6 +56,8 @@ pub(super) struct Actor<P, R> {
     pub(super) stderr: Option<Collected>,
     /// The session the worker serves, once bound.
     pub(super) binding: Arc<OnceLock<Binding>>,
+    /// A reload asked the actor to pause: it does at the top of its next turn.
+    pub(super) pausing: Option<tokio::sync::oneshot::Sender<super::adopt::Paused>>,
 }
 
 impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
@@ -82,6 +84,10 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
         loop {
             if self.stop_requested {
                 return LoopEnd::StopRequested;
+            }
+            if let Some(reply) = self.pausing.take() {
+                super::adopt::pause(self.reader.pending(), reply).await;
+                continue;
             }
             let kill_at = self.abandoned.next_deadline();
             let stall = self.stall_wait();
@@ -137,6 +143,7 @@ impl<P: Process, R: AsyncRead + Unpin> Actor<P, R> {
                 self.on_answer(&id);
                 self.write(frame);
             }
+            Some(Command::Pause { reply }) => self.pausing = Some(reply),
             Some(Command::Stop) | None => self.stop_requested = true,
         }
     }

@@ -247,6 +247,7 @@ pub(super) fn process(pid: u32) -> (Arc<Kernel>, FakeSpawned, Peer) {
         writer,
         stderr: None,
         sandbox: SandboxPolicy::default(),
+        holdings: Default::default(),
     };
     let peer = Peer {
         reader: LineReader::new(their_reader, MAX_FRAME),

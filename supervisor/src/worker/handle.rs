@@ -123,6 +123,8 @@ pub(super) struct Shared {
     pub(super) planned: Arc<OnceLock<ExitCause>>,
     /// The session the worker serves, once bound: its `bulkhead/` requests act for it.
     pub(super) binding: Arc<OnceLock<Binding>>,
+    /// What a reload must pass on; nothing without a real socket.
+    pub(super) holdings: super::adopt::Holdings,
 }
 
 /// Cloneable handle to one worker process.

@@ -153,6 +153,11 @@ impl Launcher {
             .await
             .map_err(|source| StartError::Spawn { program, source })?;
         let pid = spawned.child.id();
+        let holdings = super::adopt::Holdings {
+            socket_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&spawned.socket)),
+            stderr_fd: spawned.stderr.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            home: spawned.lease.home(),
+        };
         let stderr = match (spawned.stderr, redactor) {
             (Some(stderr), Some(redactor)) => Some(crate::wrap::stderr::collect(
                 stderr,
@@ -162,6 +167,7 @@ impl Launcher {
             )),
             _ => None,
         };
+
         let (reader, writer) = spawned.socket.into_split();
         let process =
             process::Spawned::new(spawned.child, spawned.lease, spec.flavor.owns_a_tree());
@@ -171,9 +177,24 @@ impl Launcher {
             writer,
             stderr,
             sandbox: spawned.sandbox,
+            holdings,
         };
         let worker = start::start(spawned, spec, self.inner.timeouts, principal).await?;
         Ok(Spare { worker, stamp })
+    }
+
+    /// Take over a worker of `principal` the previous image handed over (`taken` re-recorded
+    /// with the reaper), logging under `tag`.
+    pub fn adopt(
+        &self,
+        tag: &str,
+        principal: &Principal,
+        hand_over: &super::adopt::HandOver,
+        taken: (crate::spawn::Child, crate::spawn::WorkerLease),
+    ) -> std::io::Result<WorkerHandle> {
+        let mut spec = self.inner.template.clone();
+        spec.session_tag = tag.to_string();
+        super::adopt::attach(hand_over, taken, spec, self.inner.timeouts, principal)
     }
 
     /// Whether a pre-spawned process may serve a session of `principal`, and which provisioned

@@ -22,6 +22,11 @@ pub(super) enum Command {
     Respond { id: Value, frame: Vec<u8> },
     /// Run the stop sequence.
     Stop,
+    /// Stop reading the socket and hand back what the reader holds past its last frame (a
+    /// reload is taking the worker over); read again if the reload is refused.
+    Pause {
+        reply: tokio::sync::oneshot::Sender<super::adopt::Paused>,
+    },
 }
 
 /// How the actor's main loop ended.

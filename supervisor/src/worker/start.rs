@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, watch};
 use crate::wrap::stderr::Collected;
 
 use super::actor::Actor;
+use super::adopt::Holdings;
 use super::cancellation::Abandoned;
+use super::flavor::Connected;
 use super::handle::{Shared, WorkerHandle};
 use super::process::Process;
 use super::{Flavor, StartError, WorkerSpec, WorkerTimeouts};
@@ -30,6 +32,8 @@ pub(super) struct Spawned<P, R, W> {
     pub(super) stderr: Option<Collected>,
     /// The limits it runs under, which its hello repeats.
     pub(super) sandbox: SandboxPolicy,
+    /// What a reload must pass on; nothing without a real socket.
+    pub(super) holdings: Holdings,
 }
 
 /// Bring the connection up and start the actor, or kill the process and say why not.
@@ -50,6 +54,7 @@ where
         mut writer,
         stderr,
         sandbox,
+        holdings,
     } = spawned;
     let pid = process.pid();
     let mut reader = LineReader::new(reader, spec.max_frame_bytes);
@@ -82,6 +87,50 @@ where
         }
     };
 
+    let reader_writer = Running {
+        process,
+        reader,
+        writer,
+        stderr,
+        holdings,
+        next_id: 1,
+    };
+    Ok(run_actor(reader_writer, connected, spec, timeouts))
+}
+
+/// A worker whose connection is up (just started, or taken over from the previous image).
+pub(super) struct Running<P, R, W> {
+    pub(super) process: P,
+    pub(super) reader: LineReader<R>,
+    pub(super) writer: W,
+    pub(super) stderr: Option<Collected>,
+    /// What a reload must pass on; nothing without a real socket.
+    pub(super) holdings: Holdings,
+    /// The first call id to use on the socket.
+    pub(super) next_id: u64,
+}
+
+/// Start the actor of a worker whose connection is up, and return its handle.
+pub(super) fn run_actor<P, R, W>(
+    running: Running<P, R, W>,
+    connected: Connected,
+    spec: WorkerSpec,
+    timeouts: WorkerTimeouts,
+) -> WorkerHandle
+where
+    P: Process,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Running {
+        process,
+        reader,
+        writer,
+        stderr,
+        holdings,
+        next_id,
+    } = running;
+    let pid = process.pid();
     let (commands, inbox) = mpsc::unbounded_channel();
     let (exit_tx, exit) = watch::channel(None);
     let reaped = process.status();
@@ -110,23 +159,25 @@ where
         flavor: spec.flavor,
         stderr,
         binding: binding.clone(),
+        pausing: None,
     };
     tokio::spawn(actor.run());
-    Ok(WorkerHandle {
+    WorkerHandle {
         shared: Arc::new(Shared {
             pid,
             bridge: connected.bridge,
             initialize_result: connected.initialize_result,
             tag: spec.session_tag,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(next_id),
             commands,
             writer,
             exit,
             reaped,
             planned,
             binding,
+            holdings,
         }),
-    })
+    }
 }
 
 /// Kill a worker whose start failed (a wrapped server's whole tree), reap it, clean up, and
