@@ -40,6 +40,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::mcp::{Connection, Frontend};
 use crate::metrics::{METRICS, Rejection};
@@ -116,6 +117,10 @@ pub struct HttpState {
     draining: AtomicBool,
     /// A reload is under way: requests are refused as retryable.
     reloading: AtomicBool,
+    /// Every connection's task, so that shutdown can wait for the responses being written.
+    connections: TaskTracker,
+    /// Cancelled at shutdown: each connection finishes the response it is writing, then closes.
+    closing: CancellationToken,
 }
 
 /// A bound listener.
@@ -172,7 +177,22 @@ impl HttpState {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             reloading: AtomicBool::new(false),
+            connections: TaskTracker::new(),
+            closing: CancellationToken::new(),
         })
+    }
+
+    /// After the listeners have stopped: ask every connection to close once the response it is
+    /// writing is out (an idle one closes at once), and wait for them up to `within`. False if
+    /// some were still open then (a long stream, a client that does not read): they are cut.
+    /// Without this, the answer to the request that ended a drained node's last session (a
+    /// `DELETE`, a `session_close`) could be lost with the process.
+    pub async fn close_connections(&self, within: Duration) -> bool {
+        self.closing.cancel();
+        self.connections.close();
+        tokio::time::timeout(within, self.connections.wait())
+            .await
+            .is_ok()
     }
 
     /// Mark the service ready (listeners bound, catalog loaded) or not.
@@ -349,7 +369,8 @@ async fn accept_loop(
             () = stop.cancelled() => return listener,
         };
         let state = state.clone();
-        tokio::spawn(async move {
+        let connections = state.connections.clone();
+        connections.spawn(async move {
             serve_connection(state, stream, peer).await;
             drop(permit);
         });
@@ -384,6 +405,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
 
 async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
     let header_timeout = state.config.header_timeout;
+    let closing = state.closing.clone();
     let slot = state.slots.connection();
     let requests = Arc::new(slot);
     let service = {
@@ -408,6 +430,7 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
             drive(
                 builder.serve_connection(TokioIo::new(stream), service),
                 &requests,
+                &closing,
             )
             .await
         }
@@ -415,6 +438,7 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
             drive(
                 builder.serve_connection(TokioIo::new(stream), service),
                 &requests,
+                &closing,
             )
             .await
         }
@@ -425,10 +449,11 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
 }
 
 /// Serve one connection to its end, closing it gracefully (at once when idle) if its slot is
-/// reclaimed.
+/// reclaimed or the server shuts down.
 async fn drive<I, S>(
     connection: hyper::server::conn::http1::Connection<I, S>,
     slot: &slots::ConnectionSlot,
+    closing: &CancellationToken,
 ) -> hyper::Result<()>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
@@ -438,7 +463,10 @@ where
     tokio::pin!(connection);
     tokio::select! {
         served = connection.as_mut() => served,
-        () = slot.close_requested() => {
+        () = async { tokio::select! {
+            () = slot.close_requested() => {}
+            () = closing.cancelled() => {}
+        } } => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

@@ -606,6 +606,9 @@ async fn run_http(
         );
     }
     let _ = server.await;
+    if !state.close_connections(CONNECTION_FLUSH).await {
+        tracing::info!("connections still open at shutdown (streams, clients not reading) are cut");
+    }
     tracing::info!(sessions = registry.live_count(), "stopping every session");
     registry.shutdown().await;
     if let Some(path) = unix_path {
@@ -678,6 +681,11 @@ async fn listeners(
 
 /// Longest wait, at shutdown, for calls in flight to finish before workers are stopped.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Longest wait, at shutdown and after the calls, for HTTP connections to write out the
+/// responses they hold: those are already computed, so this is a socket write; what is still
+/// open after it is a stream or a client that does not read, and is cut.
+const CONNECTION_FLUSH: Duration = Duration::from_secs(2);
 
 /// Read the tool catalog in the background so the first `tools/list` is instant; an HTTP
 /// service becomes ready once it has it.

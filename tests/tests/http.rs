@@ -569,11 +569,15 @@ fn health_metrics_and_the_admin_api_show_safe_fields_only() {
     assert!(!server.stderr().contains("SENTINEL"));
     // The harness reads the server's stderr on a thread of its own, and the supervisor writes
     // its log lines from a thread of its own: wait for the line to arrive.
+    let echo_audited = |log: &str| {
+        log.lines().any(|line| {
+            line.contains("bulkhead::audit")
+                && (line.contains("tool=\"echo\"") || line.contains("tool=echo"))
+        })
+    };
     assert!(
-        eventually(Duration::from_secs(5), || server
-            .stderr()
-            .contains("tool call")),
-        "an audit line per tool call"
+        eventually(Duration::from_secs(5), || echo_audited(&server.stderr())),
+        "an audit line per tool call, the echo's among them"
     );
     assert!(!server.stderr().contains("SENTINEL"));
     let log = server.stderr();
