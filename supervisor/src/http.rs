@@ -2,8 +2,9 @@
 //! operations endpoints.
 //!
 //! The accept loop bounds connections ([`slots`]: a slot per connection, a share per principal,
-//! idle keep-alive connections reclaimed) and serves each with hyper's HTTP/1.1 server, whose
-//! header-read timeout closes slow-header (slowloris) connections; a body has its own timeout. Every request
+//! connections without complete headers — slowloris or idle keep-alive — reclaimed for new ones)
+//! and serves each with hyper's HTTP/1.1 server, whose header-read timeout also closes
+//! slow-header connections; a body has its own timeout. Every request
 //! is routed here: `/mcp` to [`endpoint`], `/healthz`, `/readyz`, `/metrics` and `/admin/…` to
 //! [`ops`], the protected-resource metadata to [`oauth`]. Protection runs before any body is
 //! read: `Host` allow-list (TCP only) and `Origin` allow-list on every endpoint; for `/mcp`
@@ -340,7 +341,8 @@ impl Peer {
 }
 
 /// Accept connections, each with a connection slot. The slot is taken after `accept`, so that
-/// a waiting connection can make the oldest idle keep-alive connection give its slot up; at
+/// a waiting connection can make the connection that has waited longest for headers give its
+/// slot up; at
 /// most one accepted connection per listener waits for a slot.
 /// Returns the listener once `stop` fires.
 async fn accept_loop(
@@ -368,10 +370,13 @@ async fn accept_loop(
             },
             () = stop.cancelled() => return listener,
         };
+        // Registered here, in accept order: connections that never send headers are closed in
+        // the order they came in.
+        let slot = state.slots.connection();
         let state = state.clone();
         let connections = state.connections.clone();
         connections.spawn(async move {
-            serve_connection(state, stream, peer).await;
+            serve_connection(state, slot, stream, peer).await;
             drop(permit);
         });
     }
@@ -403,10 +408,14 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
     }
 }
 
-async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
+async fn serve_connection(
+    state: Arc<HttpState>,
+    slot: slots::ConnectionSlot,
+    stream: Stream,
+    peer: Peer,
+) {
     let header_timeout = state.config.header_timeout;
     let closing = state.closing.clone();
-    let slot = state.slots.connection();
     let requests = Arc::new(slot);
     let service = {
         let requests = requests.clone();
@@ -448,8 +457,10 @@ async fn serve_connection(state: Arc<HttpState>, stream: Stream, peer: Peer) {
     }
 }
 
-/// Serve one connection to its end, closing it gracefully (at once when idle) if its slot is
-/// reclaimed or the server shuts down.
+/// Serve one connection to its end; if its slot is reclaimed (it was awaiting a request's
+/// headers) or the server shuts down, close it at once when it never had a request, else
+/// gracefully (a response may still be flushing; hyper then closes it as soon as it is
+/// written, partial next headers or not).
 async fn drive<I, S>(
     connection: hyper::server::conn::http1::Connection<I, S>,
     slot: &slots::ConnectionSlot,
@@ -467,6 +478,12 @@ where
             () = slot.close_requested() => {}
             () = closing.cancelled() => {}
         } } => {
+            // hyper's graceful shutdown waits for the headers of a first request that has
+            // started; nothing was ever answered here, so nothing is lost by dropping it.
+            if slot.never_served() {
+                tracing::debug!("closed a connection that never completed its headers");
+                return Ok(());
+            }
             connection.as_mut().graceful_shutdown();
             connection.await
         }

@@ -959,6 +959,44 @@ fn idle_keep_alive_connections_are_reclaimed_for_another_principal() {
 }
 
 #[test]
+fn connections_that_never_finish_their_headers_cannot_keep_another_principal_out() {
+    let tokens = tokens_file();
+    let server = TestServer::start(&[
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--max-connections",
+        "4",
+        "--header-timeout",
+        "30",
+    ]);
+    // No principal yet: two connections send half their headers (the oldest among them), two
+    // send nothing.
+    let half = format!("POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Ty", server.addr);
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|index| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            if index % 2 == 0 {
+                stream.write_all(half.as_bytes()).unwrap();
+            }
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Far below the 30 s header timeout that would otherwise be the only way to a slot.
+    let bob = modern_request(&server, BOB, "tools/list");
+    assert_eq!(
+        status_within(&server, &bob, Duration::from_secs(10)),
+        Some(200),
+        "bob is answered while every slot is held by connections without headers"
+    );
+    assert!(
+        is_closed(&mut held[0]),
+        "the oldest connection without headers gave its slot up"
+    );
+    let _ = std::fs::remove_file(tokens);
+}
+
+#[test]
 fn no_auth_is_refused_on_a_non_loopback_address() {
     #[allow(clippy::disallowed_methods, reason = "launching the binary under test")]
     let output = std::process::Command::new(binary("bulkhead"))
