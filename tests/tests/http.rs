@@ -100,7 +100,9 @@ fn legacy_call(
 
 #[test]
 fn protocol_2026_07_28_over_http_discover_list_call_and_header_rules() {
-    let server = TestServer::start(&["--no-auth", "--sse-keepalive", "0.1"]);
+    // Half a second: far above a warm echo's time even on a loaded machine, so the quick call
+    // below is JSON; the slow one takes three times as long.
+    let server = TestServer::start(&["--no-auth", "--sse-keepalive", "0.5"]);
     let discover = server.modern(None, 1, "server/discover", json!({}));
     assert_eq!(discover.status, 200);
     assert!(
@@ -115,7 +117,14 @@ fn protocol_2026_07_28_over_http_discover_list_call_and_header_rules() {
     assert!(result["ttlMs"].is_u64() && result["cacheScope"].is_string());
 
     // A quick answer comes back as JSON; one that takes longer than the keep-alive interval
-    // on a request-scoped SSE stream.
+    // on a request-scoped SSE stream. The first call starts the default session's worker, which
+    // may take longer than the interval on a busy machine: start it first.
+    let _ = server.modern(
+        None,
+        3,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "start the default session"}}),
+    );
     let echo = server.modern(
         None,
         3,
@@ -129,7 +138,7 @@ fn protocol_2026_07_28_over_http_discover_list_call_and_header_rules() {
         None,
         3,
         "tools/call",
-        json!({"name": "echo", "arguments": {"text": "slow", "delay_ms": 400}}),
+        json!({"name": "echo", "arguments": {"text": "slow", "delay_ms": 1500}}),
     );
     assert_eq!(slow.header("content-type"), Some("text/event-stream"));
     assert_eq!(slow.header("x-accel-buffering"), Some("no"));
