@@ -490,6 +490,29 @@ fn a_wrapped_servers_session_survives_a_reload_with_its_stderr_and_its_tree() {
     bulkhead.call_ok("session_close", json!({"session": other}));
     assert_eq!(whoami(&mut bulkhead, &session), server);
     assert!(process_state(server as u32).is_some());
+    // The new image keeps the previous one's directory of private homes: a reload leaves no
+    // directory behind (two reloads, a new session after each).
+    for n in 2..=3 {
+        reload(&bulkhead, n);
+        let (another, _) = bulkhead.open_session();
+        whoami(&mut bulkhead, &another);
+    }
+    assert_eq!(
+        homes_directories(bulkhead.pid()).len(),
+        1,
+        "one directory of private homes per supervisor, whatever the reloads"
+    );
+}
+
+/// The supervisor's directories of wrapped servers' private homes (`<temp>/bulkhead-<pid>-…`).
+fn homes_directories(supervisor: u32) -> Vec<PathBuf> {
+    let prefix = format!("bulkhead-{supervisor}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path())
+        .collect()
 }
 
 /// Resident memory of a process in KiB.

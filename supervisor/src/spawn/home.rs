@@ -27,6 +27,9 @@ use nix::unistd::{Gid, Uid};
 /// Prefix of the per-supervisor directory under the temporary directory.
 const DIR_PREFIX: &str = "bulkhead-";
 
+/// This supervisor's directory of homes, once made (or adopted from the previous image).
+static BASE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
 /// One server's home; removed (recursively) on drop.
 #[derive(Debug)]
 pub(super) struct PrivateHome {
@@ -38,8 +41,16 @@ impl PrivateHome {
     pub(super) fn create(ids: Option<(Uid, Gid)>) -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let base = base(ids.is_some())?;
-        let path = base.join(format!("home-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        // After a reload the directory also holds the homes of adopted servers, numbered by the
+        // previous image: skip the names taken (`create` never reuses an existing one).
+        let path = loop {
+            let path = base.join(format!("home-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => break path,
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(error),
+            }
+        };
         let home = Self { path };
         if let Some((uid, gid)) = ids {
             nix::unistd::chown(&home.path, Some(uid), Some(gid)).map_err(io::Error::from)?;
@@ -47,8 +58,16 @@ impl PrivateHome {
         Ok(home)
     }
 
-    /// The home of a server the previous image started, removed like any other.
+    /// The home of a server the previous image started, removed like any other. Its directory
+    /// (the previous image's, of this same pid) becomes this image's, so that a reload leaves
+    /// no directory behind.
     pub(super) fn adopt(path: PathBuf) -> Self {
+        if let Some(parent) = path.parent() {
+            let mut base = BASE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if base.is_none() {
+                *base = Some(parent.to_path_buf());
+            }
+        }
         Self { path }
     }
 
@@ -73,7 +92,6 @@ impl Drop for PrivateHome {
 /// `<temp>/bulkhead-<pid>-<random>`, created once (removing those of supervisors that are gone).
 /// `shared` when each server runs as a uid of its own, which must be able to reach its home.
 fn base(shared: bool) -> io::Result<PathBuf> {
-    static BASE: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut base = BASE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(base) = &*base {
         return Ok(base.clone());
