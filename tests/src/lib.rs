@@ -330,6 +330,45 @@ impl Drop for Running {
     }
 }
 
+/// The workspace root (the repository).
+pub fn workspace() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// Install the real servers and tools the external worker mode tests wrap (`scripts/wrap-servers`:
+/// mcp-server-time and uv from PyPI, server-everything from npm), once per test binary; the
+/// script is idempotent. Panics with the installer's output when it fails. Returns the
+/// workspace root, under which they are installed.
+pub fn wrap_servers() -> &'static std::path::Path {
+    static INSTALLED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let root = workspace();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the tests install the registry servers they wrap"
+        )]
+        let output = std::process::Command::new(root.join("scripts/wrap-servers"))
+            .current_dir(&root)
+            .output()
+            .map_err(|error| format!("cannot run scripts/wrap-servers: {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/wrap-servers failed ({}): the wrapped-server tests need mcp-server-time and uv from PyPI and @modelcontextprotocol/server-everything from npm\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(root)
+    });
+    match installed {
+        Ok(root) => root,
+        Err(problem) => panic!("{problem}"),
+    }
+}
+
 /// A fresh, empty directory for one test (removed by the test when it is done, or left in
 /// the temporary directory for a look after a failure).
 pub fn scratch_dir(name: &str) -> PathBuf {

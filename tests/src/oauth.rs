@@ -12,19 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 
+use crate::workspace;
 use serde_json::{Value, json};
 
 use crate::http::{HttpResponse, send};
 
 /// The resource-scoped scopes the provider knows.
 pub const SCOPES: &str = "mcp trade";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
 
 /// The Node binary to run the provider with, installing everything once per test binary.
 fn node() -> &'static Path {

@@ -27,44 +27,29 @@ struct Servers {
     probe: PathBuf,
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
 /// Install the registry servers once per test run (scripts/wrap-servers is idempotent).
 fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Result<Servers, String>> = OnceLock::new();
     let installed = SERVERS.get_or_init(|| {
-        let root = workspace();
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the tests install the registry servers they wrap"
-        )]
-        let output = std::process::Command::new(root.join("scripts/wrap-servers"))
-            .current_dir(&root)
-            .output()
-            .map_err(|error| format!("cannot run scripts/wrap-servers: {error}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/wrap-servers failed ({}): the wrapped-server tests need mcp-server-time from PyPI and @modelcontextprotocol/server-everything from npm\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        let root = wrap_servers();
         let node_modules = root.join("tests/servers/node_modules");
         let servers = Servers {
             python: root.join(".venv-wrap/bin/python"),
             mcp_server_time: root.join(".venv-wrap/bin/mcp-server-time"),
-            everything: node_modules
-                .join("@modelcontextprotocol/server-everything/dist/index.js"),
+            everything: node_modules.join("@modelcontextprotocol/server-everything/dist/index.js"),
             probe: root.join("tests/servers/probe_server.py"),
         };
-        for path in [&servers.python, &servers.mcp_server_time, &servers.everything, &servers.probe] {
+        for path in [
+            &servers.python,
+            &servers.mcp_server_time,
+            &servers.everything,
+            &servers.probe,
+        ] {
             if !path.exists() {
-                return Err(format!("{} is missing after scripts/wrap-servers", path.display()));
+                return Err(format!(
+                    "{} is missing after scripts/wrap-servers",
+                    path.display()
+                ));
             }
         }
         Ok(servers)

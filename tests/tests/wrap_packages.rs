@@ -18,34 +18,12 @@ use serde_json::{Value, json};
 /// A first install downloads the package and its dependencies; a loaded machine is slow.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
 /// A directory holding only `uv` and `uvx` (links into `.venv-uv`), for the supervisor's
 /// `PATH`; installs them first (scripts/wrap-servers is idempotent).
 fn uv_bin() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let bin = BIN.get_or_init(|| {
-        let root = workspace();
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the tests install the tools they run"
-        )]
-        let output = std::process::Command::new(root.join("scripts/wrap-servers"))
-            .current_dir(&root)
-            .output()
-            .map_err(|error| format!("cannot run scripts/wrap-servers: {error}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/wrap-servers failed ({}): uv comes from PyPI\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        let root = wrap_servers();
         let bin = scratch_dir("uv-bin");
         for tool in ["uv", "uvx"] {
             std::os::unix::fs::symlink(root.join(".venv-uv/bin").join(tool), bin.join(tool))

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bulkhead_tests::http::TestServer;
@@ -21,42 +20,11 @@ const FILL: Duration = Duration::from_secs(30);
 const ALICE: &str = "alice-token-pool-0123456789";
 const BOB: &str = "bob-token-pool-9876543210x";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
 /// `server-everything`'s entry point, installed once per run by `scripts/wrap-servers`
 /// (idempotent; shared with `wrap.rs`).
-fn everything_js() -> &'static Path {
-    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let installed = INSTALLED.get_or_init(|| {
-        let root = workspace();
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the tests install the registry servers they wrap"
-        )]
-        let output = std::process::Command::new(root.join("scripts/wrap-servers"))
-            .current_dir(&root)
-            .output()
-            .map_err(|error| format!("cannot run scripts/wrap-servers: {error}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/wrap-servers failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        Ok(root.join(
-            "tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
-        ))
-    });
-    match installed {
-        Ok(path) => path,
-        Err(problem) => panic!("{problem}"),
-    }
+fn everything_js() -> PathBuf {
+    wrap_servers()
+        .join("tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
 }
 
 fn everything() -> Vec<String> {
