@@ -173,38 +173,48 @@ impl HttpClient {
     }
 
     fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io::Error::other(format!("bad chunk size {line:?}")))?;
-            if size == 0 {
-                // Trailers end with an empty line.
-                loop {
-                    line.clear();
-                    self.read_line(&mut line)?;
-                    if line.trim().is_empty() {
-                        return Ok(body);
-                    }
-                }
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.reader.read_exact(&mut body[start..])?;
-            line.clear();
-            self.read_line(&mut line)?;
-        }
+        read_chunked(&mut self.reader)
     }
 
     fn read_line(&mut self, line: &mut String) -> io::Result<()> {
-        if self.reader.read_line(line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
-        }
-        Ok(())
+        read_line(&mut self.reader, line)
     }
+}
+
+/// A chunked body, trailers skipped.
+pub fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        read_line(reader, &mut line)?;
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| io::Error::other(format!("bad chunk size {line:?}")))?;
+        if size == 0 {
+            // Trailers end with an empty line.
+            loop {
+                line.clear();
+                read_line(reader, &mut line)?;
+                if line.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        line.clear();
+        read_line(reader, &mut line)?;
+    }
+}
+
+/// One line; the end of the stream is an error (the server closed the connection).
+pub fn read_line(reader: &mut impl BufRead, line: &mut String) -> io::Result<()> {
+    if reader.read_line(line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ));
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@
 //! The same client drives Bulkhead and supergateway in the wrapped-server measurements, so
 //! neither gets a cheaper protocol path than the other.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use serde_json::{Value, json};
@@ -173,38 +173,11 @@ impl LegacyClient {
     }
 
     fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io::Error::other(format!("bad chunk size {line:?}")))?;
-            if size == 0 {
-                loop {
-                    line.clear();
-                    self.read_line(&mut line)?;
-                    if line.trim().is_empty() {
-                        return Ok(body);
-                    }
-                }
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.reader.read_exact(&mut body[start..])?;
-            line.clear();
-            self.read_line(&mut line)?;
-        }
+        crate::http::read_chunked(&mut self.reader)
     }
 
     fn read_line(&mut self, line: &mut String) -> io::Result<()> {
-        if self.reader.read_line(line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
-        }
-        Ok(())
+        crate::http::read_line(&mut self.reader, line)
     }
 }
 
